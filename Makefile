@@ -1,0 +1,39 @@
+# The two commands of the quickstart: `make demo` and `make test`. Each sets itself up.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+export DVC_NO_ANALYTICS := 1
+export DVC_NO_UPDATE_CHECK := 1
+
+.PHONY: install demo test lint typecheck lint-workflows bench clean
+
+$(BIN)/retrain: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+install: $(BIN)/retrain  ## create .venv and install the package with its dev tools
+
+demo: install  ## one full retraining cycle on the bundled example, offline, in .demo/
+	$(BIN)/retrain demo --dir .demo
+
+test: install lint typecheck lint-workflows  ## the whole test suite (+ linters)
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: install
+	$(BIN)/mypy
+
+lint-workflows: install  ## actionlint, zizmor, shellcheck over .github/workflows
+	bash .ci/lint-workflows
+
+bench: install  ## benchmarks (drift at a million rows, vs Evidently and a scipy loop)
+	$(BIN)/python benchmarks/bench_drift.py
+
+clean:
+	rm -rf .demo .retrain reports/latest

@@ -1,0 +1,247 @@
+"""The ``retrain`` command line: a thin layer over the library.
+
+Exit codes: 0 when the command did its job whatever the outcome; 2 for bad input or
+configuration (one line on stderr, no traceback); 1 for anything unexpected.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from retrain.errors import RetrainError
+
+
+def _emit(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def _append_summary(path: str | None, text: str) -> None:
+    if path and text:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(text.rstrip() + "\n")
+
+
+def _cfg() -> Any:
+    from retrain.config import load_config
+
+    return load_config(Path.cwd())
+
+
+class Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RetrainError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="retrain")
+def cli() -> None:
+    """Keep one production model fresh and safe, with git as the control plane."""
+
+
+@cli.command()
+def validate() -> None:
+    """Pipeline stage 1: check every data batch and the frozen holdout."""
+    from retrain import stages
+
+    stages.validate(_cfg())
+
+
+@cli.command()
+def train() -> None:
+    """Pipeline stage 2: fit the model, save it (skops), log and register it in MLflow."""
+    from retrain import stages
+
+    stages.train(_cfg())
+
+
+@cli.command()
+def evaluate() -> None:
+    """Pipeline stage 3: score the candidate on the frozen holdout."""
+    from retrain import stages
+
+    stages.evaluate(_cfg())
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="print the JSON report")
+@click.option("--force", is_flag=True, help="count as a manual trigger")
+@click.option("--reason", default=None, help="manual reason (counts as a manual trigger)")
+def triggers(as_json: bool, force: bool, reason: str | None) -> None:
+    """Which retraining triggers fire now, each with value and threshold."""
+    from retrain import registry, triggers as trig
+
+    cfg = _cfg()
+    rep = trig.check(cfg, registry.load(cfg.root, expected_model=cfg.release.model_name),
+                     force=force, reason=reason)
+    _emit(rep.to_dict()) if as_json else click.echo(rep.table())
+
+
+@cli.command()
+@click.option("--reference", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--current", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+def drift(reference: Path, current: Path, as_json: bool) -> None:
+    """Drift report between two data files (CSV or Parquet)."""
+    from retrain import drift as d
+
+    kinds = None
+    cfg_obj = None
+    try:
+        cfg = _cfg()
+        cfg_obj = cfg.drift
+        kinds = {f.name: f.type for f in cfg.dataset.features}
+    except RetrainError:
+        cfg = None
+    rep = d.drift_report(reference, current, kinds=kinds, config=cfg_obj)
+    _emit(rep.to_dict()) if as_json else click.echo(d.format_table(rep))
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="retrain even if no trigger fired (manual)")
+@click.option("--reason", default=None, help="why (a manual trigger)")
+@click.option("--bump", type=click.Choice(["minor", "patch"]), default=None,
+              help="patch: a fix that must not regress (gate: no regression beyond ε)")
+@click.option("--push", is_flag=True, help="push the proposal branch to origin")
+@click.option("--open-pr", is_flag=True, help="open the pull request with gh (implies --push)")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--summary", "summary_file", default=None, help="append a Markdown summary here")
+def run(force: bool, reason: str | None, bump: str | None, push: bool, open_pr: bool,
+        as_json: bool, summary_file: str | None) -> None:
+    """The scheduled job: triggers, dvc repro, gates, propose."""
+    from retrain import run as r
+
+    result = r.run(_cfg(), force=force, reason=reason, bump=bump, push=push, open_pr=open_pr)
+    _append_summary(summary_file, result.summary)
+    if as_json:
+        _emit(result.to_dict())
+    else:
+        click.echo(result.summary)
+
+
+@cli.command()
+@click.option("--reason", default=None)
+@click.option("--bump", type=click.Choice(["minor", "patch"]), default=None)
+@click.option("--push", is_flag=True)
+@click.option("--open-pr", is_flag=True)
+def propose(reason: str | None, bump: str | None, push: bool, open_pr: bool) -> None:
+    """Judge the reproduced pipeline and, if every gate passes, commit retrain/v<X.Y.Z>."""
+    from retrain import proposal, registry
+
+    cfg = _cfg()
+    reg = registry.load(cfg.root, expected_model=cfg.release.model_name)
+    j = proposal.judge(cfg, reg, bump_requested=bump)
+    if not j.gates.passed:
+        failed = ", ".join(f"{r.name} ({r.value} vs {r.threshold})" for r in j.gates.failed)
+        click.echo(f"gated: no proposal; failed: {failed}")
+        return
+    fired = ["manual"]
+    prop = proposal.propose(cfg, reg, j, fired=fired, reason=reason, triggers=None, drift=None,
+                            push=push, open_pr=open_pr)
+    proposal.restore_workspace(cfg.root)
+    click.echo(f"proposed v{prop.version} on {prop.branch}; PR body: {prop.body_path}")
+
+
+@cli.command()
+@click.option("--push-tags", is_flag=True, help="push the tags it creates to origin")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--summary", "summary_file", default=None)
+def promote(push_tags: bool, as_json: bool, summary_file: str | None) -> None:
+    """On main: promote, or record a rollback, for a change of production in HEAD."""
+    from retrain import promotion
+
+    res = promotion.promote(_cfg(), push_tags=push_tags)
+    _append_summary(summary_file, "### Promote\n\n" + res.summary())
+    _emit(res.to_dict()) if as_json else click.echo(res.summary())
+
+
+@cli.command()
+@click.option("--to", "to", default=None, help="a version, or 'previous' (default)")
+@click.option("--push", is_flag=True, help="push the revert to origin")
+@click.option("--open-pr", is_flag=True, help="put the revert on rollback/v<X> and open a PR")
+@click.option("--json", "as_json", is_flag=True)
+def rollback(to: str | None, push: bool, open_pr: bool, as_json: bool) -> None:
+    """Revert the merge that promoted the current version (no retraining)."""
+    from retrain import promotion
+
+    res = promotion.rollback(_cfg(), to=to, push=push, open_pr=open_pr)
+    if as_json:
+        _emit(res.to_dict())
+        return
+    where = f"on {res.branch}" + (" (pushed)" if res.pushed else " (not pushed; git push to apply)")
+    click.echo(f"rollback v{res.from_version} -> v{res.to_version}: revert commit "
+               f"{res.commit[:8]} {where}")
+    if res.pr_url:
+        click.echo(f"pull request: {res.pr_url}")
+    if not open_pr:
+        click.echo("then run `retrain promote` on the new HEAD (the promote workflow does it on push)")
+
+
+@cli.command()
+@click.option("--base", required=True, help="the git ref the PR merges into, e.g. origin/main")
+@click.option("--summary", "summary_file", default=None)
+def verify(base: str, summary_file: str | None) -> None:
+    """Re-check a proposal against its base: semver, gates, artifact in the DVC remote."""
+    from retrain import promotion
+
+    try:
+        passed = promotion.verify(_cfg(), base=base)
+    except RetrainError as exc:
+        _append_summary(summary_file, f"### Promotion gate\n\n❌ {exc}")
+        raise
+    text = "\n".join(f"✅ {p}" for p in passed)
+    _append_summary(summary_file, "### Promotion gate\n\n" + text)
+    click.echo(text)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def status(as_json: bool) -> None:
+    """Production version, registered versions, promotion/rollback history."""
+    from retrain import history
+
+    st = history.status(Path.cwd(), _cfg())
+    _emit(st) if as_json else click.echo(history.format_status(st))
+
+
+@cli.command()
+@click.option("--version", "version", required=True)
+@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path))
+@click.option("--output", "output_path", default=None, type=click.Path(path_type=Path))
+def predict(version: str, input_path: Path, output_path: Path | None) -> None:
+    """Predictions of a registered version (artifact verified before loading)."""
+    from retrain import serving
+
+    text = serving.predict_file(_cfg(), version, input_path)
+    if output_path is None:
+        click.echo(text, nl=False)
+    else:
+        from retrain.registry import write_atomic
+
+        write_atomic(output_path, text)
+
+
+@cli.command()
+@click.option("--dir", "workdir", default=".demo", show_default=True,
+              type=click.Path(path_type=Path))
+def demo(workdir: Path) -> None:
+    """One full retraining cycle on the bundled example, offline, in a sandbox."""
+    from retrain import example
+
+    example.demo(Path.cwd(), workdir)
+
+
+def main() -> None:
+    cli(prog_name="retrain")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""Configuration: declared once as typed models, validated on load.
+
+The files under ``configs/`` are read here and nowhere else.  Each file maps to one model;
+an unknown key, a wrong type or an impossible threshold raises :class:`ConfigError` with one
+line naming the file and the key, e.g.::
+
+    configs/gates.yaml: improvement.min_delta: must be >= 0 (got -0.1)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from retrain.errors import ConfigError
+
+CONFIG_DIR = "configs"
+
+
+class Strict(BaseModel):
+    """Base for config models: unknown keys are errors, values are not coerced silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- dataset
+class FeatureSpec(Strict):
+    name: str
+    type: Literal["numeric", "categorical"]
+    min: float | None = None
+    max: float | None = None
+    allow_missing: bool = False
+
+    @model_validator(mode="after")
+    def _range(self) -> FeatureSpec:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) must be <= max ({self.max})")
+        return self
+
+
+class DatasetConfig(Strict):
+    """Where the data is and what it looks like (``configs/dataset.yaml``)."""
+
+    name: str = Field(min_length=1)
+    batches: str = Field(
+        default="data/batches", description="directory of labelled batches (CSV or Parquet)"
+    )
+    holdout: str = Field(default="data/holdout.csv", description="the frozen holdout file")
+    target: str
+    task: Literal["classification", "regression"] = "classification"
+    time_column: str | None = None
+    features: list[FeatureSpec] = Field(min_length=1)
+    subgroups: list[str] = Field(default_factory=list)
+    labels: list[str] | None = Field(
+        default=None, description="allowed target labels (classification); others are refused"
+    )
+    train_window_days: int | None = Field(
+        default=None, gt=0, description="train on the newest N days only (needs time_column)"
+    )
+    allow_duplicate_rows: bool = False
+    min_rows: int = Field(default=50, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DatasetConfig:
+        names = [f.name for f in self.features]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"features: duplicate names {dupes}")
+        if self.target in names:
+            raise ValueError(f"target {self.target!r} is also listed as a feature")
+        for sg in self.subgroups:
+            if sg not in names:
+                raise ValueError(f"subgroups: {sg!r} is not a declared feature")
+        if self.train_window_days is not None and not self.time_column:
+            raise ValueError("train_window_days needs time_column")
+        if self.labels is not None and self.task == "regression":
+            raise ValueError("labels only applies to classification")
+        return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def feature(self, name: str) -> FeatureSpec:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+
+# --------------------------------------------------------------------------- model
+class ModelConfig(Strict):
+    """The estimator and its parameters (``configs/model.yaml``)."""
+
+    estimator: Literal[
+        "random_forest",
+        "hist_gradient_boosting",
+        "logistic_regression",
+        "decision_tree",
+        "ridge",
+        "linear_regression",
+    ]
+    params: dict[str, Any] = Field(default_factory=dict)
+    random_state: int = 0
+
+
+# --------------------------------------------------------------------------- triggers
+class TriggersConfig(Strict):
+    """When to retrain (``configs/triggers.yaml``)."""
+
+    class Calendar(Strict):
+        enabled: bool = True
+        max_age_days: float = Field(default=30, gt=0)
+
+    class NewData(Strict):
+        enabled: bool = True
+        min_new_rows: int = Field(default=100, ge=1)
+
+    class DataDrift(Strict):
+        enabled: bool = True
+        max_share_drifted: float = Field(default=0.3, ge=0, le=1)
+
+    class PredictionDrift(Strict):
+        enabled: bool = True
+        psi_threshold: float = Field(default=0.2, gt=0)
+
+    class Performance(Strict):
+        enabled: bool = True
+        min_metric: float | None = None
+        max_drop: float | None = Field(default=0.05, ge=0)
+        min_rows: int = Field(default=30, ge=1)
+
+    cooldown_days: float = Field(default=1, ge=0)
+    calendar: Calendar = Calendar()
+    new_data: NewData = NewData()
+    data_drift: DataDrift = DataDrift()
+    prediction_drift: PredictionDrift = PredictionDrift()
+    performance: Performance = Performance()
+
+
+# --------------------------------------------------------------------------- release
+class ReleaseConfig(Strict):
+    """Registry, tracking and deployment settings (``configs/release.yaml``)."""
+
+    model_name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
+    retention: int = Field(default=20, ge=1, description="keep the last N registry entries")
+    mlflow_experiment: str = "retrain"
+    mlflow_tracking_uri: str = Field(
+        default="sqlite:///mlflow.db",
+        description="used when MLFLOW_TRACKING_URI is not set; relative paths are repo-relative",
+    )
+    deploy_command: list[str] | None = Field(
+        default=None,
+        description="argv run after promote/rollback with RETRAIN_* variables in its env",
+    )
+    known_limitations: list[str] = Field(default_factory=list)
+    base_branch: str = "main"
+
+
+# --------------------------------------------------------------------------- all
+class Config(Strict):
+    """All of ``configs/``, validated together."""
+
+    root: Path
+    dataset: DatasetConfig
+    model: ModelConfig
+    triggers: TriggersConfig
+    gates: Any  # retrain.gates.GatesConfig (kept Any here to avoid an import cycle)
+    drift: Any  # retrain.drift.DriftConfig
+    release: ReleaseConfig
+
+    @model_validator(mode="after")
+    def _cross(self) -> Config:
+        est = self.model.estimator
+        regressors = {"ridge", "linear_regression"}
+        if self.dataset.task == "regression" and est in {"logistic_regression"}:
+            raise ValueError(f"model.yaml: estimator {est!r} cannot do regression")
+        if self.dataset.task == "classification" and est in regressors:
+            raise ValueError(f"model.yaml: estimator {est!r} cannot do classification")
+        return self
+
+
+def _format_error(path: str, err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    if "input" in first and first["type"] not in ("missing", "extra_forbidden"):
+        got = first["input"]
+        if not isinstance(got, dict | list):
+            msg = f"{msg} (got {got!r})"
+    return f"{path}: {loc}: {msg}" if loc else f"{path}: {msg}"
+
+
+def read_yaml(path: Path, display: str | None = None) -> Any:
+    """Read a YAML file, turning a missing file or a syntax error into :class:`ConfigError`."""
+    display = display or str(path)
+    if not path.is_file():
+        raise ConfigError(f"{display}: file not found")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{display}: not valid YAML{where}") from None
+
+
+def load_model(model: type[BaseModel], root: Path, name: str) -> Any:
+    """Load ``configs/<name>.yaml`` into ``model``; an absent optional file gives defaults."""
+    rel = f"{CONFIG_DIR}/{name}.yaml"
+    path = root / rel
+    data = read_yaml(path, rel) if path.exists() else {}
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{rel}: expected a mapping of keys at the top level")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(rel, exc)) from None
+
+
+def load_config(root: Path | str = ".") -> Config:
+    """Load and validate every file under ``configs/``."""
+    from retrain.drift import DriftConfig
+    from retrain.gates import GatesConfig
+
+    root = Path(root).resolve()
+    for required in ("dataset", "model", "release"):
+        if not (root / CONFIG_DIR / f"{required}.yaml").is_file():
+            raise ConfigError(f"{CONFIG_DIR}/{required}.yaml: file not found")
+    parts = {
+        "dataset": load_model(DatasetConfig, root, "dataset"),
+        "model": load_model(ModelConfig, root, "model"),
+        "triggers": load_model(TriggersConfig, root, "triggers"),
+        "gates": load_model(GatesConfig, root, "gates"),
+        "drift": load_model(DriftConfig, root, "drift"),
+        "release": load_model(ReleaseConfig, root, "release"),
+    }
+    try:
+        return Config(root=root, **parts)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"{CONFIG_DIR}/{first['msg'].removeprefix('Value error, ')}") from None

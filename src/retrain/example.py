@@ -1,0 +1,251 @@
+"""The bundled example: Seattle daily weather 2012–2015, shipped inside ``vega_datasets``.
+
+The data is materialised deterministically (byte-identical on every machine) so a fresh
+clone gets exactly what ``data.dvc`` records, offline:
+
+- ``data/batches/<year>-H<half>.csv``: labelled half-year batches, in time order;
+- ``data/holdout.csv``: all of 2015, frozen; candidate and production are judged on it.
+
+The repository ships ``data.dvc`` for the batches up to :data:`INITIAL_BATCHES`; the demo and
+the tests "receive" later batches with :func:`ingest_next_batch`, which commits a new
+``data.dvc`` the way a team's ingestion job would.
+
+:func:`make_sandbox` builds a throw-away fork: a bare ``origin``, a clone of the project, a
+local DVC remote and a SQLite MLflow store, all under one directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from retrain.errors import BadInput
+
+BATCHES = ["2012-H1", "2012-H2", "2013-H1", "2013-H2", "2014-H1", "2014-H2"]
+INITIAL_BATCHES = 3  # 2012-H1 … 2013-H1 are in the repository's data.dvc
+HOLDOUT_YEAR = 2015
+SEASONS = {12: "winter", 1: "winter", 2: "winter", 3: "spring", 4: "spring", 5: "spring",
+           6: "summer", 7: "summer", 8: "summer", 9: "autumn", 10: "autumn", 11: "autumn"}
+COLUMNS = ["date", "precipitation", "temp_max", "temp_min", "wind", "season", "weather"]
+
+
+def source_frame() -> pd.DataFrame:
+    """The raw dataset as the package ships it, plus the derived ``season`` column."""
+    from vega_datasets import local_data
+
+    df = local_data.seattle_weather()
+    df["date"] = pd.to_datetime(df["date"])
+    df["season"] = df["date"].dt.month.map(SEASONS)
+    df["weather"] = df["weather"].astype(str)
+    return df
+
+
+def _half(ts: pd.Series) -> pd.Series:
+    return ts.dt.year.astype(str) + "-H" + ((ts.dt.month > 6).astype(int) + 1).astype(str)
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    out = frame[COLUMNS].copy()
+    out["date"] = out["date"].dt.strftime("%Y-%m-%d")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out.to_csv(path, index=False, lineterminator="\n", float_format="%.1f")
+
+
+def materialise(root: Path, n_batches: int = INITIAL_BATCHES) -> list[str]:
+    """Write ``data/`` with the first ``n_batches`` batches and the holdout; return the names."""
+    if not 1 <= n_batches <= len(BATCHES):
+        raise BadInput(f"n_batches must be 1..{len(BATCHES)}, got {n_batches}")
+    df = source_frame()
+    halves = _half(df["date"])
+    data = Path(root) / "data"
+    batches = data / "batches"
+    if batches.exists():
+        shutil.rmtree(batches)
+    for name in BATCHES[:n_batches]:
+        _write_csv(df[halves == name], batches / f"{name}.csv")
+    _write_csv(df[df["date"].dt.year == HOLDOUT_YEAR], data / "holdout.csv")
+    return BATCHES[:n_batches]
+
+
+def present_batches(root: Path) -> list[str]:
+    folder = Path(root) / "data" / "batches"
+    return sorted(p.stem for p in folder.glob("*.csv")) if folder.is_dir() else []
+
+
+def write_batch(root: Path, name: str) -> Path:
+    df = source_frame()
+    part = df[_half(df["date"]) == name]
+    if part.empty:
+        raise BadInput(f"no example batch named {name!r}; batches are {BATCHES}")
+    path = Path(root) / "data" / "batches" / f"{name}.csv"
+    _write_csv(part, path)
+    return path
+
+
+# --------------------------------------------------------------------------- sandbox
+def _run(cmd: list[str], cwd: Path, env: dict[str, str], quiet: bool = True) -> str:
+    res = subprocess.run(cmd, cwd=cwd, env={**os.environ, **env}, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed in {cwd}:\n{res.stdout}\n{res.stderr}")
+    return res.stdout
+
+
+def _tool(name: str) -> str:
+    exe = Path(sys.executable).with_name(name)
+    return str(exe) if exe.exists() else name
+
+
+@dataclass
+class Sandbox:
+    """A throw-away fork of the project with its own origin, DVC remote and MLflow store."""
+
+    base: Path
+    root: Path
+    origin: Path
+    dvc_remote: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def run(self, *cmd: str, cwd: Path | None = None) -> str:
+        return _run(list(cmd), cwd or self.root, self.env)
+
+    def git(self, *args: str, cwd: Path | None = None) -> str:
+        return self.run("git", *args, cwd=cwd).strip()
+
+
+def sandbox_env(base: Path) -> dict[str, str]:
+    return {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{base / 'mlflow.db'}",
+        "GIT_AUTHOR_NAME": "retrain-bot", "GIT_AUTHOR_EMAIL": "retrain-bot@example.invalid",
+        "GIT_COMMITTER_NAME": "retrain-bot", "GIT_COMMITTER_EMAIL": "retrain-bot@example.invalid",
+        "DVC_NO_ANALYTICS": "1", "DVC_NO_UPDATE_CHECK": "1",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+
+
+def project_files(project: Path) -> list[str]:
+    """Files of the project as a fork would have them (tracked, plus untracked not ignored)."""
+    out = _run(["git", "ls-files", "-co", "--exclude-standard"], project, {})
+    skip = ("data/", ".demo/")
+    return [f for f in out.splitlines() if f and not f.startswith(skip) and (project / f).is_file()]
+
+
+def make_sandbox(base: Path, project: Path | None = None) -> Sandbox:
+    """Fork the project into ``base``: bare origin, clone, DVC remote, MLflow SQLite."""
+    project = Path(project or Path.cwd()).resolve()
+    base = Path(base).resolve()
+    base.mkdir(parents=True, exist_ok=True)
+    env = sandbox_env(base)
+    origin, root, remote = base / "origin.git", base / "work", base / "dvc-remote"
+    _run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], base, env)
+    root.mkdir()
+    for rel in project_files(project):
+        dest = root / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(project / rel, dest)
+    sb = Sandbox(base=base, root=root, origin=origin, dvc_remote=remote, env=env)
+    sb.git("init", "-q", "-b", "main")
+    sb.git("remote", "add", "origin", str(origin))
+    materialise(root)
+    dvc = _tool("dvc")
+    sb.run(dvc, "config", "core.analytics", "false")
+    sb.run(dvc, "remote", "add", "-d", "-f", "sandbox", str(remote))
+    # Hash the materialised data the way DVC does; it must reproduce data.dvc to the byte.
+    recorded = (root / "data.dvc").read_bytes()
+    sb.run(dvc, "add", "-q", "data")
+    if (root / "data.dvc").read_bytes() != recorded:
+        raise RuntimeError("materialised data does not match the repository's data.dvc")
+    sb.git("add", "-A")
+    sb.git("commit", "-q", "-m", "Fork of the retrain template (sandbox)")
+    sb.run(dvc, "push", "-q")
+    sb.git("push", "-q", "origin", "main")
+    return sb
+
+
+def ingest_next_batch(root: Path, env: dict[str, str] | None = None) -> str:
+    """Receive the next example batch: write it, ``dvc add``, commit data.dvc, ``dvc push``."""
+    env = env or sandbox_env(Path(root).parent)
+    have = present_batches(root)
+    remaining = [b for b in BATCHES if b not in have]
+    if not remaining:
+        raise BadInput("every example batch has been ingested already")
+    name = remaining[0]
+    write_batch(root, name)
+    dvc = _tool("dvc")
+    _run([dvc, "add", "-q", "data"], root, env)
+    _run(["git", "add", "data.dvc"], root, env)
+    _run(["git", "commit", "-q", "-m", f"data: add batch {name}"], root, env)
+    _run([dvc, "push", "-q"], root, env)
+    if subprocess.run(["git", "remote", "get-url", "origin"], cwd=root,
+                      capture_output=True).returncode == 0:
+        _run(["git", "push", "-q", "origin", "HEAD"], root, env)
+    return name
+
+
+def merge_proposal(sb: Sandbox, branch: str) -> str:
+    """What pressing "Merge" on the PR does: a --no-ff merge into main, pushed."""
+    sb.git("fetch", "-q", "origin")
+    sb.git("merge", "-q", "--no-ff", "-m", f"Merge pull request #1 from {branch}", branch)
+    sb.git("push", "-q", "origin", "main")
+    return sb.git("rev-parse", "HEAD")
+
+
+# --------------------------------------------------------------------------- demo
+def _step(msg: str) -> None:
+    print(f"\n==> {msg}", flush=True)
+
+
+def demo(project: Path, workdir: Path) -> None:
+    """Bootstrap (if needed) → a new batch arrives → retrain → gates → proposal."""
+    from retrain.config import load_config
+    from retrain.promotion import promote
+    from retrain.run import run
+
+    started = time.perf_counter()
+    workdir = Path(workdir).resolve()
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    _step(f"Forking the project into a sandbox at {workdir} (bare origin, DVC remote, MLflow SQLite)")
+    sb = make_sandbox(workdir, project)
+    old_cwd = Path.cwd()
+    saved_env = {k: os.environ.get(k) for k in sb.env}
+    os.environ.update(sb.env)
+    os.chdir(sb.root)
+    try:
+        cfg = load_config(sb.root)
+        _step("Bootstrap: no model in production yet, so the first run trains v1.0.0")
+        first = run(cfg)
+        print(first.summary)
+        _step(f"Reviewer merges {first.branch}; the promote step runs on main")
+        merge_proposal(sb, first.branch or "")
+        print(promote(cfg).summary())
+        _step("A new batch of labelled data arrives (committed as data.dvc by the ingestion job)")
+        name = ingest_next_batch(sb.root, sb.env)
+        print(f"ingested data/batches/{name}.csv")
+        _step("Scheduled run: triggers → dvc repro → gates → proposal")
+        second = run(cfg)
+        print(second.summary)
+        _step("Done")
+        elapsed = time.perf_counter() - started
+        lines = [
+            f"Demo finished in {elapsed:.0f}s. Production: v{first.version}; "
+            f"outcome of the retrain: {second.outcome}"
+            + (f" (v{second.version} on branch {second.branch})" if second.branch else ""),
+            f"  PR body:       {sb.root / 'reports/latest/PR.md'}",
+            f"  sandbox repo:  {sb.root}   (origin: {sb.origin})",
+            f"  try:           cd {sb.root} && retrain status",
+        ]
+        print("\n".join(lines))
+    finally:
+        os.chdir(old_cwd)
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

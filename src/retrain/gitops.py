@@ -1,0 +1,119 @@
+"""Git operations, by subprocess on the real git.
+
+Proposals are committed with plumbing (a private index, ``commit-tree``, ``update-ref``) so
+the checkout the user or the scheduler is on is never switched or modified.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from retrain.errors import GitError
+
+
+def git(root: Path, *args: str, env: dict[str, str] | None = None, check: bool = True,
+        input: str | None = None) -> str:
+    full_env = {**os.environ, **(env or {})}
+    res = subprocess.run(
+        ["git", *args], cwd=root, capture_output=True, text=True, env=full_env, input=input
+    )
+    if check and res.returncode != 0:
+        msg = (res.stderr or res.stdout).strip().splitlines()
+        raise GitError(f"git {' '.join(args[:2])} failed: {msg[-1] if msg else 'no output'}")
+    return res.stdout.strip()
+
+
+def ok(root: Path, *args: str) -> bool:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True).returncode == 0
+
+
+def head(root: Path, ref: str = "HEAD") -> str:
+    return git(root, "rev-parse", ref)
+
+
+def current_branch(root: Path) -> str | None:
+    out = git(root, "rev-parse", "--abbrev-ref", "HEAD")
+    return None if out == "HEAD" else out
+
+
+def is_dirty(root: Path, paths: list[str] | None = None) -> bool:
+    return bool(git(root, "status", "--porcelain", "--untracked-files=no", "--", *(paths or [])))
+
+
+def show(root: Path, rev: str, path: str) -> str | None:
+    """A file's text at a revision, or None when it does not exist there."""
+    res = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=root, capture_output=True, text=True)
+    return res.stdout if res.returncode == 0 else None
+
+
+def branch_exists(root: Path, branch: str) -> bool:
+    return ok(root, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}")
+
+
+def commit_files_to_branch(root: Path, *, branch: str, base: str, files: dict[str, bytes],
+                           message: str) -> str:
+    """Create ``branch`` at a new commit = ``base`` + ``files``; the working tree is untouched."""
+    if branch_exists(root, branch):
+        raise GitError(f"branch {branch} already exists; delete it or let the open proposal land")
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        git(root, "read-tree", base, env=env)
+        for rel, data in sorted(files.items()):
+            blob = subprocess.run(
+                ["git", "hash-object", "-w", "--stdin"], cwd=root, input=data,
+                capture_output=True, check=True,
+            ).stdout.decode().strip()
+            git(root, "update-index", "--add", "--cacheinfo", f"100644,{blob},{rel}", env=env)
+        tree = git(root, "write-tree", env=env)
+    commit = git(root, "commit-tree", tree, "-p", base, "-m", message)
+    git(root, "update-ref", f"refs/heads/{branch}", commit, "0" * 40)
+    return commit
+
+
+@dataclass
+class Change:
+    """One first-parent commit on the base branch that changed a file."""
+
+    sha: str
+    parent: str | None
+    at: str
+    subject: str
+    parents: int
+
+
+def first_parent_changes(root: Path, path: str, ref: str = "HEAD") -> list[Change]:
+    """Commits on the first-parent line of ``ref`` that touched ``path``, oldest first."""
+    out = git(root, "log", "--first-parent", "--format=%H%x09%P%x09%cI%x09%s", ref, "--", path,
+              check=False)
+    changes = []
+    for line in out.splitlines():
+        sha, parents, at, subject = line.split("\t", 3)
+        plist = parents.split()
+        changes.append(Change(sha=sha, parent=plist[0] if plist else None, at=at,
+                              subject=subject, parents=len(plist)))
+    return list(reversed(changes))
+
+
+def tag(root: Path, name: str, target: str, message: str) -> bool:
+    """Create an annotated tag; False when it already exists (idempotent re-runs)."""
+    if ok(root, "rev-parse", "--verify", "--quiet", f"refs/tags/{name}"):
+        return False
+    git(root, "tag", "-a", name, target, "-m", message)
+    return True
+
+
+def tags_matching(root: Path, pattern: str) -> list[str]:
+    out = git(root, "tag", "--list", pattern)
+    return [t for t in out.splitlines() if t]
+
+
+def push(root: Path, *refspecs: str, remote: str = "origin") -> None:
+    git(root, "push", remote, *refspecs)
+
+
+def has_remote(root: Path, remote: str = "origin") -> bool:
+    return ok(root, "remote", "get-url", remote)

@@ -1,0 +1,347 @@
+"""From a reproduced pipeline to a proposal: gates, then a branch a reviewer can merge.
+
+``judge`` compares the candidate (the pipeline's outputs in the workspace) with the
+production model on the same frozen holdout.  ``propose`` turns a passing candidate into
+branch ``retrain/v<X.Y.Z>``: registry.yaml with one appended entry and ``production`` moved,
+``dvc.lock``, the stage records, and ``reports/v<X.Y.Z>/`` (model card, gate.json, PR body,
+plots).  The artifact is pushed to the DVC remote first, so no PR ever references an
+artifact the remote lacks.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+
+
+from retrain import (
+    artifacts,
+    dataset,
+    dvcops,
+    gitops,
+    history,
+    registry as reg,
+    report,
+    stages,
+    tracking,
+    versioning,
+)
+from retrain.config import Config
+from retrain.errors import BadInput, ExternalCommandError
+from retrain.gates import GateInputs, GateReport, ModelScores, SchemaChange, evaluate_gates
+
+PIPELINE_FILES = ("dvc.lock", stages.VALIDATION_FILE, stages.TRAINING_FILE, stages.METRICS_FILE)
+LATEST_REPORT = "reports/latest"
+
+
+@dataclass
+class Judgement:
+    gates: GateReport
+    version: str
+    bump: str
+    base_version: str | None
+    training: dict[str, Any]
+    evaluation: dict[str, Any]
+    schema_change: SchemaChange
+    plots: list[Path] = field(default_factory=list)
+
+
+def schema_change(old: dict[str, Any] | None, new: dict[str, Any]) -> SchemaChange:
+    if not old:
+        return SchemaChange()
+    of, nf = old.get("features", {}), new.get("features", {})
+    oc, nc = set(old.get("classes") or []), set(new.get("classes") or [])
+    return SchemaChange(
+        added=sorted(set(nf) - set(of)),
+        removed=sorted(set(of) - set(nf)),
+        retyped=sorted(k for k in set(of) & set(nf) if of[k] != nf[k]),
+        classes_added=sorted(nc - oc),
+        classes_removed=sorted(oc - nc),
+    )
+
+
+def _scores(model: Any, cfg: Config, X: Any, *, latency: dict[str, float], size: int,
+            train_seconds: float | None) -> ModelScores:
+    y_pred, proba, classes = stages.predict_frame(model, X, cfg.dataset.task)
+    return ModelScores(y_pred=y_pred, proba=proba, classes=classes, latency=latency,
+                       size_bytes=size, train_seconds=train_seconds)
+
+
+def judge(cfg: Config, registry: reg.Registry, *, bump_requested: str | None) -> Judgement:
+    """Run every promotion gate for the candidate in the workspace."""
+    root = cfg.root
+    ds = cfg.dataset
+    training = stages.load_json(root, stages.TRAINING_FILE)
+    evaluation = stages.load_json(root, stages.METRICS_FILE)
+    validation = stages.load_json(root, stages.VALIDATION_FILE)
+    holdout = dataset.load_holdout(ds, root)
+    X = holdout[ds.feature_names]
+    candidate_model = artifacts.load_verified(root / stages.MODEL_FILE,
+                                              training["artifact"]["sha256"])
+    candidate = _scores(candidate_model, cfg, X, latency=evaluation["latency"],
+                        size=training["artifact"]["size_bytes"],
+                        train_seconds=training["train_seconds"])
+    prod = registry.production_entry
+    baseline = None
+    if prod is not None:
+        stages.progress(f"gates: fetching production v{prod['version']} and scoring it on the "
+                        "same holdout")
+        path = artifacts.fetch(root, prod["artifact"], prod["version"])
+        base_model = artifacts.load_verified(path, prod["artifact"]["sha256"])
+        baseline = _scores(base_model, cfg, X, latency={}, size=prod["artifact"]["size_bytes"],
+                           train_seconds=None)
+    change = schema_change(prod["schema"] if prod else None, training["schema"])
+    inputs = GateInputs(
+        task=ds.task,
+        metric=cfg.gates.primary_metric,
+        y_true=holdout[ds.target].to_numpy(),
+        subgroups={c: holdout[c].astype(str).to_numpy() for c in ds.subgroups},
+        candidate=candidate,
+        baseline=baseline,
+        bump_requested=bump_requested,  # type: ignore[arg-type]
+        schema_change=change,
+        data_valid=bool(validation.get("passed")),
+        data_detail=f"{validation.get('total_rows')} rows in {len(validation.get('files', {}))} "
+                    "batch file(s) checked",
+    )
+    stages.progress("gates: evaluating improvement (paired bootstrap), subgroups, latency, cost")
+    gate_report = evaluate_gates(inputs, cfg.gates)
+    bump = gate_report.bump
+    version = versioning.next_version(registry.latest, bump)  # type: ignore[arg-type]
+    judgement = Judgement(gates=gate_report, version=version, bump=bump,
+                          base_version=prod["version"] if prod else None, training=training,
+                          evaluation=evaluation, schema_change=change)
+    out = root / LATEST_REPORT
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    try:
+        from retrain import plots
+
+        judgement.plots = plots.write_plots(
+            out, ds.task, inputs.y_true, candidate.y_pred,
+            baseline.y_pred if baseline is not None else None,
+            candidate.proba, candidate.classes)
+    except Exception as exc:  # a missing picture must not block a promotion decision
+        stages.progress(f"gates: plots skipped ({type(exc).__name__}: {exc})")
+    stages.write_json(out / "gate.json", gate_report.to_dict())
+    return judgement
+
+
+def _now() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def build_entry(cfg: Config, j: Judgement, *, fired: list[str], reason: str | None) -> dict[str, Any]:
+    t = j.training
+    card_rel = f"reports/v{j.version}/model_card.json"
+    return {
+        "version": j.version,
+        "created": _now(),
+        "reason": {"triggers": fired, "manual": reason},
+        "bump": j.bump,
+        "code_commit": t["code_commit"],
+        "data": {k: t["data"][k] for k in ("dvc_hash", "rows", "total_rows", "start", "end", "files")},
+        "params": t["params"],
+        "schema": t["schema"],
+        "artifact": {
+            "path": t["artifact"]["path"],
+            "format": t["artifact"]["format"],
+            "md5": t["artifact"]["md5"],
+            "sha256": t["artifact"]["sha256"],
+            "size_bytes": t["artifact"]["size_bytes"],
+            "remote": "dvc",
+        },
+        "model_card": card_rel,
+        "mlflow": {k: t["mlflow"].get(k) for k in ("run_id", "model_version", "experiment")},
+        "metrics": {"overall": j.evaluation["overall"], "subgroups": j.evaluation["subgroups"]},
+        "gates": {
+            "baseline": j.base_version,
+            "passed": j.gates.passed,
+            "results": {r.name: {"verdict": r.verdict, "value": r.value, "threshold": r.threshold}
+                        for r in j.gates.results},
+        },
+    }
+
+
+def model_card(cfg: Config, entry: dict[str, Any], j: Judgement) -> dict[str, Any]:
+    return {
+        "model": cfg.release.model_name,
+        "version": entry["version"],
+        "created": entry["created"],
+        "bump": entry["bump"],
+        "reason": entry["reason"],
+        "code_commit": entry["code_commit"],
+        "training_data": {
+            "source": f"{cfg.dataset.name} ({cfg.dataset.batches}, tracked by data.dvc)",
+            **entry["data"],
+        },
+        "parameters": entry["params"],
+        "input_schema": entry["schema"]["features"],
+        "output_schema": {"target": entry["schema"]["target"], "task": entry["schema"]["task"],
+                          "classes": entry["schema"]["classes"]},
+        "schema_fingerprint": entry["schema"]["fingerprint"],
+        "metrics": {"holdout": j.evaluation["overall"], "subgroups": j.evaluation["subgroups"],
+                    "latency_ms": j.evaluation["latency"],
+                    "size_bytes": entry["artifact"]["size_bytes"],
+                    "train_seconds": j.training["train_seconds"]},
+        "gates": j.gates.to_dict(),
+        "artifact": entry["artifact"],
+        "mlflow": entry["mlflow"],
+        "known_limitations": list(cfg.release.known_limitations),
+    }
+
+
+def report_context(cfg: Config, j: Judgement, *, outcome: str, triggers: dict[str, Any] | None,
+                   fired: list[str], branch: str | None = None, pr_url: str | None = None,
+                   drift: dict[str, Any] | None = None, plot_prefix: str = "") -> dict[str, Any]:
+    checks = (triggers or {}).get("checks", {})
+    drift_top: list[Any] = []
+    if drift:
+        feats = sorted(drift["features"].items(),
+                       key=lambda kv: (not kv[1].get("drifted"), -float(kv[1].get("psi") or 0)))
+        drift_top = feats[:5]
+    run_id = j.training.get("mlflow", {}).get("run_id")
+    return {
+        "model": cfg.release.model_name,
+        "version": j.version,
+        "bump": j.bump,
+        "base_version": j.base_version,
+        "outcome": outcome,
+        "fired": [{"name": n, "value": checks.get(n, {}).get("value"),
+                   "threshold": checks.get(n, {}).get("threshold")} for n in fired],
+        "triggers": triggers or {},
+        "gates": j.gates.to_dict(),
+        "drift_top": drift_top,
+        "links": {"mlflow_run": tracking.run_url(cfg, run_id) if run_id else None,
+                  "mlflow_run_id": run_id,
+                  "model_card": f"reports/v{j.version}/model_card.json"},
+        "plots": [f"{plot_prefix}{p.name}" for p in j.plots],
+        "schema_change": j.schema_change.__dict__,
+        "branch": branch,
+        "pr_url": pr_url,
+    }
+
+
+@dataclass
+class Proposal:
+    version: str
+    branch: str
+    commit: str
+    title: str
+    body_path: Path
+    pr_url: str | None = None
+    pushed: bool = False
+
+
+def propose(cfg: Config, registry: reg.Registry, j: Judgement, *, fired: list[str],
+            reason: str | None, triggers: dict[str, Any] | None, drift: dict[str, Any] | None,
+            push: bool, open_pr: bool) -> Proposal:
+    """Push the artifact, then commit the proposal on its branch (main's tree untouched)."""
+    root = cfg.root
+    if not j.gates.passed:
+        raise BadInput("refusing to propose: a promotion gate failed (see reports/latest/gate.json)")
+    if dvcops.has_remote(root):
+        stages.progress("propose: pushing the model and data to the DVC remote")
+        dvcops.push(root)
+        if not artifacts.in_remote(root, j.training["artifact"], j.version):
+            raise ExternalCommandError("dvc push finished but the remote lacks the model; not proposing")
+    else:
+        raise BadInput(".dvc/config: no DVC remote configured; a proposal needs the model pushed "
+                       "(dvc remote add -d <name> <url>)")
+    entry = build_entry(cfg, j, fired=fired, reason=reason)
+    ever = history.ever_in_production(root, cfg)
+    new_registry = registry.with_new_version(entry, promote=True, retention=cfg.release.retention,
+                                             keep=ever)
+    branch = f"retrain/v{j.version}"
+    vdir = f"reports/v{j.version}"
+    ctx = report_context(cfg, j, outcome="proposed", triggers=triggers, fired=fired,
+                         branch=branch, drift=drift)
+    title = report.pr_title(ctx)
+    body = report.render_pr_body(ctx)
+    files: dict[str, bytes] = {
+        reg.REGISTRY_FILE: reg.dumps(new_registry).encode(),
+        f"{vdir}/model_card.json": (json.dumps(model_card(cfg, entry, j), indent=2,
+                                               sort_keys=True) + "\n").encode(),
+        f"{vdir}/gate.json": (json.dumps(j.gates.to_dict(), indent=2, sort_keys=True)
+                              + "\n").encode(),
+        f"{vdir}/PR.md": body.encode(),
+    }
+    for p in j.plots:
+        files[f"{vdir}/{p.name}"] = p.read_bytes()
+    for rel in PIPELINE_FILES:
+        if (root / rel).is_file():
+            files[rel] = (root / rel).read_bytes()
+    message = f"{title}\n\n{_commit_body(entry)}"
+    commit = gitops.commit_files_to_branch(root, branch=branch, base="HEAD", files=files,
+                                           message=message)
+    latest = root / LATEST_REPORT
+    (latest / "PR.md").write_text(body)
+    proposal = Proposal(version=j.version, branch=branch, commit=commit, title=title,
+                        body_path=latest / "PR.md")
+    stages.progress(f"propose: committed {branch} ({commit[:8]})")
+    if push or open_pr:
+        gitops.git(root, "push", "--force", "origin", f"refs/heads/{branch}:refs/heads/{branch}")
+        proposal.pushed = True
+        stages.progress(f"propose: pushed {branch} to origin")
+    if open_pr:
+        proposal.pr_url = open_pull_request(root, cfg, branch=branch, title=title,
+                                            body_path=proposal.body_path)
+    return proposal
+
+
+def _commit_body(entry: dict[str, Any]) -> str:
+    g = entry["gates"]
+    lines = [f"bump: {entry['bump']}", f"baseline: {g['baseline'] or 'none (bootstrap)'}",
+             f"triggers: {', '.join(entry['reason']['triggers']) or '-'}"]
+    if entry["reason"].get("manual"):
+        lines.append(f"reason: {entry['reason']['manual']}")
+    lines.append(f"artifact sha256: {entry['artifact']['sha256']}")
+    return "\n".join(lines)
+
+
+def open_pull_request(root: Path, cfg: Config, *, branch: str, title: str, body_path: Path) -> str:
+    """``gh pr create``; when a PR for the branch is already open, reuse it."""
+    with tempfile.NamedTemporaryFile("w", suffix=".md", delete=False) as fh:
+        fh.write(body_path.read_text())
+        body_file = fh.name
+    try:
+        res = subprocess.run(
+            ["gh", "pr", "create", "--base", cfg.release.base_branch, "--head", branch,
+             "--title", title, "--body-file", body_file],
+            cwd=root, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise ExternalCommandError("gh not found on PATH; cannot open the pull request") from None
+    finally:
+        Path(body_file).unlink(missing_ok=True)
+    out = (res.stdout or "").strip()
+    if res.returncode != 0:
+        err = (res.stderr or out).strip()
+        if "already exists" in err:
+            url = next((w for w in err.split() if w.startswith("https://")), "")
+            stages.progress(f"propose: a pull request for {branch} is already open; updated it")
+            return url
+        raise ExternalCommandError(f"gh pr create failed: {err.splitlines()[-1] if err else ''}")
+    url = out.splitlines()[-1] if out else ""
+    stages.progress(f"propose: opened {url}")
+    return url
+
+
+def restore_workspace(root: Path) -> None:
+    """Put main's tracked pipeline files back as HEAD has them (the proposal lives on its branch)."""
+    for rel in PIPELINE_FILES:
+        if gitops.show(root, "HEAD", rel) is not None:
+            gitops.git(root, "checkout", "HEAD", "--", rel)
+        else:
+            (root / rel).unlink(missing_ok=True)
+    if (root / "dvc.lock").is_file():
+        dvcops.checkout(root)
+
+

@@ -1,0 +1,105 @@
+"""MLflow: one run per training, one registered model version per run, aliases on promote.
+
+The tracking URI comes from ``MLFLOW_TRACKING_URI`` or configs/release.yaml (a SQLite file
+in the repository by default, so everything works offline).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from retrain.config import Config
+
+ALIASES = ("production", "champion")
+
+
+def tracking_uri(cfg: Config) -> str:
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.release.mlflow_tracking_uri
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        uri = prefix + str((cfg.root / uri[len(prefix):]).resolve())
+    return uri
+
+
+def _mlflow(cfg: Config) -> Any:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    for name in ("mlflow", "alembic", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="mlflow")
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri(cfg))
+    return mlflow
+
+
+def log_training(cfg: Config, *, model: Any, params: dict[str, Any], metrics: dict[str, float],
+                 tags: dict[str, str], card_path: Path, example: Any,
+                 trusted_types: list[str]) -> dict[str, str]:
+    """Log a run with params, metrics and tags, log the model (skops) and register a version."""
+    mlflow = _mlflow(cfg)
+    mlflow.set_experiment(cfg.release.mlflow_experiment)
+    with mlflow.start_run() as run:
+        mlflow.log_params({k: str(v) for k, v in params.items()})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+        mlflow.set_tags(tags)
+        mlflow.log_artifact(str(card_path))
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            serialization_format="skops",
+            skops_trusted_types=trusted_types,
+            input_example=example,
+            registered_model_name=cfg.release.model_name,
+        )
+    version = getattr(info, "registered_model_version", None)
+    return {
+        "run_id": run.info.run_id,
+        "model_version": str(version) if version is not None else "",
+        "experiment": cfg.release.mlflow_experiment,
+        "tracking_uri": _display_uri(tracking_uri(cfg)),
+    }
+
+
+def _display_uri(uri: str) -> str:
+    # A local SQLite path is machine-specific: keep the registry deterministic across clones.
+    return "sqlite (local)" if uri.startswith("sqlite:") else uri
+
+
+def set_aliases(cfg: Config, model_version: str) -> str:
+    """Point the ``production`` and ``champion`` aliases at ``model_version``.
+
+    Returns a one-line note of what happened (the registry of this tracking store may not
+    know the version when promote runs on a machine with a different local store).
+    """
+    mlflow = _mlflow(cfg)
+    client = mlflow.MlflowClient()
+    name = cfg.release.model_name
+    try:
+        client.get_model_version(name, model_version)
+    except Exception:
+        return (f"MLflow at {_display_uri(tracking_uri(cfg))} has no version {model_version} of "
+                f"{name!r}; aliases not moved")
+    for alias in ALIASES:
+        client.set_registered_model_alias(name, alias, model_version)
+    return f"MLflow aliases {', '.join(ALIASES)} -> {name} version {model_version}"
+
+
+def alias_version(cfg: Config, alias: str = "production") -> str | None:
+    mlflow = _mlflow(cfg)
+    try:
+        mv = mlflow.MlflowClient().get_model_version_by_alias(cfg.release.model_name, alias)
+    except Exception:
+        return None
+    return str(mv.version)
+
+
+def run_url(cfg: Config, run_id: str) -> str | None:
+    uri = tracking_uri(cfg)
+    if uri.startswith(("http://", "https://")):
+        return f"{uri.rstrip('/')}/#/experiments/runs/{run_id}"
+    return None
