@@ -1,0 +1,179 @@
+"""The user's flow end to end, through the CLI, on real git, DVC and MLflow.
+
+bootstrap → new data → scheduled run → branch retrain/v1.1.0 → merge (--no-ff, as a PR merge
+does) → promote → revert of the merge → promote records the rollback.  GitHub is not
+involved here: the PR is the pushed branch, the merge is done with git.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import mlflow
+import pytest
+import yaml
+
+from retrain import example
+from tests.conftest import Cli, bootstrap
+
+
+def _alias(sb: example.Sandbox, alias: str = "production") -> str:
+    mlflow.set_tracking_uri(sb.env["MLFLOW_TRACKING_URI"])
+    return str(mlflow.MlflowClient().get_model_version_by_alias("seattle-weather", alias).version)
+
+
+def _registry(sb: example.Sandbox, rev: str = "HEAD") -> dict:
+    return yaml.safe_load(sb.git("show", f"{rev}:registry.yaml"))
+
+
+def test_new_data_is_proposed_promoted_reverted_and_rolled_back(sandbox, cli: Cli, tmp_path):
+    sb = sandbox
+    bootstrap(sb, cli)
+    st = cli.json("status")
+    assert st["production"] == "1.0.0"
+    assert [e["event"] for e in st["history"]] == ["promote"]
+    assert sb.git("tag", "--list", "seattle-weather@v1.0.0") == "seattle-weather@v1.0.0"
+    v1_mlflow = _registry(sb)["versions"][0]["mlflow"]["model_version"]
+    assert _alias(sb) == v1_mlflow
+
+    # Predictions of 1.0.0 before anything else happens: the rollback must reproduce them.
+    holdout = sb.root / "data" / "holdout.csv"
+    before = tmp_path / "before.csv"
+    cli("predict", "--version", "1.0.0", "--input", str(holdout), "--output", str(before))
+
+    # Nothing new: the scheduled run ends quickly, trains nothing, proposes nothing.
+    skipped = cli.json("run")
+    assert skipped["outcome"] == "skipped" and skipped["branch"] is None
+
+    # A new half-year of labelled data arrives; the scheduled run retrains and proposes 1.1.0.
+    example.ingest_next_batch(sb.root, sb.env)
+    main_before = sb.git("rev-parse", "HEAD")
+    tracked_before = sb.git("status", "--porcelain", "--untracked-files=no")
+    out = cli.json("run")
+    assert out["outcome"] == "proposed", out
+    assert out["version"] == "1.1.0" and out["branch"] == "retrain/v1.1.0"
+    assert "new_data" in out["fired"]
+    assert all(g["verdict"] != "fail" for g in out["gates"]["gates"].values())
+    # run left the checkout as it found it: same commit, tracked files unchanged.
+    assert sb.git("rev-parse", "HEAD") == main_before
+    assert sb.git("status", "--porcelain", "--untracked-files=no") == tracked_before
+    assert _registry(sb)["production"] == "1.0.0"
+
+    # The branch changes what it must: production + one appended entry, dvc.lock, the report.
+    changed = set(sb.git("diff", "--name-only", "main", "retrain/v1.1.0").splitlines())
+    assert {"registry.yaml", "dvc.lock", "reports/v1.1.0/model_card.json",
+            "reports/v1.1.0/PR.md"} <= changed
+    assert all(p.startswith(("reports/v1.1.0/", "artifacts/")) or p in
+               {"registry.yaml", "dvc.lock"} for p in changed), changed
+    proposed = _registry(sb, "retrain/v1.1.0")
+    assert proposed["production"] == "1.1.0"
+    assert proposed["versions"][:-1] == _registry(sb)["versions"]
+    new = proposed["versions"][-1]
+    assert new["bump"] == "minor" and new["gates"]["baseline"] == "1.0.0"
+    assert new["data"]["dvc_hash"] != _registry(sb)["versions"][0]["data"]["dvc_hash"]
+
+    # The promotion gate (what CI runs on the PR) accepts the branch.
+    sb.git("checkout", "-q", "retrain/v1.1.0")
+    cli("verify", "--base", "main")
+    sb.git("checkout", "-q", "main")
+
+    # Merge, as the PR button does, and promote.
+    merge = example.merge_proposal(sb, "retrain/v1.1.0")
+    promoted = cli.json("promote")
+    assert promoted["event"] == "promote" and promoted["version"] == "1.1.0"
+    st = cli.json("status")
+    assert st["production"] == "1.1.0"
+    assert sb.git("tag", "--list", "seattle-weather@v1.1.0") == "seattle-weather@v1.1.0"
+    v11_mlflow = proposed["versions"][-1]["mlflow"]["model_version"]
+    assert _alias(sb) == v11_mlflow and _alias(sb, "champion") == v11_mlflow
+
+    # 3 a.m.: revert the merge. Promote sees production move back and records a rollback.
+    sb.git("revert", "--no-edit", "-m", "1", merge)
+    rolled = cli.json("promote")
+    assert rolled["event"] == "rollback" and rolled["version"] == "1.0.0"
+    assert rolled["previous"] == "1.1.0"
+    st = cli.json("status")
+    assert st["production"] == "1.0.0"
+    assert [e["event"] for e in st["history"]] == ["promote", "promote", "rollback"]
+    assert st["history"][-1]["from"] == "1.1.0"
+    assert _alias(sb) == v1_mlflow
+    stage_tags = sb.git("tag", "--list", "seattle-weather#production#*").split()
+    assert len(stage_tags) == 3
+    after = tmp_path / "after.csv"
+    cli("predict", "--version", "1.0.0", "--input", str(holdout), "--output", str(after))
+    assert after.read_bytes() == before.read_bytes()
+    # Promote is idempotent: running it again on the same commit records nothing new.
+    assert cli.json("promote")["event"] == "rollback"
+    assert len(sb.git("tag", "--list", "seattle-weather#production#*").split()) == 3
+
+
+def test_rollback_on_a_fresh_clone_needs_no_training_data(sandbox, cli: Cli, tmp_path, fake_gh):
+    """On-call flow: a fresh clone with no data and an empty DVC cache rolls back with one
+    command; promote then redeploys the old artifact fetched from the DVC remote."""
+    sb = sandbox
+    bootstrap(sb, cli)
+    example.ingest_next_batch(sb.root, sb.env)
+    out = cli.json("run")
+    assert out["version"] == "1.1.0", out
+    example.merge_proposal(sb, out["branch"])
+    cli("promote", "--push-tags")
+
+    oncall = tmp_path / "oncall"
+    subprocess.run(["git", "clone", "-q", str(sb.origin), str(oncall)], check=True, env=cli.env)
+    assert not (oncall / "data" / "batches").exists()
+    res = cli("rollback", "--push", cwd=oncall)
+    assert "1.1.0 -> v1.0.0" in res.stdout
+    assert yaml.safe_load((oncall / "registry.yaml").read_text())["production"] == "1.0.0"
+    assert subprocess.run(["git", "log", "-1", "--format=%s", "origin/main"], cwd=oncall,
+                          capture_output=True, text=True).stdout.startswith("Rollback")
+    promoted = cli.json("promote", cwd=oncall)
+    assert promoted["event"] == "rollback" and promoted["version"] == "1.0.0"
+    deployed = json.loads((oncall / ".retrain" / "deployed" / "current.json").read_text())
+    assert deployed["version"] == "1.0.0" and deployed["event"] == "rollback"
+    assert not (oncall / "data" / "batches").exists()
+    assert not (oncall / "artifacts" / "train").exists()
+
+
+def test_worse_candidate_is_gated_and_nothing_is_proposed(sandbox, cli: Cli):
+    sb = sandbox
+    bootstrap(sb, cli)
+    (sb.root / "configs" / "model.yaml").write_text(
+        "estimator: decision_tree\nrandom_state: 0\nparams:\n  max_depth: 1\n")
+    sb.git("commit", "-qam", "model: try a stump")
+    registry_before = (sb.root / "registry.yaml").read_bytes()
+    out = cli.json("run", "--force", "--reason", "try a smaller model")
+    assert out["outcome"] == "gated", out
+    assert out["branch"] is None and out["version"] is None
+    assert out["gates"]["gates"]["improvement"]["verdict"] == "fail"
+    assert sb.git("branch", "--list", "retrain/*") == ""
+    assert sb.git("ls-remote", "--heads", "origin", "retrain/*") == ""
+    assert (sb.root / "registry.yaml").read_bytes() == registry_before
+    gate = json.loads((sb.root / "reports" / "latest" / "gate.json").read_text())
+    assert gate["passed"] is False
+    assert "improvement" in (sb.root / "reports" / "latest" / "summary.md").read_text()
+
+
+def test_scheduled_run_opens_a_pull_request_through_gh(sandbox, cli: Cli, fake_gh):
+    """`gh` is a recording stand-in on PATH (GitHub cannot be reached from tests)."""
+    from tests.conftest import gh_calls
+
+    out = cli.json("run", "--open-pr")
+    assert out["outcome"] == "proposed" and out["pr_url"].startswith("https://github.com/")
+    calls = gh_calls(fake_gh)
+    assert len(calls) == 1
+    argv = calls[0]["argv"]
+    assert argv[:2] == ["pr", "create"]
+    assert argv[argv.index("--head") + 1] == "retrain/v1.0.0"
+    assert argv[argv.index("--title") + 1].startswith("Promote seattle-weather v1.0.0")
+    assert "| Gate" in calls[0]["body"] or "gate" in calls[0]["body"].lower()
+    assert sandbox.git("ls-remote", "--heads", "origin", "retrain/v1.0.0")
+
+
+def test_triggers_report_nothing_when_nothing_changed(sandbox, cli: Cli):
+    bootstrap(sandbox, cli)
+    rep = cli.json("triggers")
+    assert rep["retrain"] is False and rep["fired"] == []
+    assert rep["checks"]["new_data"]["value"] == 0
+    assert rep["checks"]["new_data"]["threshold"] == 100

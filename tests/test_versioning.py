@@ -1,0 +1,48 @@
+"""Semantic versioning rules for models (DESIGN.md section 3)."""
+
+from __future__ import annotations
+
+import pytest
+
+from retrain import versioning
+from retrain.errors import RegistryError
+
+
+@pytest.mark.parametrize(
+    ("latest", "bump", "expected"),
+    [(None, "initial", "1.0.0"), ("1.0.0", "minor", "1.1.0"), ("1.1.0", "patch", "1.1.1"),
+     ("1.4.2", "major", "2.0.0"), ("2.0.9", "minor", "2.1.0")],
+)
+def test_next_version_follows_the_bump(latest, bump, expected):
+    assert versioning.next_version(latest, bump) == expected
+
+
+def test_first_version_is_one_zero_zero_whatever_was_requested():
+    assert versioning.decide_bump(has_production=False, schema_changed=True, requested="patch") == "initial"
+
+
+@pytest.mark.parametrize("requested", [None, "minor", "patch"])
+def test_a_schema_change_forces_major_whatever_was_requested(requested):
+    assert versioning.decide_bump(has_production=True, schema_changed=True,
+                                  requested=requested) == "major"
+
+
+def test_patch_only_when_requested_and_schema_unchanged():
+    assert versioning.decide_bump(has_production=True, schema_changed=False, requested="patch") == "patch"
+    assert versioning.decide_bump(has_production=True, schema_changed=False, requested=None) == "minor"
+
+
+@pytest.mark.parametrize("bad", ["1.0", "v1.0.0", "1.0.0-rc1", "1.0.0+build", 1.0, None, "x.y.z"])
+def test_malformed_versions_are_refused(bad):
+    with pytest.raises(RegistryError):
+        versioning.parse(bad)
+
+
+def test_versions_order_numerically_not_lexically():
+    assert versioning.is_newer("1.10.0", "1.9.0")
+    assert not versioning.is_newer("1.9.0", "1.10.0")
+
+
+def test_tags_use_gto_grammar():
+    assert versioning.tag_name("churn", "1.2.0") == "churn@v1.2.0"
+    assert versioning.stage_tag_name("churn", "production", 3) == "churn#production#3"
