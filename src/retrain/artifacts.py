@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -104,15 +103,43 @@ def load_verified(path: Path, sha256: str, *, display: str | None = None) -> Any
 
 
 # ------------------------------------------------------------------------ fetching
-def _dvc(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["dvc", *args], cwd=root, capture_output=True, text=True)
+# Objects are addressed by md5 in DVC's content-addressed cache and remote, so any version can
+# be fetched without checking out the commit that produced it.  DVC's repo API is used for
+# the remote (``Repo.cloud.get_remote_odb``): the same configuration, credentials and
+# filesystems as ``dvc pull``.
+
+
+def _repo(root: Path) -> Any:
+    from dvc.repo import Repo
+
+    return Repo(str(root))
+
+
+def _remote_odb(root: Path) -> Any:
+    from dvc.config import NoRemoteError
+
+    try:
+        return _repo(root).cloud.get_remote_odb(None, "fetch")
+    except NoRemoteError:
+        raise ArtifactError(
+            ".dvc/config: no default DVC remote; artifacts are fetched from it "
+            "(dvc remote add -d <name> <url>)"
+        ) from None
 
 
 def cache_path(root: Path, md5: str) -> Path:
     """Where DVC 3 keeps an object of this md5 in the repository's cache."""
-    res = _dvc(root, "cache", "dir")
-    cache = Path(res.stdout.strip()) if res.returncode == 0 and res.stdout.strip() else root / ".dvc" / "cache"
-    return cache / "files" / "md5" / md5[:2] / md5[2:]
+    return Path(_repo(root).cache.local.path) / md5[:2] / md5[2:]
+
+
+def in_remote(root: Path, ref: dict[str, Any]) -> bool:
+    """True when the default DVC remote holds the artifact's object."""
+    try:
+        return bool(_remote_odb(root).exists(ref["md5"]))
+    except ArtifactError:
+        raise
+    except Exception as exc:
+        raise ExternalCommandError(f"DVC remote cannot be read: {type(exc).__name__}: {exc}") from None
 
 
 def fetch(root: Path, ref: dict[str, Any], version: str) -> Path:
@@ -126,66 +153,25 @@ def fetch(root: Path, ref: dict[str, Any], version: str) -> Path:
     target = store / f"{ref['sha256']}.{ref.get('format', MODEL_FORMAT)}"
     if target.is_file() and sha256_of(target) == ref["sha256"]:
         return target
-    source = cache_path(root, ref["md5"])
-    if not source.is_file():
-        _fetch_from_remote(root, ref, version)
-    if not source.is_file():
-        raise ArtifactError(
-            f"registry.yaml: version {version}: artifact md5 {ref['md5']} is in neither the DVC "
-            "cache nor the DVC remote"
-        )
     store.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".part")
-    shutil.copyfile(source, tmp)
+    source = cache_path(root, ref["md5"])
+    if source.is_file():
+        shutil.copyfile(source, tmp)
+    else:
+        odb = _remote_odb(root)
+        if not odb.exists(ref["md5"]):
+            raise ArtifactError(
+                f"registry.yaml: version {version}: artifact md5 {ref['md5']} is in neither the "
+                "DVC cache nor the DVC remote"
+            )
+        odb.fs.get_file(odb.oid_to_path(ref["md5"]), str(tmp))
     actual = sha256_of(tmp)
     if actual != ref["sha256"]:
         tmp.unlink()
         raise ArtifactError(
             f"registry.yaml: version {version}: artifact sha256 mismatch (registry "
-            f"{ref['sha256'][:12]}…, remote object {actual[:12]}…); refusing to use it"
+            f"{ref['sha256'][:12]}…, stored object {actual[:12]}…); refusing to use it"
         )
     tmp.replace(target)
     return target
-
-
-def _fetch_from_remote(root: Path, ref: dict[str, Any], version: str) -> None:
-    """Ask DVC to fetch one object by md5 into the cache, through a throw-away .dvc file."""
-    scratch = root / ".retrain" / "fetch"
-    scratch.mkdir(parents=True, exist_ok=True)
-    name = f"v{version}.skops"
-    dvcfile = scratch / f"{name}.dvc"
-    dvcfile.write_text(
-        f"outs:\n- md5: {ref['md5']}\n  size: {int(ref.get('size_bytes', 0))}\n  hash: md5\n  path: {name}\n"
-    )
-    try:
-        res = _dvc(root, "fetch", str(dvcfile.relative_to(root)))
-        if res.returncode != 0:
-            msg = (res.stderr or res.stdout).strip().splitlines()
-            raise ExternalCommandError(
-                f"dvc fetch of version {version} failed: {msg[-1] if msg else 'no output'}"
-            )
-    finally:
-        dvcfile.unlink(missing_ok=True)
-
-
-def in_remote(root: Path, ref: dict[str, Any], version: str) -> bool:
-    """True when the DVC remote has the artifact (checked by fetching it into a clean cache)."""
-    scratch = root / ".retrain" / "fetch"
-    scratch.mkdir(parents=True, exist_ok=True)
-    name = f"v{version}.skops"
-    dvcfile = scratch / f"{name}.dvc"
-    dvcfile.write_text(
-        f"outs:\n- md5: {ref['md5']}\n  size: {int(ref.get('size_bytes', 0))}\n  hash: md5\n  path: {name}\n"
-    )
-    try:
-        res = _dvc(root, "status", "--cloud", "--json", str(dvcfile.relative_to(root)))
-    finally:
-        dvcfile.unlink(missing_ok=True)
-    if res.returncode != 0:
-        msg = (res.stderr or res.stdout).strip().splitlines()
-        raise ExternalCommandError(f"dvc status --cloud failed: {msg[-1] if msg else 'no output'}")
-    import json
-
-    status = json.loads(res.stdout or "{}")
-    # An object missing from the remote is listed as "new" (in cache only) or "deleted"/"missing".
-    return not status

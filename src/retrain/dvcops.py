@@ -31,7 +31,7 @@ def dvc(root: Path, *args: str, check: bool = True, stream: bool = False) -> sub
 
 
 def repro(root: Path) -> None:
-    dvc(root, "repro", stream=True)
+    dvc(root, "repro", "--quiet", stream=True)
 
 
 def push(root: Path) -> None:

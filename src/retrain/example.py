@@ -17,6 +17,7 @@ local DVC remote and a SQLite MLflow store, all under one directory.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -136,8 +137,13 @@ def project_files(project: Path) -> list[str]:
     return [f for f in out.splitlines() if f and not f.startswith(skip) and (project / f).is_file()]
 
 
-def make_sandbox(base: Path, project: Path | None = None) -> Sandbox:
-    """Fork the project into ``base``: bare origin, clone, DVC remote, MLflow SQLite."""
+def make_sandbox(base: Path, project: Path | None = None, *, cooldown_days: float | None = 0
+                 ) -> Sandbox:
+    """Fork the project into ``base``: bare origin, clone, DVC remote, MLflow SQLite.
+
+    The fork replays years of batches in seconds, so by default its triggers config sets
+    ``cooldown_days: 0`` (pass ``None`` to keep the project's value).
+    """
     project = Path(project or Path.cwd()).resolve()
     base = Path(base).resolve()
     base.mkdir(parents=True, exist_ok=True)
@@ -161,6 +167,12 @@ def make_sandbox(base: Path, project: Path | None = None) -> Sandbox:
     sb.run(dvc, "add", "-q", "data")
     if (root / "data.dvc").read_bytes() != recorded:
         raise RuntimeError("materialised data does not match the repository's data.dvc")
+    if cooldown_days is not None:
+        trig = root / "configs" / "triggers.yaml"
+        text = trig.read_text()
+        trig.write_text(re.sub(r"(?m)^cooldown_days:.*$",
+                               f"cooldown_days: {cooldown_days}  # sandbox: history replayed in seconds",
+                               text))
     sb.git("add", "-A")
     sb.git("commit", "-q", "-m", "Fork of the retrain template (sandbox)")
     sb.run(dvc, "push", "-q")

@@ -353,5 +353,8 @@ def verify(cfg: Config, *, base: str) -> list[str]:
 
 
 def _verify_artifact(root: Path, entry: dict[str, Any]) -> None:
+    if not artifacts.in_remote(root, entry["artifact"]):
+        raise BadInput(f"registry.yaml: version {entry['version']}: artifact md5 "
+                       f"{entry['artifact']['md5']} is not in the DVC remote")
     path = artifacts.fetch(root, entry["artifact"], entry["version"])
     artifacts.load_verified(path, entry["artifact"]["sha256"])

@@ -251,7 +251,7 @@ def propose(cfg: Config, registry: reg.Registry, j: Judgement, *, fired: list[st
     if dvcops.has_remote(root):
         stages.progress("propose: pushing the model and data to the DVC remote")
         dvcops.push(root)
-        if not artifacts.in_remote(root, j.training["artifact"], j.version):
+        if not artifacts.in_remote(root, j.training["artifact"]):
             raise ExternalCommandError("dvc push finished but the remote lacks the model; not proposing")
     else:
         raise BadInput(".dvc/config: no DVC remote configured; a proposal needs the model pushed "

@@ -216,7 +216,8 @@ def subgroup_metrics(cfg: Config, holdout: pd.DataFrame, y_pred: np.ndarray,
                                       proba[mask] if proba is not None else None, classes)
             except ValueError:
                 value = None
-            levels[level] = {"rows": int(mask.sum()), metric: value}
+            levels[level] = {"rows": int(mask.sum()),
+                             metric: round(float(value), 6) if value is not None else None}
         out[column] = levels
     return out
 

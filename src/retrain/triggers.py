@@ -26,9 +26,12 @@ class TriggerReport:
     checks: dict[str, dict[str, Any]]
     note: str = ""
     drift: dict[str, Any] | None = field(default=None, repr=False)
+    cooldown: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"retrain": self.retrain, "fired": self.fired, "checks": self.checks}
+        if self.cooldown is not None:
+            out["cooldown"] = self.cooldown
         if self.note:
             out["note"] = self.note
         return out
@@ -38,6 +41,10 @@ class TriggerReport:
         for name, c in self.checks.items():
             rows.append(f"{name:<18} {_fmt(c.get('value')):>14} {_fmt(c.get('threshold')):>14}  "
                         f"{'YES' if c.get('fired') else 'no'}")
+        if self.cooldown is not None:
+            c = self.cooldown
+            rows.append(f"{'(cooldown)':<18} {_fmt(c.get('value')):>14} {_fmt(c.get('threshold')):>14}  "
+                        f"{'BLOCKS' if c.get('active') else 'ok'}")
         verdict = ("retrain: " + ", ".join(self.fired)) if self.retrain else "no retrain"
         if self.note:
             verdict += f" ({self.note})"
@@ -172,9 +179,10 @@ def check(cfg: Config, registry: Registry, *, force: bool = False, reason: str |
             retrain = False
             note = (f"cooldown: last retrain {since:.2f} days ago, minimum {t.cooldown_days}; "
                     "a manual run overrides it")
-    checks["cooldown"] = {"value": round(_age_days(registry.get(registry.latest)["created"], now), 2)
-                          if registry.latest else None,
-                          "threshold": t.cooldown_days, "fired": bool(note), "unit": "days"}
-    return TriggerReport(retrain=retrain, fired=fired, checks=checks, note=note, drift=drift_dict)
+    cooldown = {"value": round(_age_days(registry.get(registry.latest)["created"], now), 2)
+                if registry.latest else None,
+                "threshold": t.cooldown_days, "active": bool(note), "unit": "days"}
+    return TriggerReport(retrain=retrain, fired=fired, checks=checks, note=note, drift=drift_dict,
+                         cooldown=cooldown)
 
 
