@@ -41,8 +41,10 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> None:
     """No test reads or writes the developer's HOME, git or DVC config."""
     home = tmp_path_factory.mktemp("home")
     gitconfig = home / ".gitconfig"
-    gitconfig.write_text("[user]\n\tname = Test User\n\temail = test@example.invalid\n"
-                         "[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n")
+    gitconfig.write_text(
+        "[user]\n\tname = Test User\n\temail = test@example.invalid\n"
+        "[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n"
+    )
     mp = pytest.MonkeyPatch()
     mp.setenv("HOME", str(home))
     mp.setenv("GIT_CONFIG_GLOBAL", str(gitconfig))
@@ -82,13 +84,21 @@ class Cli:
             self.env["PATH"] = f"{gh_log.parent / 'fake-bin'}{os.pathsep}{self.env['PATH']}"
             self.env["FAKE_GH_LOG"] = str(gh_log)
 
-    def __call__(self, *args: str, cwd: Path | None = None, check: bool = True
-                 ) -> subprocess.CompletedProcess[str]:
-        res = subprocess.run([sys.executable, "-m", "retrain", *args], cwd=cwd or self.sb.root,
-                             env=self.env, capture_output=True, text=True)
+    def __call__(
+        self, *args: str, cwd: Path | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run(
+            [sys.executable, "-m", "retrain", *args],
+            cwd=cwd or self.sb.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+        )
         if check and res.returncode != 0:
-            raise AssertionError(f"retrain {' '.join(args)} exited {res.returncode}\n"
-                                 f"stdout:\n{res.stdout}\nstderr:\n{res.stderr}")
+            raise AssertionError(
+                f"retrain {' '.join(args)} exited {res.returncode}\n"
+                f"stdout:\n{res.stdout}\nstderr:\n{res.stderr}"
+            )
         return res
 
     def json(self, *args: str, cwd: Path | None = None) -> dict:

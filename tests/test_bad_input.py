@@ -35,23 +35,47 @@ def _assert_refused(res: subprocess.CompletedProcess[str], *needles: str) -> Non
 
 
 BAD_BATCHES = {
-    "missing column": (HEADER.replace(",wind", ""), "2013-07-01,0.0,20.0,10.0,summer,sun\n",
-                       ["missing column", "wind"]),
-    "extra column": (HEADER.strip() + ",station\n", GOOD_ROW.strip() + ",KSEA\n",
-                     ["unexpected column", "station"]),
-    "wrong type": (HEADER, "2013-07-01,0.0,hot,10.0,3.0,summer,sun\n",
-                   ["temp_max", "expected numbers", "'hot'"]),
-    "missing value": (HEADER, "2013-07-01,0.0,,10.0,3.0,summer,sun\n",
-                      ["temp_max", "missing value"]),
-    "unseen label": (HEADER, "2013-07-01,0.0,20.0,10.0,3.0,summer,hail\n",
-                     ["weather", "unknown label", "hail"]),
-    "out of range": (HEADER, "2013-07-01,-5.0,20.0,10.0,3.0,summer,sun\n",
-                     ["precipitation", "below its minimum"]),
+    "missing column": (
+        HEADER.replace(",wind", ""),
+        "2013-07-01,0.0,20.0,10.0,summer,sun\n",
+        ["missing column", "wind"],
+    ),
+    "extra column": (
+        HEADER.strip() + ",station\n",
+        GOOD_ROW.strip() + ",KSEA\n",
+        ["unexpected column", "station"],
+    ),
+    "wrong type": (
+        HEADER,
+        "2013-07-01,0.0,hot,10.0,3.0,summer,sun\n",
+        ["temp_max", "expected numbers", "'hot'"],
+    ),
+    "missing value": (
+        HEADER,
+        "2013-07-01,0.0,,10.0,3.0,summer,sun\n",
+        ["temp_max", "missing value"],
+    ),
+    "unseen label": (
+        HEADER,
+        "2013-07-01,0.0,20.0,10.0,3.0,summer,hail\n",
+        ["weather", "unknown label", "hail"],
+    ),
+    "out of range": (
+        HEADER,
+        "2013-07-01,-5.0,20.0,10.0,3.0,summer,sun\n",
+        ["precipitation", "below its minimum"],
+    ),
     "duplicated rows": (HEADER, GOOD_ROW + GOOD_ROW, ["duplicated row"]),
-    "bad timestamp": (HEADER, "yesterday,0.0,20.0,10.0,3.0,summer,sun\n",
-                      ["date", "expected timestamps"]),
-    "truncated file": (HEADER, "2013-07-01,0.0,20.0,10.0,3.0,summer,sun\n2013-07-02,0.0,2",
-                       ["missing"]),
+    "bad timestamp": (
+        HEADER,
+        "yesterday,0.0,20.0,10.0,3.0,summer,sun\n",
+        ["date", "expected timestamps"],
+    ),
+    "truncated file": (
+        HEADER,
+        "2013-07-01,0.0,20.0,10.0,3.0,summer,sun\n2013-07-02,0.0,2",
+        ["missing"],
+    ),
     "empty file": ("", "", ["empty"]),
 }
 
@@ -86,17 +110,32 @@ def test_bad_data_stops_a_run_before_any_branch(fork):
 
 
 BAD_CONFIGS = {
-    "unknown key": ("gates.yaml", "primary_metric: accuracy\nimprovment:\n  min_delta: 0.01\n",
-                    ["configs/gates.yaml", "improvment", "unknown key"]),
-    "wrong type": ("triggers.yaml", "cooldown_days: soon\n",
-                   ["configs/triggers.yaml", "cooldown_days"]),
-    "impossible threshold": ("gates.yaml", "improvement:\n  min_delta: -0.1\n",
-                             ["configs/gates.yaml", "improvement.min_delta"]),
-    "share above one": ("triggers.yaml", "data_drift:\n  max_share_drifted: 1.5\n",
-                        ["configs/triggers.yaml", "data_drift.max_share_drifted"]),
+    "unknown key": (
+        "gates.yaml",
+        "primary_metric: accuracy\nimprovment:\n  min_delta: 0.01\n",
+        ["configs/gates.yaml", "improvment", "unknown key"],
+    ),
+    "wrong type": (
+        "triggers.yaml",
+        "cooldown_days: soon\n",
+        ["configs/triggers.yaml", "cooldown_days"],
+    ),
+    "impossible threshold": (
+        "gates.yaml",
+        "improvement:\n  min_delta: -0.1\n",
+        ["configs/gates.yaml", "improvement.min_delta"],
+    ),
+    "share above one": (
+        "triggers.yaml",
+        "data_drift:\n  max_share_drifted: 1.5\n",
+        ["configs/triggers.yaml", "data_drift.max_share_drifted"],
+    ),
     "subgroup not a feature": ("dataset.yaml", None, ["configs/dataset.yaml", "subgroups"]),
-    "unknown model parameter": ("model.yaml", "estimator: random_forest\nparams:\n  n_trees: 5\n",
-                                ["configs/model.yaml", "params.n_trees"]),
+    "unknown model parameter": (
+        "model.yaml",
+        "estimator: random_forest\nparams:\n  n_trees: 5\n",
+        ["configs/model.yaml", "params.n_trees"],
+    ),
     "not yaml": ("release.yaml", "model_name: [unclosed\n", ["configs/release.yaml", "YAML"]),
 }
 
@@ -134,19 +173,35 @@ ENTRY = """  - version: {v}
 MD5, SHA = "0" * 32, "a" * 64
 
 BAD_REGISTRIES = {
-    "bad semver": ("model: seattle-weather\nproduction: null\nversions:\n"
-                   + ENTRY.format(v="1.0", md5=MD5, sha=SHA), ["versions[0].version", "'1.0'"]),
-    "duplicate version": ("model: seattle-weather\nproduction: 1.0.0\nversions:\n"
-                          + ENTRY.format(v="1.0.0", md5=MD5, sha=SHA)
-                          + ENTRY.format(v="1.0.0", md5=MD5, sha=SHA), ["duplicate version"]),
-    "production names no entry": ("model: seattle-weather\nproduction: 2.0.0\nversions:\n"
-                                  + ENTRY.format(v="1.0.0", md5=MD5, sha=SHA),
-                                  ["production", "2.0.0", "names no entry"]),
-    "bad hash": ("model: seattle-weather\nproduction: 1.0.0\nversions:\n"
-                 + ENTRY.format(v="1.0.0", md5=MD5, sha="abc"), ["sha256", "64"]),
-    "wrong model": ("model: other-model\nproduction: null\nversions: []\n", ["model", "other-model"]),
-    "unknown key": ("model: seattle-weather\nproduction: null\nversions: []\nstaging: 1.0.0\n",
-                    ["unknown key", "staging"]),
+    "bad semver": (
+        "model: seattle-weather\nproduction: null\nversions:\n"
+        + ENTRY.format(v="1.0", md5=MD5, sha=SHA),
+        ["versions[0].version", "'1.0'"],
+    ),
+    "duplicate version": (
+        "model: seattle-weather\nproduction: 1.0.0\nversions:\n"
+        + ENTRY.format(v="1.0.0", md5=MD5, sha=SHA)
+        + ENTRY.format(v="1.0.0", md5=MD5, sha=SHA),
+        ["duplicate version"],
+    ),
+    "production names no entry": (
+        "model: seattle-weather\nproduction: 2.0.0\nversions:\n"
+        + ENTRY.format(v="1.0.0", md5=MD5, sha=SHA),
+        ["production", "2.0.0", "names no entry"],
+    ),
+    "bad hash": (
+        "model: seattle-weather\nproduction: 1.0.0\nversions:\n"
+        + ENTRY.format(v="1.0.0", md5=MD5, sha="abc"),
+        ["sha256", "64"],
+    ),
+    "wrong model": (
+        "model: other-model\nproduction: null\nversions: []\n",
+        ["model", "other-model"],
+    ),
+    "unknown key": (
+        "model: seattle-weather\nproduction: null\nversions: []\nstaging: 1.0.0\n",
+        ["unknown key", "staging"],
+    ),
 }
 
 
@@ -170,12 +225,14 @@ def test_broken_registry_is_refused_and_nothing_is_deployed(fork, kind):
 
 def test_predict_refuses_an_unknown_version_and_a_bad_input_file(fork, tmp_path: Path):
     sb, cli = fork
-    res = cli("predict", "--version", "9.9.9", "--input", str(sb.root / "data/holdout.csv"),
-              check=False)
+    res = cli(
+        "predict", "--version", "9.9.9", "--input", str(sb.root / "data/holdout.csv"), check=False
+    )
     _assert_refused(res, "registry.yaml", "9.9.9")
     bad = tmp_path / "rows.csv"
     bad.write_text("date,precipitation\n2015-01-01,1.0\n")
     out = tmp_path / "pred.csv"
-    res = cli("predict", "--version", "9.9.9", "--input", str(bad), "--output", str(out),
-              check=False)
+    res = cli(
+        "predict", "--version", "9.9.9", "--input", str(bad), "--output", str(out), check=False
+    )
     assert res.returncode == 2 and not out.exists()

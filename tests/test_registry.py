@@ -38,7 +38,14 @@ def test_appending_changes_only_production_and_one_entry():
 def test_entry_keys_come_out_in_a_fixed_order():
     shuffled = dict(reversed(list(entry("1.0.0", gates={}, metrics={}).items())))
     assert list(reg.ordered_entry(shuffled)) == [
-        "version", "created", "bump", "schema", "artifact", "metrics", "gates"]
+        "version",
+        "created",
+        "bump",
+        "schema",
+        "artifact",
+        "metrics",
+        "gates",
+    ]
 
 
 def test_versions_only_go_up():

@@ -8,11 +8,9 @@ involved here: the PR is the pushed branch, the merge is done with git.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 
 import mlflow
-import pytest
 import yaml
 
 from retrain import example
@@ -63,10 +61,16 @@ def test_new_data_is_proposed_promoted_reverted_and_rolled_back(sandbox, cli: Cl
 
     # The branch changes what it must: production + one appended entry, dvc.lock, the report.
     changed = set(sb.git("diff", "--name-only", "main", "retrain/v1.1.0").splitlines())
-    assert {"registry.yaml", "dvc.lock", "reports/v1.1.0/model_card.json",
-            "reports/v1.1.0/PR.md"} <= changed
-    assert all(p.startswith(("reports/v1.1.0/", "artifacts/")) or p in
-               {"registry.yaml", "dvc.lock"} for p in changed), changed
+    assert {
+        "registry.yaml",
+        "dvc.lock",
+        "reports/v1.1.0/model_card.json",
+        "reports/v1.1.0/PR.md",
+    } <= changed
+    assert all(
+        p.startswith(("reports/v1.1.0/", "artifacts/")) or p in {"registry.yaml", "dvc.lock"}
+        for p in changed
+    ), changed
     proposed = _registry(sb, "retrain/v1.1.0")
     assert proposed["production"] == "1.1.0"
     assert proposed["versions"][:-1] == _registry(sb)["versions"]
@@ -126,8 +130,12 @@ def test_rollback_on_a_fresh_clone_needs_no_training_data(sandbox, cli: Cli, tmp
     res = cli("rollback", "--push", cwd=oncall)
     assert "1.1.0 -> v1.0.0" in res.stdout
     assert yaml.safe_load((oncall / "registry.yaml").read_text())["production"] == "1.0.0"
-    assert subprocess.run(["git", "log", "-1", "--format=%s", "origin/main"], cwd=oncall,
-                          capture_output=True, text=True).stdout.startswith("Rollback")
+    assert subprocess.run(
+        ["git", "log", "-1", "--format=%s", "origin/main"],
+        cwd=oncall,
+        capture_output=True,
+        text=True,
+    ).stdout.startswith("Rollback")
     promoted = cli.json("promote", cwd=oncall)
     assert promoted["event"] == "rollback" and promoted["version"] == "1.0.0"
     deployed = json.loads((oncall / ".retrain" / "deployed" / "current.json").read_text())
@@ -140,7 +148,8 @@ def test_worse_candidate_is_gated_and_nothing_is_proposed(sandbox, cli: Cli):
     sb = sandbox
     bootstrap(sb, cli)
     (sb.root / "configs" / "model.yaml").write_text(
-        "estimator: decision_tree\nrandom_state: 0\nparams:\n  max_depth: 1\n")
+        "estimator: decision_tree\nrandom_state: 0\nparams:\n  max_depth: 1\n"
+    )
     sb.git("commit", "-qam", "model: try a stump")
     registry_before = (sb.root / "registry.yaml").read_bytes()
     out = cli.json("run", "--force", "--reason", "try a smaller model")

@@ -10,26 +10,41 @@ from retrain.errors import RegistryError
 
 @pytest.mark.parametrize(
     ("latest", "bump", "expected"),
-    [(None, "initial", "1.0.0"), ("1.0.0", "minor", "1.1.0"), ("1.1.0", "patch", "1.1.1"),
-     ("1.4.2", "major", "2.0.0"), ("2.0.9", "minor", "2.1.0")],
+    [
+        (None, "initial", "1.0.0"),
+        ("1.0.0", "minor", "1.1.0"),
+        ("1.1.0", "patch", "1.1.1"),
+        ("1.4.2", "major", "2.0.0"),
+        ("2.0.9", "minor", "2.1.0"),
+    ],
 )
 def test_next_version_follows_the_bump(latest, bump, expected):
     assert versioning.next_version(latest, bump) == expected
 
 
 def test_first_version_is_one_zero_zero_whatever_was_requested():
-    assert versioning.decide_bump(has_production=False, schema_changed=True, requested="patch") == "initial"
+    assert (
+        versioning.decide_bump(has_production=False, schema_changed=True, requested="patch")
+        == "initial"
+    )
 
 
 @pytest.mark.parametrize("requested", [None, "minor", "patch"])
 def test_a_schema_change_forces_major_whatever_was_requested(requested):
-    assert versioning.decide_bump(has_production=True, schema_changed=True,
-                                  requested=requested) == "major"
+    assert (
+        versioning.decide_bump(has_production=True, schema_changed=True, requested=requested)
+        == "major"
+    )
 
 
 def test_patch_only_when_requested_and_schema_unchanged():
-    assert versioning.decide_bump(has_production=True, schema_changed=False, requested="patch") == "patch"
-    assert versioning.decide_bump(has_production=True, schema_changed=False, requested=None) == "minor"
+    assert (
+        versioning.decide_bump(has_production=True, schema_changed=False, requested="patch")
+        == "patch"
+    )
+    assert (
+        versioning.decide_bump(has_production=True, schema_changed=False, requested=None) == "minor"
+    )
 
 
 @pytest.mark.parametrize("bad", ["1.0", "v1.0.0", "1.0.0-rc1", "1.0.0+build", 1.0, None, "x.y.z"])

@@ -139,7 +139,9 @@ def in_remote(root: Path, ref: dict[str, Any]) -> bool:
     except ArtifactError:
         raise
     except Exception as exc:
-        raise ExternalCommandError(f"DVC remote cannot be read: {type(exc).__name__}: {exc}") from None
+        raise ExternalCommandError(
+            f"DVC remote cannot be read: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def fetch(root: Path, ref: dict[str, Any], version: str) -> Path:

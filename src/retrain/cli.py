@@ -77,11 +77,16 @@ def evaluate() -> None:
 @click.option("--reason", default=None, help="manual reason (counts as a manual trigger)")
 def triggers(as_json: bool, force: bool, reason: str | None) -> None:
     """Which retraining triggers fire now, each with value and threshold."""
-    from retrain import registry, triggers as trig
+    from retrain import registry
+    from retrain import triggers as trig
 
     cfg = _cfg()
-    rep = trig.check(cfg, registry.load(cfg.root, expected_model=cfg.release.model_name),
-                     force=force, reason=reason)
+    rep = trig.check(
+        cfg,
+        registry.load(cfg.root, expected_model=cfg.release.model_name),
+        force=force,
+        reason=reason,
+    )
     _emit(rep.to_dict()) if as_json else click.echo(rep.table())
 
 
@@ -108,14 +113,25 @@ def drift(reference: Path, current: Path, as_json: bool) -> None:
 @cli.command()
 @click.option("--force", is_flag=True, help="retrain even if no trigger fired (manual)")
 @click.option("--reason", default=None, help="why (a manual trigger)")
-@click.option("--bump", type=click.Choice(["minor", "patch"]), default=None,
-              help="patch: a fix that must not regress (gate: no regression beyond ε)")
+@click.option(
+    "--bump",
+    type=click.Choice(["minor", "patch"]),
+    default=None,
+    help="patch: a fix that must not regress (gate: no regression beyond ε)",
+)
 @click.option("--push", is_flag=True, help="push the proposal branch to origin")
 @click.option("--open-pr", is_flag=True, help="open the pull request with gh (implies --push)")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--summary", "summary_file", default=None, help="append a Markdown summary here")
-def run(force: bool, reason: str | None, bump: str | None, push: bool, open_pr: bool,
-        as_json: bool, summary_file: str | None) -> None:
+def run(
+    force: bool,
+    reason: str | None,
+    bump: str | None,
+    push: bool,
+    open_pr: bool,
+    as_json: bool,
+    summary_file: str | None,
+) -> None:
     """The scheduled job: triggers, dvc repro, gates, propose."""
     from retrain import run as r
 
@@ -144,8 +160,17 @@ def propose(reason: str | None, bump: str | None, push: bool, open_pr: bool) -> 
         click.echo(f"gated: no proposal; failed: {failed}")
         return
     fired = ["manual"]
-    prop = proposal.propose(cfg, reg, j, fired=fired, reason=reason, triggers=None, drift=None,
-                            push=push, open_pr=open_pr)
+    prop = proposal.propose(
+        cfg,
+        reg,
+        j,
+        fired=fired,
+        reason=reason,
+        triggers=None,
+        drift=None,
+        push=push,
+        open_pr=open_pr,
+    )
     proposal.restore_workspace(cfg.root)
     click.echo(f"proposed v{prop.version} on {prop.branch}; PR body: {prop.body_path}")
 
@@ -177,12 +202,15 @@ def rollback(to: str | None, push: bool, open_pr: bool, as_json: bool) -> None:
         _emit(res.to_dict())
         return
     where = f"on {res.branch}" + (" (pushed)" if res.pushed else " (not pushed; git push to apply)")
-    click.echo(f"rollback v{res.from_version} -> v{res.to_version}: revert commit "
-               f"{res.commit[:8]} {where}")
+    click.echo(
+        f"rollback v{res.from_version} -> v{res.to_version}: revert commit {res.commit[:8]} {where}"
+    )
     if res.pr_url:
         click.echo(f"pull request: {res.pr_url}")
     if not open_pr:
-        click.echo("then run `retrain promote` on the new HEAD (the promote workflow does it on push)")
+        click.echo(
+            "then run `retrain promote` on the new HEAD (the promote workflow does it on push)"
+        )
 
 
 @cli.command()
@@ -230,8 +258,9 @@ def predict(version: str, input_path: Path, output_path: Path | None) -> None:
 
 
 @cli.command()
-@click.option("--dir", "workdir", default=".demo", show_default=True,
-              type=click.Path(path_type=Path))
+@click.option(
+    "--dir", "workdir", default=".demo", show_default=True, type=click.Path(path_type=Path)
+)
 def demo(workdir: Path) -> None:
     """One full retraining cycle on the bundled example, offline, in a sandbox."""
     from retrain import example

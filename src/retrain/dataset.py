@@ -36,7 +36,9 @@ def read_table(path: Path, display: str | None = None) -> pd.DataFrame:
         elif suffix in (".parquet", ".pq"):
             frame = pd.read_parquet(path)
         else:
-            raise DataError(f"{display}: unsupported file type {suffix!r} (expected .csv or .parquet)")
+            raise DataError(
+                f"{display}: unsupported file type {suffix!r} (expected .csv or .parquet)"
+            )
     except DataError:
         raise
     except pd.errors.EmptyDataError:
@@ -69,7 +71,9 @@ def batch_files(cfg: DatasetConfig, root: Path) -> list[Path]:
     return files
 
 
-def check_frame(frame: pd.DataFrame, cfg: DatasetConfig, display: str, *, labelled: bool = True) -> pd.DataFrame:
+def check_frame(
+    frame: pd.DataFrame, cfg: DatasetConfig, display: str, *, labelled: bool = True
+) -> pd.DataFrame:
     """Check one file against the dataset's schema and return it with normalised dtypes.
 
     Raises :class:`DataError` naming the file and column for: missing or extra columns,

@@ -12,12 +12,16 @@ from retrain.errors import BadInput, ExternalCommandError
 DVC_ENV = {"DVC_NO_ANALYTICS": "1", "DVC_NO_UPDATE_CHECK": "1"}
 
 
-def dvc(root: Path, *args: str, check: bool = True, stream: bool = False) -> subprocess.CompletedProcess[str]:
+def dvc(
+    root: Path, *args: str, check: bool = True, stream: bool = False
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **DVC_ENV}
     exe = Path(sys.executable).with_name("dvc")
     cmd = [str(exe) if exe.exists() else "dvc", *args]
     if stream:
-        res = subprocess.run(cmd, cwd=root, env=env, text=True, stdout=sys.stderr, stderr=subprocess.PIPE)
+        res = subprocess.run(
+            cmd, cwd=root, env=env, text=True, stdout=sys.stderr, stderr=subprocess.PIPE
+        )
     else:
         res = subprocess.run(cmd, cwd=root, env=env, text=True, capture_output=True)
     if check and res.returncode != 0:

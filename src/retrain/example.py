@@ -32,8 +32,20 @@ from retrain.errors import BadInput
 BATCHES = ["2012-H1", "2012-H2", "2013-H1", "2013-H2", "2014-H1", "2014-H2"]
 INITIAL_BATCHES = 3  # 2012-H1 … 2013-H1 are in the repository's data.dvc
 HOLDOUT_YEAR = 2015
-SEASONS = {12: "winter", 1: "winter", 2: "winter", 3: "spring", 4: "spring", 5: "spring",
-           6: "summer", 7: "summer", 8: "summer", 9: "autumn", 10: "autumn", 11: "autumn"}
+SEASONS = {
+    12: "winter",
+    1: "winter",
+    2: "winter",
+    3: "spring",
+    4: "spring",
+    5: "spring",
+    6: "summer",
+    7: "summer",
+    8: "summer",
+    9: "autumn",
+    10: "autumn",
+    11: "autumn",
+}
 COLUMNS = ["date", "precipitation", "temp_max", "temp_min", "wind", "season", "weather"]
 
 
@@ -123,9 +135,12 @@ class Sandbox:
 def sandbox_env(base: Path) -> dict[str, str]:
     return {
         "MLFLOW_TRACKING_URI": f"sqlite:///{base / 'mlflow.db'}",
-        "GIT_AUTHOR_NAME": "retrain-bot", "GIT_AUTHOR_EMAIL": "retrain-bot@example.invalid",
-        "GIT_COMMITTER_NAME": "retrain-bot", "GIT_COMMITTER_EMAIL": "retrain-bot@example.invalid",
-        "DVC_NO_ANALYTICS": "1", "DVC_NO_UPDATE_CHECK": "1",
+        "GIT_AUTHOR_NAME": "retrain-bot",
+        "GIT_AUTHOR_EMAIL": "retrain-bot@example.invalid",
+        "GIT_COMMITTER_NAME": "retrain-bot",
+        "GIT_COMMITTER_EMAIL": "retrain-bot@example.invalid",
+        "DVC_NO_ANALYTICS": "1",
+        "DVC_NO_UPDATE_CHECK": "1",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
 
@@ -137,8 +152,9 @@ def project_files(project: Path) -> list[str]:
     return [f for f in out.splitlines() if f and not f.startswith(skip) and (project / f).is_file()]
 
 
-def make_sandbox(base: Path, project: Path | None = None, *, cooldown_days: float | None = 0
-                 ) -> Sandbox:
+def make_sandbox(
+    base: Path, project: Path | None = None, *, cooldown_days: float | None = 0
+) -> Sandbox:
     """Fork the project into ``base``: bare origin, clone, DVC remote, MLflow SQLite.
 
     The fork replays years of batches in seconds, so by default its triggers config sets
@@ -170,9 +186,13 @@ def make_sandbox(base: Path, project: Path | None = None, *, cooldown_days: floa
     if cooldown_days is not None:
         trig = root / "configs" / "triggers.yaml"
         text = trig.read_text()
-        trig.write_text(re.sub(r"(?m)^cooldown_days:.*$",
-                               f"cooldown_days: {cooldown_days}  # sandbox: history replayed in seconds",
-                               text))
+        trig.write_text(
+            re.sub(
+                r"(?m)^cooldown_days:.*$",
+                f"cooldown_days: {cooldown_days}  # sandbox: history replayed in seconds",
+                text,
+            )
+        )
     sb.git("add", "-A")
     sb.git("commit", "-q", "-m", "Fork of the retrain template (sandbox)")
     sb.run(dvc, "push", "-q")
@@ -194,8 +214,12 @@ def ingest_next_batch(root: Path, env: dict[str, str] | None = None) -> str:
     _run(["git", "add", "data.dvc"], root, env)
     _run(["git", "commit", "-q", "-m", f"data: add batch {name}"], root, env)
     _run([dvc, "push", "-q"], root, env)
-    if subprocess.run(["git", "remote", "get-url", "origin"], cwd=root,
-                      capture_output=True).returncode == 0:
+    if (
+        subprocess.run(
+            ["git", "remote", "get-url", "origin"], cwd=root, capture_output=True
+        ).returncode
+        == 0
+    ):
         _run(["git", "push", "-q", "origin", "HEAD"], root, env)
     return name
 
@@ -223,7 +247,9 @@ def demo(project: Path, workdir: Path) -> None:
     workdir = Path(workdir).resolve()
     if workdir.exists():
         shutil.rmtree(workdir)
-    _step(f"Forking the project into a sandbox at {workdir} (bare origin, DVC remote, MLflow SQLite)")
+    _step(
+        f"Forking the project into a sandbox at {workdir} (bare origin, DVC remote, MLflow SQLite)"
+    )
     sb = make_sandbox(workdir, project)
     old_cwd = Path.cwd()
     saved_env = {k: os.environ.get(k) for k in sb.env}

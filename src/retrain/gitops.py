@@ -14,10 +14,36 @@ from pathlib import Path
 
 from retrain.errors import GitError
 
+BOT_NAME = "retrain-bot"
+BOT_EMAIL = "retrain-bot@users.noreply.github.com"
 
-def git(root: Path, *args: str, env: dict[str, str] | None = None, check: bool = True,
-        input: str | None = None) -> str:
-    full_env = {**os.environ, **(env or {})}
+
+def identity_env(root: Path) -> dict[str, str]:
+    """A committer identity for machines that have none (a fresh CI runner); an identity the
+    user configured, or set in the environment, always wins."""
+    env: dict[str, str] = {}
+    for role in ("AUTHOR", "COMMITTER"):
+        for key, default, cfg in (
+            ("NAME", BOT_NAME, "user.name"),
+            ("EMAIL", BOT_EMAIL, "user.email"),
+        ):
+            var = f"GIT_{role}_{key}"
+            if os.environ.get(var):
+                continue
+            res = subprocess.run(["git", "config", cfg], cwd=root, capture_output=True, text=True)
+            if not res.stdout.strip():
+                env[var] = default
+    return env
+
+
+def git(
+    root: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    input: str | None = None,
+) -> str:
+    full_env = {**os.environ, **identity_env(root), **(env or {})}
     res = subprocess.run(
         ["git", *args], cwd=root, capture_output=True, text=True, env=full_env, input=input
     )
@@ -54,8 +80,9 @@ def branch_exists(root: Path, branch: str) -> bool:
     return ok(root, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}")
 
 
-def commit_files_to_branch(root: Path, *, branch: str, base: str, files: dict[str, bytes],
-                           message: str) -> str:
+def commit_files_to_branch(
+    root: Path, *, branch: str, base: str, files: dict[str, bytes], message: str
+) -> str:
     """Create ``branch`` at a new commit = ``base`` + ``files``; the working tree is untouched."""
     if branch_exists(root, branch):
         raise GitError(f"branch {branch} already exists; delete it or let the open proposal land")
@@ -63,10 +90,17 @@ def commit_files_to_branch(root: Path, *, branch: str, base: str, files: dict[st
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
         git(root, "read-tree", base, env=env)
         for rel, data in sorted(files.items()):
-            blob = subprocess.run(
-                ["git", "hash-object", "-w", "--stdin"], cwd=root, input=data,
-                capture_output=True, check=True,
-            ).stdout.decode().strip()
+            blob = (
+                subprocess.run(
+                    ["git", "hash-object", "-w", "--stdin"],
+                    cwd=root,
+                    input=data,
+                    capture_output=True,
+                    check=True,
+                )
+                .stdout.decode()
+                .strip()
+            )
             git(root, "update-index", "--add", "--cacheinfo", f"100644,{blob},{rel}", env=env)
         tree = git(root, "write-tree", env=env)
     commit = git(root, "commit-tree", tree, "-p", base, "-m", message)
@@ -87,14 +121,29 @@ class Change:
 
 def first_parent_changes(root: Path, path: str, ref: str = "HEAD") -> list[Change]:
     """Commits on the first-parent line of ``ref`` that touched ``path``, oldest first."""
-    out = git(root, "log", "--first-parent", "--format=%H%x09%P%x09%cI%x09%s", ref, "--", path,
-              check=False)
+    out = git(
+        root,
+        "log",
+        "--first-parent",
+        "--format=%H%x09%P%x09%cI%x09%s",
+        ref,
+        "--",
+        path,
+        check=False,
+    )
     changes = []
     for line in out.splitlines():
         sha, parents, at, subject = line.split("\t", 3)
         plist = parents.split()
-        changes.append(Change(sha=sha, parent=plist[0] if plist else None, at=at,
-                              subject=subject, parents=len(plist)))
+        changes.append(
+            Change(
+                sha=sha,
+                parent=plist[0] if plist else None,
+                at=at,
+                subject=subject,
+                parents=len(plist),
+            )
+        )
     return list(reversed(changes))
 
 

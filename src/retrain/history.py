@@ -10,7 +10,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from retrain import gitops, registry as reg, versioning
+from retrain import gitops, versioning
+from retrain import registry as reg
 from retrain.config import Config
 from retrain.errors import RegistryError
 
@@ -41,9 +42,14 @@ def events(root: Path, ref: str = "HEAD") -> list[dict[str, Any]]:
             kind = "rollback"
         else:
             kind = "promote"
-        event: dict[str, Any] = {"event": kind, "version": new, "from": old,
-                                 "commit": change.sha, "at": change.at,
-                                 "subject": change.subject}
+        event: dict[str, Any] = {
+            "event": kind,
+            "version": new,
+            "from": old,
+            "commit": change.sha,
+            "at": change.at,
+            "subject": change.subject,
+        }
         m = PR_NUMBER.search(change.subject)
         if m:
             event["pr"] = int(m.group(1))
@@ -62,19 +68,26 @@ def status(root: Path, cfg: Config) -> dict[str, Any]:
     metric = cfg.gates.primary_metric
     versions = []
     for e in registry.versions:
-        versions.append({
-            "version": e["version"],
-            "created": e.get("created"),
-            "bump": e.get("bump"),
-            "triggers": (e.get("reason") or {}).get("triggers", []),
-            "metric": metric,
-            "value": ((e.get("metrics") or {}).get("overall") or {}).get(metric),
-            "sha256": e["artifact"]["sha256"],
-        })
+        versions.append(
+            {
+                "version": e["version"],
+                "created": e.get("created"),
+                "bump": e.get("bump"),
+                "triggers": (e.get("reason") or {}).get("triggers", []),
+                "metric": metric,
+                "value": ((e.get("metrics") or {}).get("overall") or {}).get(metric),
+                "sha256": e["artifact"]["sha256"],
+            }
+        )
     hist = events(root)
-    return {"model": registry.model, "production": registry.production, "versions": versions,
-            "history": [{k: v for k, v in ev.items() if k != "subject"} | {"why": ev["subject"]}
-                        for ev in hist]}
+    return {
+        "model": registry.model,
+        "production": registry.production,
+        "versions": versions,
+        "history": [
+            {k: v for k, v in ev.items() if k != "subject"} | {"why": ev["subject"]} for ev in hist
+        ],
+    }
 
 
 def format_status(st: dict[str, Any]) -> str:
@@ -82,12 +95,16 @@ def format_status(st: dict[str, Any]) -> str:
     for v in st["versions"]:
         mark = "*" if v["version"] == st["production"] else " "
         val = f"{v['value']:.4f}" if isinstance(v["value"], float) else "-"
-        lines.append(f" {mark} {v['version']:<9} {v['created'] or '':<21} {v['bump'] or '':<8} "
-                     f"{v['metric']}={val}  triggers: {', '.join(v['triggers']) or '-'}")
+        lines.append(
+            f" {mark} {v['version']:<9} {v['created'] or '':<21} {v['bump'] or '':<8} "
+            f"{v['metric']}={val}  triggers: {', '.join(v['triggers']) or '-'}"
+        )
     lines += ["", "history:"]
     if not st["history"]:
         lines.append("  (no promotion yet)")
     for ev in st["history"]:
-        lines.append(f"  {ev['at']}  {ev['event']:<8} {ev['from'] or '-'} -> {ev['version'] or '-'}"
-                     f"  {ev['commit'][:8]}  {ev['why']}")
+        lines.append(
+            f"  {ev['at']}  {ev['event']:<8} {ev['from'] or '-'} -> {ev['version'] or '-'}"
+            f"  {ev['commit'][:8]}  {ev['why']}"
+        )
     return "\n".join(lines)

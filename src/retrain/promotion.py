@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from retrain import artifacts, gitops, history, registry as reg, tracking, versioning
+from retrain import artifacts, gitops, history, tracking, versioning
+from retrain import registry as reg
 from retrain.config import Config
 from retrain.errors import BadInput, ExternalCommandError, GitError, RegistryError
 from retrain.stages import progress
@@ -77,7 +78,9 @@ def promote(cfg: Config, *, push_tags: bool = False, ref: str = "HEAD") -> Promo
     root = cfg.root
     model = cfg.release.model_name
     commit = gitops.head(root, ref)
-    parent = gitops.git(root, "rev-parse", "--verify", "--quiet", f"{commit}^1", check=False) or None
+    parent = (
+        gitops.git(root, "rev-parse", "--verify", "--quiet", f"{commit}^1", check=False) or None
+    )
     new_reg = _registry_at(root, commit, model)
     if new_reg is None:
         raise RegistryError(f"{reg.REGISTRY_FILE}: not found at {commit[:8]}")
@@ -97,20 +100,25 @@ def promote(cfg: Config, *, push_tags: bool = False, ref: str = "HEAD") -> Promo
         event = "promote"
     result = PromoteResult(event=event, version=new_prod, previous=old_prod, commit=commit)
     if new_prod is None:
-        result.notes.append("production is now empty (the bootstrap was reverted); nothing deployed")
+        result.notes.append(
+            "production is now empty (the bootstrap was reverted); nothing deployed"
+        )
         _record_stage(cfg, result, target=None)
         return result
 
     entry = new_reg.get(new_prod)
-    progress(f"promote: verifying the artifact of v{new_prod} (sha256 {entry['artifact']['sha256'][:12]}…)")
+    progress(
+        f"promote: verifying the artifact of v{new_prod} (sha256 {entry['artifact']['sha256'][:12]}…)"
+    )
     path = artifacts.fetch(root, entry["artifact"], new_prod)
     artifacts.load_verified(path, entry["artifact"]["sha256"])  # refuses a tampered file
     result.notes.append(f"artifact verified: {entry['artifact']['sha256'][:12]}…")
 
     reg_tag = versioning.tag_name(model, new_prod)
-    if event == "promote":
-        if gitops.tag(root, reg_tag, commit, f"Registered {model} v{new_prod}\n\ncommit={commit}"):
-            result.tags.append(reg_tag)
+    if event == "promote" and gitops.tag(
+        root, reg_tag, commit, f"Registered {model} v{new_prod}\n\ncommit={commit}"
+    ):
+        result.tags.append(reg_tag)
     target = gitops.git(root, "rev-list", "-n1", reg_tag, check=False) or commit
     _record_stage(cfg, result, target=target)
 
@@ -133,15 +141,18 @@ def _record_stage(cfg: Config, result: PromoteResult, *, target: str | None) -> 
         return
     n = _next_stage_number(root, model)
     name = versioning.stage_tag_name(model, STAGE, n)
-    message = (f"{result.event} {model} to {result.version or 'none'} from "
-               f"{result.previous or 'none'}\n\nevent={result.event}\nversion={result.version}\n"
-               f"from={result.previous}\ncommit={result.commit}")
+    message = (
+        f"{result.event} {model} to {result.version or 'none'} from "
+        f"{result.previous or 'none'}\n\nevent={result.event}\nversion={result.version}\n"
+        f"from={result.previous}\ncommit={result.commit}"
+    )
     gitops.tag(root, name, target or result.commit, message)
     result.tags.append(name)
 
 
-def deploy(cfg: Config, entry: dict[str, Any], path: Path, *, event: str,
-           previous: str | None) -> str:
+def deploy(
+    cfg: Config, entry: dict[str, Any], path: Path, *, event: str, previous: str | None
+) -> str:
     """The embedded deploy: copy the verified artifact to ``.retrain/deployed/``; then the
     configured hook, if any, with RETRAIN_* variables."""
     root = cfg.root
@@ -149,20 +160,31 @@ def deploy(cfg: Config, entry: dict[str, Any], path: Path, *, event: str,
     out.mkdir(parents=True, exist_ok=True)
     model_file = out / f"{cfg.release.model_name}.skops"
     shutil.copyfile(path, model_file)
-    record = {"model": cfg.release.model_name, "version": entry["version"], "event": event,
-              "previous": previous, "sha256": entry["artifact"]["sha256"],
-              "at": datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")}
+    record = {
+        "model": cfg.release.model_name,
+        "version": entry["version"],
+        "event": event,
+        "previous": previous,
+        "sha256": entry["artifact"]["sha256"],
+        "at": datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+    }
     (out / "current.json").write_text(json.dumps(record, indent=2) + "\n")
     note = f"deployed v{entry['version']} to {model_file.relative_to(root)}"
     if cfg.release.deploy_command:
-        env = {**os.environ, "RETRAIN_MODEL": cfg.release.model_name,
-               "RETRAIN_VERSION": entry["version"], "RETRAIN_EVENT": event,
-               "RETRAIN_PREVIOUS": previous or "", "RETRAIN_ARTIFACT": str(model_file),
-               "RETRAIN_SHA256": entry["artifact"]["sha256"]}
+        env = {
+            **os.environ,
+            "RETRAIN_MODEL": cfg.release.model_name,
+            "RETRAIN_VERSION": entry["version"],
+            "RETRAIN_EVENT": event,
+            "RETRAIN_PREVIOUS": previous or "",
+            "RETRAIN_ARTIFACT": str(model_file),
+            "RETRAIN_SHA256": entry["artifact"]["sha256"],
+        }
         res = subprocess.run(cfg.release.deploy_command, cwd=root, env=env)
         if res.returncode != 0:
             raise ExternalCommandError(
-                f"deploy hook {' '.join(cfg.release.deploy_command)} exited {res.returncode}")
+                f"deploy hook {' '.join(cfg.release.deploy_command)} exited {res.returncode}"
+            )
         note += f"; deploy hook {cfg.release.deploy_command[0]} ran"
     return note
 
@@ -197,18 +219,22 @@ def _plan(root: Path, target: str | None, current: str) -> list[dict[str, Any]]:
     if not plan:
         raise BadInput(f"no commit on this branch put v{current} in production; nothing to revert")
     if target is not None and prod != target:
-        raise BadInput(f"--to {target}: that version was not in production before v{current} "
-                       "on this branch")
+        raise BadInput(
+            f"--to {target}: that version was not in production before v{current} on this branch"
+        )
     return plan
 
 
-def rollback(cfg: Config, *, to: str | None = None, push: bool = False,
-             open_pr: bool = False) -> RollbackResult:
+def rollback(
+    cfg: Config, *, to: str | None = None, push: bool = False, open_pr: bool = False
+) -> RollbackResult:
     """Revert the promotion(s) that led from ``to`` (default: the previous version) to now."""
     root = cfg.root
     if gitops.is_dirty(root):
-        raise BadInput("working tree has uncommitted changes to tracked files; commit or stash "
-                       "them before a rollback")
+        raise BadInput(
+            "working tree has uncommitted changes to tracked files; commit or stash "
+            "them before a rollback"
+        )
     current_reg = reg.load(root, expected_model=cfg.release.model_name)
     current = current_reg.production
     if current is None:
@@ -235,18 +261,39 @@ def rollback(cfg: Config, *, to: str | None = None, push: bool = False,
             sha = ev["commit"]
             parents = gitops.git(work, "rev-list", "--parents", "-n1", sha).split()[1:]
             args = ["revert", "--no-edit"] + (["-m", "1"] if len(parents) > 1 else []) + [sha]
-            res = subprocess.run(["git", *args], cwd=work, capture_output=True, text=True)
+            res = subprocess.run(
+                ["git", *args],
+                cwd=work,
+                capture_output=True,
+                text=True,
+                env={**os.environ, **gitops.identity_env(work)},
+            )
             if res.returncode != 0:
                 subprocess.run(["git", "revert", "--abort"], cwd=work, capture_output=True)
-                raise GitError(f"git revert of {sha[:8]} did not apply cleanly; resolve by hand "
-                               f"({(res.stderr or res.stdout).strip().splitlines()[-1]})")
-            subject = (f"Rollback {cfg.release.model_name} to v{ev['from'] or 'none'} "
-                       f"(revert v{ev['version']}, {sha[:8]})")
-            gitops.git(work, "commit", "--amend", "-q", "-m",
-                       f"{subject}\n\nThis reverts commit {sha}, which promoted v{ev['version']}.")
+                raise GitError(
+                    f"git revert of {sha[:8]} did not apply cleanly; resolve by hand "
+                    f"({(res.stderr or res.stdout).strip().splitlines()[-1]})"
+                )
+            subject = (
+                f"Rollback {cfg.release.model_name} to v{ev['from'] or 'none'} "
+                f"(revert v{ev['version']}, {sha[:8]})"
+            )
+            gitops.git(
+                work,
+                "commit",
+                "--amend",
+                "-q",
+                "-m",
+                f"{subject}\n\nThis reverts commit {sha}, which promoted v{ev['version']}.",
+            )
         commit = gitops.head(work)
-        result = RollbackResult(from_version=current, to_version=goal,
-                                reverted=[e["commit"] for e in plan], commit=commit, branch=branch)
+        result = RollbackResult(
+            from_version=current,
+            to_version=goal,
+            reverted=[e["commit"] for e in plan],
+            commit=commit,
+            branch=branch,
+        )
         if push and not open_pr:
             gitops.push(root, f"HEAD:refs/heads/{branch}")
             result.pushed = True
@@ -261,21 +308,39 @@ def rollback(cfg: Config, *, to: str | None = None, push: bool = False,
     return result
 
 
-def _open_rollback_pr(root: Path, cfg: Config, branch: str, current: str, goal: str | None,
-                      plan: list[dict[str, Any]]) -> str:
+def _open_rollback_pr(
+    root: Path, cfg: Config, branch: str, current: str, goal: str | None, plan: list[dict[str, Any]]
+) -> str:
     title = f"Rollback {cfg.release.model_name} to v{goal} (from v{current})"
-    body = "\n".join([
-        f"**Rollback** of `{cfg.release.model_name}` from v{current} to v{goal}.",
-        "",
-        "This reverts the commit(s) that promoted the current version; no retraining, no "
-        "training data needed. Merging it runs `retrain promote`, which records the rollback, "
-        "moves the MLflow aliases back and redeploys the verified old artifact.",
-        "",
-        *[f"- revert of `{e['commit'][:8]}` ({e['subject']})" for e in plan],
-    ])
-    res = subprocess.run(["gh", "pr", "create", "--base", cfg.release.base_branch, "--head", branch,
-                          "--title", title, "--body", body], cwd=root, capture_output=True,
-                         text=True)
+    body = "\n".join(
+        [
+            f"**Rollback** of `{cfg.release.model_name}` from v{current} to v{goal}.",
+            "",
+            "This reverts the commit(s) that promoted the current version; no retraining, no "
+            "training data needed. Merging it runs `retrain promote`, which records the rollback, "
+            "moves the MLflow aliases back and redeploys the verified old artifact.",
+            "",
+            *[f"- revert of `{e['commit'][:8]}` ({e['subject']})" for e in plan],
+        ]
+    )
+    res = subprocess.run(
+        [
+            "gh",
+            "pr",
+            "create",
+            "--base",
+            cfg.release.base_branch,
+            "--head",
+            branch,
+            "--title",
+            title,
+            "--body",
+            body,
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
     if res.returncode != 0:
         raise ExternalCommandError(f"gh pr create failed: {res.stderr.strip()}")
     return res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
@@ -299,8 +364,10 @@ def verify(cfg: Config, *, base: str) -> list[str]:
     for e in head_reg.versions:
         old = base_versions.get(e["version"])
         if old is not None and old != e:
-            raise BadInput(f"registry.yaml: version {e['version']} was rewritten; merged versions "
-                           "are immutable")
+            raise BadInput(
+                f"registry.yaml: version {e['version']} was rewritten; merged versions "
+                "are immutable"
+            )
     new = [e for e in head_reg.versions if e["version"] not in base_versions]
     if not new:
         if head_reg.production == base_reg.production:
@@ -310,8 +377,10 @@ def verify(cfg: Config, *, base: str) -> list[str]:
             raise BadInput("registry.yaml: production: a PR may not empty production")
         entry = head_reg.get(head_reg.production)
         _verify_artifact(root, entry)
-        passed.append(f"production moves from {base_reg.production} to {head_reg.production} "
-                      "(a registered version; artifact verified)")
+        passed.append(
+            f"production moves from {base_reg.production} to {head_reg.production} "
+            "(a registered version; artifact verified)"
+        )
         return passed
     if len(new) > 1:
         raise BadInput(f"registry.yaml: {len(new)} new versions; a proposal appends exactly one")
@@ -319,42 +388,58 @@ def verify(cfg: Config, *, base: str) -> list[str]:
     if head_reg.versions[-1] is not entry:
         raise BadInput(f"registry.yaml: new version {entry['version']} must be the last entry")
     if head_reg.production != entry["version"]:
-        raise BadInput(f"registry.yaml: production is {head_reg.production}, expected the new "
-                       f"version {entry['version']}")
+        raise BadInput(
+            f"registry.yaml: production is {head_reg.production}, expected the new "
+            f"version {entry['version']}"
+        )
     expected = versioning.next_version(base_reg.latest, entry["bump"])
     if entry["version"] != expected:
-        raise BadInput(f"registry.yaml: version {entry['version']} with bump {entry['bump']} "
-                       f"should be {expected} (after {base_reg.latest})")
+        raise BadInput(
+            f"registry.yaml: version {entry['version']} with bump {entry['bump']} "
+            f"should be {expected} (after {base_reg.latest})"
+        )
     prod = base_reg.production_entry
     if prod is None and entry["bump"] != "initial":
-        raise BadInput(f"registry.yaml: first version must have bump 'initial', got {entry['bump']}")
+        raise BadInput(
+            f"registry.yaml: first version must have bump 'initial', got {entry['bump']}"
+        )
     if prod is not None:
         changed = prod["schema"].get("fingerprint") != entry["schema"].get("fingerprint")
         if changed and entry["bump"] != "major":
-            raise BadInput(f"registry.yaml: schema fingerprint changed since v{prod['version']} "
-                           f"but bump is {entry['bump']}; a schema change must be MAJOR")
+            raise BadInput(
+                f"registry.yaml: schema fingerprint changed since v{prod['version']} "
+                f"but bump is {entry['bump']}; a schema change must be MAJOR"
+            )
         if (entry.get("gates") or {}).get("baseline") != prod["version"]:
-            raise BadInput(f"registry.yaml: gates were run against "
-                           f"{(entry.get('gates') or {}).get('baseline')}, but production is "
-                           f"{prod['version']}; re-run the retrain job")
+            raise BadInput(
+                f"registry.yaml: gates were run against "
+                f"{(entry.get('gates') or {}).get('baseline')}, but production is "
+                f"{prod['version']}; re-run the retrain job"
+            )
     passed.append(f"semver: {base_reg.latest or 'none'} -> {entry['version']} ({entry['bump']})")
     gates = (entry.get("gates") or {}).get("results") or {}
     failed = [n for n, g in gates.items() if g.get("verdict") == "fail"]
     if not gates or failed or not entry["gates"].get("passed"):
-        raise BadInput(f"registry.yaml: version {entry['version']}: gate(s) failed or missing: "
-                       f"{failed or 'no gate results'}")
+        raise BadInput(
+            f"registry.yaml: version {entry['version']}: gate(s) failed or missing: "
+            f"{failed or 'no gate results'}"
+        )
     passed.append(f"gates: {len(gates)} recorded, none failed")
     card = entry.get("model_card")
     if card and not (root / card).is_file():
         raise BadInput(f"{card}: model card referenced by registry.yaml is missing")
     _verify_artifact(root, entry)
-    passed.append(f"artifact in the DVC remote, sha256 {entry['artifact']['sha256'][:12]}… verified")
+    passed.append(
+        f"artifact in the DVC remote, sha256 {entry['artifact']['sha256'][:12]}… verified"
+    )
     return passed
 
 
 def _verify_artifact(root: Path, entry: dict[str, Any]) -> None:
     if not artifacts.in_remote(root, entry["artifact"]):
-        raise BadInput(f"registry.yaml: version {entry['version']}: artifact md5 "
-                       f"{entry['artifact']['md5']} is not in the DVC remote")
+        raise BadInput(
+            f"registry.yaml: version {entry['version']}: artifact md5 "
+            f"{entry['artifact']['md5']} is not in the DVC remote"
+        )
     path = artifacts.fetch(root, entry["artifact"], entry["version"])
     artifacts.load_verified(path, entry["artifact"]["sha256"])

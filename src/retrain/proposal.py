@@ -19,19 +19,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-
-
 from retrain import (
     artifacts,
     dataset,
     dvcops,
     gitops,
     history,
-    registry as reg,
     report,
     stages,
     tracking,
     versioning,
+)
+from retrain import (
+    registry as reg,
 )
 from retrain.config import Config
 from retrain.errors import BadInput, ExternalCommandError
@@ -67,11 +67,24 @@ def schema_change(old: dict[str, Any] | None, new: dict[str, Any]) -> SchemaChan
     )
 
 
-def _scores(model: Any, cfg: Config, X: Any, *, latency: dict[str, float], size: int,
-            train_seconds: float | None) -> ModelScores:
+def _scores(
+    model: Any,
+    cfg: Config,
+    X: Any,
+    *,
+    latency: dict[str, float],
+    size: int,
+    train_seconds: float | None,
+) -> ModelScores:
     y_pred, proba, classes = stages.predict_frame(model, X, cfg.dataset.task)
-    return ModelScores(y_pred=y_pred, proba=proba, classes=classes, latency=latency,
-                       size_bytes=size, train_seconds=train_seconds)
+    return ModelScores(
+        y_pred=y_pred,
+        proba=proba,
+        classes=classes,
+        latency=latency,
+        size_bytes=size,
+        train_seconds=train_seconds,
+    )
 
 
 def judge(cfg: Config, registry: reg.Registry, *, bump_requested: str | None) -> Judgement:
@@ -83,20 +96,28 @@ def judge(cfg: Config, registry: reg.Registry, *, bump_requested: str | None) ->
     validation = stages.load_json(root, stages.VALIDATION_FILE)
     holdout = dataset.load_holdout(ds, root)
     X = holdout[ds.feature_names]
-    candidate_model = artifacts.load_verified(root / stages.MODEL_FILE,
-                                              training["artifact"]["sha256"])
-    candidate = _scores(candidate_model, cfg, X, latency=evaluation["latency"],
-                        size=training["artifact"]["size_bytes"],
-                        train_seconds=training["train_seconds"])
+    candidate_model = artifacts.load_verified(
+        root / stages.MODEL_FILE, training["artifact"]["sha256"]
+    )
+    candidate = _scores(
+        candidate_model,
+        cfg,
+        X,
+        latency=evaluation["latency"],
+        size=training["artifact"]["size_bytes"],
+        train_seconds=training["train_seconds"],
+    )
     prod = registry.production_entry
     baseline = None
     if prod is not None:
-        stages.progress(f"gates: fetching production v{prod['version']} and scoring it on the "
-                        "same holdout")
+        stages.progress(
+            f"gates: fetching production v{prod['version']} and scoring it on the same holdout"
+        )
         path = artifacts.fetch(root, prod["artifact"], prod["version"])
         base_model = artifacts.load_verified(path, prod["artifact"]["sha256"])
-        baseline = _scores(base_model, cfg, X, latency={}, size=prod["artifact"]["size_bytes"],
-                           train_seconds=None)
+        baseline = _scores(
+            base_model, cfg, X, latency={}, size=prod["artifact"]["size_bytes"], train_seconds=None
+        )
     change = schema_change(prod["schema"] if prod else None, training["schema"])
     inputs = GateInputs(
         task=ds.task,
@@ -109,15 +130,21 @@ def judge(cfg: Config, registry: reg.Registry, *, bump_requested: str | None) ->
         schema_change=change,
         data_valid=bool(validation.get("passed")),
         data_detail=f"{validation.get('total_rows')} rows in {len(validation.get('files', {}))} "
-                    "batch file(s) checked",
+        "batch file(s) checked",
     )
     stages.progress("gates: evaluating improvement (paired bootstrap), subgroups, latency, cost")
     gate_report = evaluate_gates(inputs, cfg.gates)
     bump = gate_report.bump
     version = versioning.next_version(registry.latest, bump)  # type: ignore[arg-type]
-    judgement = Judgement(gates=gate_report, version=version, bump=bump,
-                          base_version=prod["version"] if prod else None, training=training,
-                          evaluation=evaluation, schema_change=change)
+    judgement = Judgement(
+        gates=gate_report,
+        version=version,
+        bump=bump,
+        base_version=prod["version"] if prod else None,
+        training=training,
+        evaluation=evaluation,
+        schema_change=change,
+    )
     out = root / LATEST_REPORT
     if out.exists():
         shutil.rmtree(out)
@@ -126,9 +153,14 @@ def judge(cfg: Config, registry: reg.Registry, *, bump_requested: str | None) ->
         from retrain import plots
 
         judgement.plots = plots.write_plots(
-            out, ds.task, inputs.y_true, candidate.y_pred,
+            out,
+            ds.task,
+            inputs.y_true,
+            candidate.y_pred,
             baseline.y_pred if baseline is not None else None,
-            candidate.proba, candidate.classes)
+            candidate.proba,
+            candidate.classes,
+        )
     except Exception as exc:  # a missing picture must not block a promotion decision
         stages.progress(f"gates: plots skipped ({type(exc).__name__}: {exc})")
     stages.write_json(out / "gate.json", gate_report.to_dict())
@@ -139,7 +171,9 @@ def _now() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def build_entry(cfg: Config, j: Judgement, *, fired: list[str], reason: str | None) -> dict[str, Any]:
+def build_entry(
+    cfg: Config, j: Judgement, *, fired: list[str], reason: str | None
+) -> dict[str, Any]:
     t = j.training
     card_rel = f"reports/v{j.version}/model_card.json"
     return {
@@ -148,7 +182,9 @@ def build_entry(cfg: Config, j: Judgement, *, fired: list[str], reason: str | No
         "reason": {"triggers": fired, "manual": reason},
         "bump": j.bump,
         "code_commit": t["code_commit"],
-        "data": {k: t["data"][k] for k in ("dvc_hash", "rows", "total_rows", "start", "end", "files")},
+        "data": {
+            k: t["data"][k] for k in ("dvc_hash", "rows", "total_rows", "start", "end", "files")
+        },
         "params": t["params"],
         "schema": t["schema"],
         "artifact": {
@@ -165,8 +201,10 @@ def build_entry(cfg: Config, j: Judgement, *, fired: list[str], reason: str | No
         "gates": {
             "baseline": j.base_version,
             "passed": j.gates.passed,
-            "results": {r.name: {"verdict": r.verdict, "value": r.value, "threshold": r.threshold}
-                        for r in j.gates.results},
+            "results": {
+                r.name: {"verdict": r.verdict, "value": r.value, "threshold": r.threshold}
+                for r in j.gates.results
+            },
         },
     }
 
@@ -185,13 +223,19 @@ def model_card(cfg: Config, entry: dict[str, Any], j: Judgement) -> dict[str, An
         },
         "parameters": entry["params"],
         "input_schema": entry["schema"]["features"],
-        "output_schema": {"target": entry["schema"]["target"], "task": entry["schema"]["task"],
-                          "classes": entry["schema"]["classes"]},
+        "output_schema": {
+            "target": entry["schema"]["target"],
+            "task": entry["schema"]["task"],
+            "classes": entry["schema"]["classes"],
+        },
         "schema_fingerprint": entry["schema"]["fingerprint"],
-        "metrics": {"holdout": j.evaluation["overall"], "subgroups": j.evaluation["subgroups"],
-                    "latency_ms": j.evaluation["latency"],
-                    "size_bytes": entry["artifact"]["size_bytes"],
-                    "train_seconds": j.training["train_seconds"]},
+        "metrics": {
+            "holdout": j.evaluation["overall"],
+            "subgroups": j.evaluation["subgroups"],
+            "latency_ms": j.evaluation["latency"],
+            "size_bytes": entry["artifact"]["size_bytes"],
+            "train_seconds": j.training["train_seconds"],
+        },
         "gates": j.gates.to_dict(),
         "artifact": entry["artifact"],
         "mlflow": entry["mlflow"],
@@ -199,14 +243,25 @@ def model_card(cfg: Config, entry: dict[str, Any], j: Judgement) -> dict[str, An
     }
 
 
-def report_context(cfg: Config, j: Judgement, *, outcome: str, triggers: dict[str, Any] | None,
-                   fired: list[str], branch: str | None = None, pr_url: str | None = None,
-                   drift: dict[str, Any] | None = None, plot_prefix: str = "") -> dict[str, Any]:
+def report_context(
+    cfg: Config,
+    j: Judgement,
+    *,
+    outcome: str,
+    triggers: dict[str, Any] | None,
+    fired: list[str],
+    branch: str | None = None,
+    pr_url: str | None = None,
+    drift: dict[str, Any] | None = None,
+    plot_prefix: str = "",
+) -> dict[str, Any]:
     checks = (triggers or {}).get("checks", {})
     drift_top: list[Any] = []
     if drift:
-        feats = sorted(drift["features"].items(),
-                       key=lambda kv: (not kv[1].get("drifted"), -float(kv[1].get("psi") or 0)))
+        feats = sorted(
+            drift["features"].items(),
+            key=lambda kv: (not kv[1].get("drifted"), -float(kv[1].get("psi") or 0)),
+        )
         drift_top = feats[:5]
     run_id = j.training.get("mlflow", {}).get("run_id")
     return {
@@ -215,14 +270,22 @@ def report_context(cfg: Config, j: Judgement, *, outcome: str, triggers: dict[st
         "bump": j.bump,
         "base_version": j.base_version,
         "outcome": outcome,
-        "fired": [{"name": n, "value": checks.get(n, {}).get("value"),
-                   "threshold": checks.get(n, {}).get("threshold")} for n in fired],
+        "fired": [
+            {
+                "name": n,
+                "value": checks.get(n, {}).get("value"),
+                "threshold": checks.get(n, {}).get("threshold"),
+            }
+            for n in fired
+        ],
         "triggers": triggers or {},
         "gates": j.gates.to_dict(),
         "drift_top": drift_top,
-        "links": {"mlflow_run": tracking.run_url(cfg, run_id) if run_id else None,
-                  "mlflow_run_id": run_id,
-                  "model_card": f"reports/v{j.version}/model_card.json"},
+        "links": {
+            "mlflow_run": tracking.run_url(cfg, run_id) if run_id else None,
+            "mlflow_run_id": run_id,
+            "model_card": f"reports/v{j.version}/model_card.json",
+        },
         "plots": [f"{plot_prefix}{p.name}" for p in j.plots],
         "schema_change": j.schema_change.__dict__,
         "branch": branch,
@@ -241,37 +304,56 @@ class Proposal:
     pushed: bool = False
 
 
-def propose(cfg: Config, registry: reg.Registry, j: Judgement, *, fired: list[str],
-            reason: str | None, triggers: dict[str, Any] | None, drift: dict[str, Any] | None,
-            push: bool, open_pr: bool) -> Proposal:
+def propose(
+    cfg: Config,
+    registry: reg.Registry,
+    j: Judgement,
+    *,
+    fired: list[str],
+    reason: str | None,
+    triggers: dict[str, Any] | None,
+    drift: dict[str, Any] | None,
+    push: bool,
+    open_pr: bool,
+) -> Proposal:
     """Push the artifact, then commit the proposal on its branch (main's tree untouched)."""
     root = cfg.root
     if not j.gates.passed:
-        raise BadInput("refusing to propose: a promotion gate failed (see reports/latest/gate.json)")
+        raise BadInput(
+            "refusing to propose: a promotion gate failed (see reports/latest/gate.json)"
+        )
     if dvcops.has_remote(root):
         stages.progress("propose: pushing the model and data to the DVC remote")
         dvcops.push(root)
         if not artifacts.in_remote(root, j.training["artifact"]):
-            raise ExternalCommandError("dvc push finished but the remote lacks the model; not proposing")
+            raise ExternalCommandError(
+                "dvc push finished but the remote lacks the model; not proposing"
+            )
     else:
-        raise BadInput(".dvc/config: no DVC remote configured; a proposal needs the model pushed "
-                       "(dvc remote add -d <name> <url>)")
+        raise BadInput(
+            ".dvc/config: no DVC remote configured; a proposal needs the model pushed "
+            "(dvc remote add -d <name> <url>)"
+        )
     entry = build_entry(cfg, j, fired=fired, reason=reason)
     ever = history.ever_in_production(root, cfg)
-    new_registry = registry.with_new_version(entry, promote=True, retention=cfg.release.retention,
-                                             keep=ever)
+    new_registry = registry.with_new_version(
+        entry, promote=True, retention=cfg.release.retention, keep=ever
+    )
     branch = f"retrain/v{j.version}"
     vdir = f"reports/v{j.version}"
-    ctx = report_context(cfg, j, outcome="proposed", triggers=triggers, fired=fired,
-                         branch=branch, drift=drift)
+    ctx = report_context(
+        cfg, j, outcome="proposed", triggers=triggers, fired=fired, branch=branch, drift=drift
+    )
     title = report.pr_title(ctx)
     body = report.render_pr_body(ctx)
     files: dict[str, bytes] = {
         reg.REGISTRY_FILE: reg.dumps(new_registry).encode(),
-        f"{vdir}/model_card.json": (json.dumps(model_card(cfg, entry, j), indent=2,
-                                               sort_keys=True) + "\n").encode(),
-        f"{vdir}/gate.json": (json.dumps(j.gates.to_dict(), indent=2, sort_keys=True)
-                              + "\n").encode(),
+        f"{vdir}/model_card.json": (
+            json.dumps(model_card(cfg, entry, j), indent=2, sort_keys=True) + "\n"
+        ).encode(),
+        f"{vdir}/gate.json": (
+            json.dumps(j.gates.to_dict(), indent=2, sort_keys=True) + "\n"
+        ).encode(),
         f"{vdir}/PR.md": body.encode(),
     }
     for p in j.plots:
@@ -280,27 +362,33 @@ def propose(cfg: Config, registry: reg.Registry, j: Judgement, *, fired: list[st
         if (root / rel).is_file():
             files[rel] = (root / rel).read_bytes()
     message = f"{title}\n\n{_commit_body(entry)}"
-    commit = gitops.commit_files_to_branch(root, branch=branch, base="HEAD", files=files,
-                                           message=message)
+    commit = gitops.commit_files_to_branch(
+        root, branch=branch, base="HEAD", files=files, message=message
+    )
     latest = root / LATEST_REPORT
     (latest / "PR.md").write_text(body)
-    proposal = Proposal(version=j.version, branch=branch, commit=commit, title=title,
-                        body_path=latest / "PR.md")
+    proposal = Proposal(
+        version=j.version, branch=branch, commit=commit, title=title, body_path=latest / "PR.md"
+    )
     stages.progress(f"propose: committed {branch} ({commit[:8]})")
     if push or open_pr:
         gitops.git(root, "push", "--force", "origin", f"refs/heads/{branch}:refs/heads/{branch}")
         proposal.pushed = True
         stages.progress(f"propose: pushed {branch} to origin")
     if open_pr:
-        proposal.pr_url = open_pull_request(root, cfg, branch=branch, title=title,
-                                            body_path=proposal.body_path)
+        proposal.pr_url = open_pull_request(
+            root, cfg, branch=branch, title=title, body_path=proposal.body_path
+        )
     return proposal
 
 
 def _commit_body(entry: dict[str, Any]) -> str:
     g = entry["gates"]
-    lines = [f"bump: {entry['bump']}", f"baseline: {g['baseline'] or 'none (bootstrap)'}",
-             f"triggers: {', '.join(entry['reason']['triggers']) or '-'}"]
+    lines = [
+        f"bump: {entry['bump']}",
+        f"baseline: {g['baseline'] or 'none (bootstrap)'}",
+        f"triggers: {', '.join(entry['reason']['triggers']) or '-'}",
+    ]
     if entry["reason"].get("manual"):
         lines.append(f"reason: {entry['reason']['manual']}")
     lines.append(f"artifact sha256: {entry['artifact']['sha256']}")
@@ -314,9 +402,23 @@ def open_pull_request(root: Path, cfg: Config, *, branch: str, title: str, body_
         body_file = fh.name
     try:
         res = subprocess.run(
-            ["gh", "pr", "create", "--base", cfg.release.base_branch, "--head", branch,
-             "--title", title, "--body-file", body_file],
-            cwd=root, capture_output=True, text=True)
+            [
+                "gh",
+                "pr",
+                "create",
+                "--base",
+                cfg.release.base_branch,
+                "--head",
+                branch,
+                "--title",
+                title,
+                "--body-file",
+                body_file,
+            ],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )
     except FileNotFoundError:
         raise ExternalCommandError("gh not found on PATH; cannot open the pull request") from None
     finally:
@@ -343,5 +445,3 @@ def restore_workspace(root: Path) -> None:
             (root / rel).unlink(missing_ok=True)
     if (root / "dvc.lock").is_file():
         dvcops.checkout(root)
-
-

@@ -111,7 +111,9 @@ def dumps(registry: Registry) -> str:
     return header + body
 
 
-def parse_text(text: str, where: str = REGISTRY_FILE, *, expected_model: str | None = None) -> Registry:
+def parse_text(
+    text: str, where: str = REGISTRY_FILE, *, expected_model: str | None = None
+) -> Registry:
     """Parse and check registry text; any inconsistency is one :class:`RegistryError` line."""
     try:
         doc = yaml.safe_load(text)

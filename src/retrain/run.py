@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from retrain import dvcops, gitops, proposal, registry as reg, report, triggers
+from retrain import dvcops, gitops, proposal, report, triggers
+from retrain import registry as reg
 from retrain.config import Config
 from retrain.errors import BadInput
 from retrain.stages import progress
@@ -28,18 +29,34 @@ class RunResult:
     bump: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"outcome": self.outcome, "fired": self.fired, "version": self.version,
-                "branch": self.branch, "gates": self.gates, "bump": self.bump,
-                "pr_url": self.pr_url, "triggers": self.triggers}
+        return {
+            "outcome": self.outcome,
+            "fired": self.fired,
+            "version": self.version,
+            "branch": self.branch,
+            "gates": self.gates,
+            "bump": self.bump,
+            "pr_url": self.pr_url,
+            "triggers": self.triggers,
+        }
 
 
-def run(cfg: Config, *, force: bool = False, reason: str | None = None, bump: str | None = None,
-        push: bool = False, open_pr: bool = False) -> RunResult:
+def run(
+    cfg: Config,
+    *,
+    force: bool = False,
+    reason: str | None = None,
+    bump: str | None = None,
+    push: bool = False,
+    open_pr: bool = False,
+) -> RunResult:
     root = cfg.root
     if gitops.is_dirty(root):
         changed = gitops.git(root, "status", "--porcelain", "--untracked-files=no")
-        raise BadInput(f"working tree has uncommitted changes ({changed.splitlines()[0].strip()} "
-                       "…); commit or stash them so the proposal matches main")
+        raise BadInput(
+            f"working tree has uncommitted changes ({changed.splitlines()[0].strip()} "
+            "…); commit or stash them so the proposal matches main"
+        )
     registry = reg.load(root, expected_model=cfg.release.model_name)
     progress("checking triggers")
     trig = triggers.check(cfg, registry, force=force or bump is not None, reason=reason)
@@ -47,9 +64,16 @@ def run(cfg: Config, *, force: bool = False, reason: str | None = None, bump: st
     if not trig.retrain:
         why = trig.note or "no trigger fired"
         result = RunResult(outcome="skipped", fired=trig.fired, triggers=trig.to_dict())
-        result.summary = report.render_run_summary({
-            "model": cfg.release.model_name, "outcome": "skipped", "base_version":
-            registry.production, "triggers": trig.to_dict(), "fired": [], "reason": why})
+        result.summary = report.render_run_summary(
+            {
+                "model": cfg.release.model_name,
+                "outcome": "skipped",
+                "base_version": registry.production,
+                "triggers": trig.to_dict(),
+                "fired": [],
+                "reason": why,
+            }
+        )
         return result
 
     progress("running the pipeline: dvc repro (validate → train → evaluate)")
@@ -58,23 +82,54 @@ def run(cfg: Config, *, force: bool = False, reason: str | None = None, bump: st
         j = proposal.judge(cfg, registry, bump_requested=bump)
         fired = trig.fired
         if not j.gates.passed:
-            ctx = proposal.report_context(cfg, j, outcome="gated", triggers=trig.to_dict(),
-                                          fired=fired, drift=trig.drift)
+            ctx = proposal.report_context(
+                cfg, j, outcome="gated", triggers=trig.to_dict(), fired=fired, drift=trig.drift
+            )
             summary = report.render_run_summary(ctx)
             (root / proposal.LATEST_REPORT / "summary.md").write_text(summary)
-            return RunResult(outcome="gated", fired=fired, version=None, branch=None,
-                             gates=j.gates.to_dict(), triggers=trig.to_dict(), summary=summary,
-                             bump=j.bump)
-        prop = proposal.propose(cfg, registry, j, fired=fired, reason=reason,
-                                triggers=trig.to_dict(), drift=trig.drift, push=push,
-                                open_pr=open_pr)
-        ctx = proposal.report_context(cfg, j, outcome="proposed", triggers=trig.to_dict(),
-                                      fired=fired, branch=prop.branch, pr_url=prop.pr_url,
-                                      drift=trig.drift)
+            return RunResult(
+                outcome="gated",
+                fired=fired,
+                version=None,
+                branch=None,
+                gates=j.gates.to_dict(),
+                triggers=trig.to_dict(),
+                summary=summary,
+                bump=j.bump,
+            )
+        prop = proposal.propose(
+            cfg,
+            registry,
+            j,
+            fired=fired,
+            reason=reason,
+            triggers=trig.to_dict(),
+            drift=trig.drift,
+            push=push,
+            open_pr=open_pr,
+        )
+        ctx = proposal.report_context(
+            cfg,
+            j,
+            outcome="proposed",
+            triggers=trig.to_dict(),
+            fired=fired,
+            branch=prop.branch,
+            pr_url=prop.pr_url,
+            drift=trig.drift,
+        )
         summary = report.render_run_summary(ctx)
         (root / proposal.LATEST_REPORT / "summary.md").write_text(summary)
-        return RunResult(outcome="proposed", fired=fired, version=prop.version, branch=prop.branch,
-                         gates=j.gates.to_dict(), triggers=trig.to_dict(), pr_url=prop.pr_url,
-                         summary=summary, bump=j.bump)
+        return RunResult(
+            outcome="proposed",
+            fired=fired,
+            version=prop.version,
+            branch=prop.branch,
+            gates=j.gates.to_dict(),
+            triggers=trig.to_dict(),
+            pr_url=prop.pr_url,
+            summary=summary,
+            bump=j.bump,
+        )
     finally:
         proposal.restore_workspace(root)

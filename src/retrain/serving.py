@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from retrain import artifacts, dataset, registry as reg
+from retrain import artifacts, dataset
+from retrain import registry as reg
 from retrain.config import Config
 from retrain.stages import predict_frame
 

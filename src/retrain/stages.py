@@ -58,8 +58,10 @@ def validate(cfg: Config) -> dict[str, Any]:
         "holdout_labels_unseen_in_training": unseen,
     }
     write_json(out, report)
-    progress(f"validate: {len(data.files)} batch file(s), {data.total_rows} rows, "
-             f"{len(data.frame)} in the training window, holdout {len(holdout)} rows: OK")
+    progress(
+        f"validate: {len(data.files)} batch file(s), {data.total_rows} rows, "
+        f"{len(data.frame)} in the training window, holdout {len(holdout)} rows: OK"
+    )
     return report
 
 
@@ -139,8 +141,7 @@ def train(cfg: Config) -> dict[str, Any]:
     data = dataset.load_batches(ds, root)
     X, y = data.features(ds), data.frame[ds.target]
     pipe = build_pipeline(cfg)
-    progress(f"train: fitting {cfg.model.estimator} on {len(X)} rows "
-             f"({data.start} … {data.end})")
+    progress(f"train: fitting {cfg.model.estimator} on {len(X)} rows ({data.start} … {data.end})")
     started = time.perf_counter()
     try:
         pipe.fit(X, y)
@@ -153,8 +154,11 @@ def train(cfg: Config) -> dict[str, Any]:
     ref = artifacts.save_model(pipe, root / MODEL_FILE)
     commit = git_commit(root)
     data_hash = dataset.dvc_data_hash(root)
-    params = {"estimator": cfg.model.estimator, "random_state": cfg.model.random_state,
-              **cfg.model.params}
+    params = {
+        "estimator": cfg.model.estimator,
+        "random_state": cfg.model.random_state,
+        **cfg.model.params,
+    }
     info: dict[str, Any] = {
         "code_commit": commit,
         "data": {
@@ -178,21 +182,28 @@ def train(cfg: Config) -> dict[str, Any]:
         model=pipe,
         params=params,
         metrics={"train_seconds": seconds, "train_rows": len(X)},
-        tags={"git_commit": commit, "dvc_data_hash": str(data_hash),
-              "schema_fingerprint": schema["fingerprint"]},
+        tags={
+            "git_commit": commit,
+            "dvc_data_hash": str(data_hash),
+            "schema_fingerprint": schema["fingerprint"],
+        },
         card_path=card_tmp,
         example=X.head(3),
         trusted_types=list(artifacts.TRUSTED_TYPES),
     )
     card_tmp.unlink(missing_ok=True)
     write_json(root / TRAINING_FILE, info)
-    progress(f"train: done in {seconds:.2f}s, model {ref['size_bytes'] / 1024:.0f} KiB, "
-             f"MLflow run {info['mlflow']['run_id'][:8]}")
+    progress(
+        f"train: done in {seconds:.2f}s, model {ref['size_bytes'] / 1024:.0f} KiB, "
+        f"MLflow run {info['mlflow']['run_id'][:8]}"
+    )
     return info
 
 
 # --------------------------------------------------------------------------- evaluate
-def predict_frame(model: Any, X: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray | None, list[Any] | None]:
+def predict_frame(
+    model: Any, X: pd.DataFrame, task: str
+) -> tuple[np.ndarray, np.ndarray | None, list[Any] | None]:
     y_pred = model.predict(X)
     if task == "classification":
         proba = model.predict_proba(X) if hasattr(model, "predict_proba") else None
@@ -200,8 +211,13 @@ def predict_frame(model: Any, X: pd.DataFrame, task: str) -> tuple[np.ndarray, n
     return np.asarray(y_pred, dtype=float), None, None
 
 
-def subgroup_metrics(cfg: Config, holdout: pd.DataFrame, y_pred: np.ndarray,
-                     proba: np.ndarray | None, classes: list[Any] | None) -> dict[str, Any]:
+def subgroup_metrics(
+    cfg: Config,
+    holdout: pd.DataFrame,
+    y_pred: np.ndarray,
+    proba: np.ndarray | None,
+    classes: list[Any] | None,
+) -> dict[str, Any]:
     ds = cfg.dataset
     metric = cfg.gates.primary_metric
     y = holdout[ds.target].to_numpy()
@@ -212,12 +228,19 @@ def subgroup_metrics(cfg: Config, holdout: pd.DataFrame, y_pred: np.ndarray,
         for level in sorted(set(values)):
             mask = values == level
             try:
-                value = metrics.score(metric, y[mask], y_pred[mask],
-                                      proba[mask] if proba is not None else None, classes)
+                value = metrics.score(
+                    metric,
+                    y[mask],
+                    y_pred[mask],
+                    proba[mask] if proba is not None else None,
+                    classes,
+                )
             except ValueError:
                 value = None
-            levels[level] = {"rows": int(mask.sum()),
-                             metric: round(float(value), 6) if value is not None else None}
+            levels[level] = {
+                "rows": int(mask.sum()),
+                metric: round(float(value), 6) if value is not None else None,
+            }
         out[column] = levels
     return out
 
@@ -231,8 +254,9 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     for rel in (METRICS_FILE, PREDICTIONS_FILE):
         (root / rel).unlink(missing_ok=True)
     info = json.loads((root / TRAINING_FILE).read_text())
-    model = artifacts.load_verified(root / MODEL_FILE, info["artifact"]["sha256"],
-                                    display=MODEL_FILE)
+    model = artifacts.load_verified(
+        root / MODEL_FILE, info["artifact"]["sha256"], display=MODEL_FILE
+    )
     holdout = dataset.load_holdout(ds, root)
     X = holdout[ds.feature_names]
     y = holdout[ds.target].to_numpy()

@@ -21,7 +21,7 @@ def tracking_uri(cfg: Config) -> str:
     uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.release.mlflow_tracking_uri
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        uri = prefix + str((cfg.root / uri[len(prefix):]).resolve())
+        uri = prefix + str((cfg.root / uri[len(prefix) :]).resolve())
     return uri
 
 
@@ -37,9 +37,17 @@ def _mlflow(cfg: Config) -> Any:
     return mlflow
 
 
-def log_training(cfg: Config, *, model: Any, params: dict[str, Any], metrics: dict[str, float],
-                 tags: dict[str, str], card_path: Path, example: Any,
-                 trusted_types: list[str]) -> dict[str, str]:
+def log_training(
+    cfg: Config,
+    *,
+    model: Any,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    card_path: Path,
+    example: Any,
+    trusted_types: list[str],
+) -> dict[str, str]:
     """Log a run with params, metrics and tags, log the model (skops) and register a version."""
     mlflow = _mlflow(cfg)
     mlflow.set_experiment(cfg.release.mlflow_experiment)
@@ -82,8 +90,10 @@ def set_aliases(cfg: Config, model_version: str) -> str:
     try:
         client.get_model_version(name, model_version)
     except Exception:
-        return (f"MLflow at {_display_uri(tracking_uri(cfg))} has no version {model_version} of "
-                f"{name!r}; aliases not moved")
+        return (
+            f"MLflow at {_display_uri(tracking_uri(cfg))} has no version {model_version} of "
+            f"{name!r}; aliases not moved"
+        )
     for alias in ALIASES:
         client.set_registered_model_alias(name, alias, model_version)
     return f"MLflow aliases {', '.join(ALIASES)} -> {name} version {model_version}"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,12 +38,16 @@ class TriggerReport:
     def table(self) -> str:
         rows = [f"{'trigger':<18} {'value':>14} {'threshold':>14}  fired"]
         for name, c in self.checks.items():
-            rows.append(f"{name:<18} {_fmt(c.get('value')):>14} {_fmt(c.get('threshold')):>14}  "
-                        f"{'YES' if c.get('fired') else 'no'}")
+            rows.append(
+                f"{name:<18} {_fmt(c.get('value')):>14} {_fmt(c.get('threshold')):>14}  "
+                f"{'YES' if c.get('fired') else 'no'}"
+            )
         if self.cooldown is not None:
             c = self.cooldown
-            rows.append(f"{'(cooldown)':<18} {_fmt(c.get('value')):>14} {_fmt(c.get('threshold')):>14}  "
-                        f"{'BLOCKS' if c.get('active') else 'ok'}")
+            rows.append(
+                f"{'(cooldown)':<18} {_fmt(c.get('value')):>14} {_fmt(c.get('threshold')):>14}  "
+                f"{'BLOCKS' if c.get('active') else 'ok'}"
+            )
         verdict = ("retrain: " + ", ".join(self.fired)) if self.retrain else "no retrain"
         if self.note:
             verdict += f" ({self.note})"
@@ -70,7 +73,8 @@ def _split_new_rows(cfg: Config, prod: dict[str, Any]) -> tuple[pd.DataFrame, pd
     data = dataset.load_batches(ds, cfg.root)
     pdata = prod.get("data", {})
     known = pdata.get("files") or {}
-    frames_old, frames_new = [], []
+    frames_old: list[pd.DataFrame] = []
+    frames_new: list[pd.DataFrame] = []
     for path in dataset.batch_files(ds, cfg.root):
         rel = str(path.relative_to(cfg.root))
         frame = dataset.check_frame(dataset.read_table(path, rel), ds, rel)
@@ -85,8 +89,14 @@ def _split_new_rows(cfg: Config, prod: dict[str, Any]) -> tuple[pd.DataFrame, pd
     return old.reset_index(drop=True), new.reset_index(drop=True), data.total_rows
 
 
-def check(cfg: Config, registry: Registry, *, force: bool = False, reason: str | None = None,
-          now: datetime | None = None) -> TriggerReport:
+def check(
+    cfg: Config,
+    registry: Registry,
+    *,
+    force: bool = False,
+    reason: str | None = None,
+    now: datetime | None = None,
+) -> TriggerReport:
     """Evaluate every trigger against the production model and the data on disk."""
     from retrain import drift
 
@@ -94,8 +104,11 @@ def check(cfg: Config, registry: Registry, *, force: bool = False, reason: str |
     t = cfg.triggers
     checks: dict[str, dict[str, Any]] = {}
     manual = bool(force or reason)
-    checks["manual"] = {"value": reason or ("--force" if force else None), "threshold": None,
-                        "fired": manual}
+    checks["manual"] = {
+        "value": reason or ("--force" if force else None),
+        "threshold": None,
+        "fired": manual,
+    }
     prod = registry.production_entry
     if prod is None:
         checks["bootstrap"] = {"value": "no production model", "threshold": None, "fired": True}
@@ -104,30 +117,46 @@ def check(cfg: Config, registry: Registry, *, force: bool = False, reason: str |
 
     if t.calendar.enabled:
         age = round(_age_days(prod["created"], now), 2)
-        checks["calendar"] = {"value": age, "threshold": t.calendar.max_age_days,
-                              "fired": age > t.calendar.max_age_days, "unit": "days"}
+        checks["calendar"] = {
+            "value": age,
+            "threshold": t.calendar.max_age_days,
+            "fired": age > t.calendar.max_age_days,
+            "unit": "days",
+        }
 
     reference, new, total = _split_new_rows(cfg, prod)
     if t.new_data.enabled:
-        checks["new_data"] = {"value": len(new), "threshold": t.new_data.min_new_rows,
-                              "fired": len(new) >= t.new_data.min_new_rows, "unit": "rows"}
+        checks["new_data"] = {
+            "value": len(new),
+            "threshold": t.new_data.min_new_rows,
+            "fired": len(new) >= t.new_data.min_new_rows,
+            "unit": "rows",
+        }
 
     drift_dict = None
     features = cfg.dataset.feature_names
     kinds = {f.name: f.type for f in cfg.dataset.features}
     if t.data_drift.enabled:
         if len(new) and len(reference):
-            rep = drift.drift_report(reference[features], new[features], kinds=kinds,
-                                     config=cfg.drift)
+            rep = drift.drift_report(
+                reference[features], new[features], kinds=kinds, config=cfg.drift
+            )
             drift_dict = rep.to_dict()
             share = round(float(rep.share_drifted), 4)
             drifted = [c for c, f in drift_dict["features"].items() if f["drifted"]]
-            checks["data_drift"] = {"value": share, "threshold": t.data_drift.max_share_drifted,
-                                    "fired": share > t.data_drift.max_share_drifted,
-                                    "drifted_features": drifted}
+            checks["data_drift"] = {
+                "value": share,
+                "threshold": t.data_drift.max_share_drifted,
+                "fired": share > t.data_drift.max_share_drifted,
+                "drifted_features": drifted,
+            }
         else:
-            checks["data_drift"] = {"value": None, "threshold": t.data_drift.max_share_drifted,
-                                    "fired": False, "note": "no new rows"}
+            checks["data_drift"] = {
+                "value": None,
+                "threshold": t.data_drift.max_share_drifted,
+                "fired": False,
+                "note": "no new rows",
+            }
 
     need_model = (t.prediction_drift.enabled or t.performance.enabled) and len(new) > 0
     if need_model:
@@ -137,9 +166,12 @@ def check(cfg: Config, registry: Registry, *, force: bool = False, reason: str |
         if t.prediction_drift.enabled and len(reference):
             ref_pred = model.predict(reference[features])
             psi = round(float(drift.prediction_psi(ref_pred, new_pred)), 4)
-            checks["prediction_drift"] = {"value": psi, "threshold": t.prediction_drift.psi_threshold,
-                                          "fired": psi >= t.prediction_drift.psi_threshold,
-                                          "unit": "PSI"}
+            checks["prediction_drift"] = {
+                "value": psi,
+                "threshold": t.prediction_drift.psi_threshold,
+                "fired": psi >= t.prediction_drift.psi_threshold,
+                "unit": "PSI",
+            }
         if t.performance.enabled and len(new) >= t.performance.min_rows:
             metric = cfg.gates.primary_metric
             proba = None
@@ -149,25 +181,44 @@ def check(cfg: Config, registry: Registry, *, force: bool = False, reason: str |
                 if hasattr(model, "predict_proba"):
                     proba = model.predict_proba(new[features])
                 new_pred = np.asarray(new_pred).astype(str)
-            value = round(float(metrics.score(metric, new[cfg.dataset.target].to_numpy(), new_pred,
-                                              proba, classes)), 4)
+            value = round(
+                float(
+                    metrics.score(
+                        metric, new[cfg.dataset.target].to_numpy(), new_pred, proba, classes
+                    )
+                ),
+                4,
+            )
             recorded = (prod.get("metrics") or {}).get("overall", {}).get(metric)
             higher = metrics.greater_is_better(metric)
-            fired = False
+            perf_fired = False
             threshold: Any = None
             if t.performance.min_metric is not None:
                 threshold = t.performance.min_metric
-                fired = value < threshold if higher else value > threshold
+                perf_fired = value < threshold if higher else value > threshold
             if recorded is not None and t.performance.max_drop is not None:
-                floor = recorded - t.performance.max_drop if higher else recorded + t.performance.max_drop
+                floor = (
+                    recorded - t.performance.max_drop
+                    if higher
+                    else recorded + t.performance.max_drop
+                )
                 threshold = round(floor, 4) if threshold is None else threshold
-                fired = fired or (value < floor if higher else value > floor)
-            checks["performance"] = {"value": value, "threshold": threshold, "fired": fired,
-                                     "metric": metric, "recorded_holdout": recorded,
-                                     "rows": len(new)}
+                perf_fired = perf_fired or (value < floor if higher else value > floor)
+            checks["performance"] = {
+                "value": value,
+                "threshold": threshold,
+                "fired": perf_fired,
+                "metric": metric,
+                "recorded_holdout": recorded,
+                "rows": len(new),
+            }
     elif t.performance.enabled:
-        checks["performance"] = {"value": None, "threshold": t.performance.min_metric,
-                                 "fired": False, "note": "no newly labelled rows"}
+        checks["performance"] = {
+            "value": None,
+            "threshold": t.performance.min_metric,
+            "fired": False,
+            "note": "no newly labelled rows",
+        }
 
     fired = [n for n, c in checks.items() if c["fired"]]
     note = ""
@@ -177,12 +228,18 @@ def check(cfg: Config, registry: Registry, *, force: bool = False, reason: str |
         since = _age_days(last, now)
         if since < t.cooldown_days:
             retrain = False
-            note = (f"cooldown: last retrain {since:.2f} days ago, minimum {t.cooldown_days}; "
-                    "a manual run overrides it")
-    cooldown = {"value": round(_age_days(registry.get(registry.latest)["created"], now), 2)
-                if registry.latest else None,
-                "threshold": t.cooldown_days, "active": bool(note), "unit": "days"}
-    return TriggerReport(retrain=retrain, fired=fired, checks=checks, note=note, drift=drift_dict,
-                         cooldown=cooldown)
-
-
+            note = (
+                f"cooldown: last retrain {since:.2f} days ago, minimum {t.cooldown_days}; "
+                "a manual run overrides it"
+            )
+    cooldown = {
+        "value": round(_age_days(registry.get(registry.latest)["created"], now), 2)
+        if registry.latest
+        else None,
+        "threshold": t.cooldown_days,
+        "active": bool(note),
+        "unit": "days",
+    }
+    return TriggerReport(
+        retrain=retrain, fired=fired, checks=checks, note=note, drift=drift_dict, cooldown=cooldown
+    )

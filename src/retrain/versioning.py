@@ -25,15 +25,17 @@ def parse(text: object, where: str = "registry.yaml") -> semver.Version:
     try:
         version = semver.Version.parse(text)
     except ValueError:
-        raise RegistryError(f"{where}: {text!r} is not a semantic version MAJOR.MINOR.PATCH") from None
+        raise RegistryError(
+            f"{where}: {text!r} is not a semantic version MAJOR.MINOR.PATCH"
+        ) from None
     if version.prerelease or version.build:
-        raise RegistryError(f"{where}: {text!r} has a pre-release or build part; use MAJOR.MINOR.PATCH")
+        raise RegistryError(
+            f"{where}: {text!r} has a pre-release or build part; use MAJOR.MINOR.PATCH"
+        )
     return version
 
 
-def decide_bump(
-    *, has_production: bool, schema_changed: bool, requested: str | None
-) -> BumpKind:
+def decide_bump(*, has_production: bool, schema_changed: bool, requested: str | None) -> BumpKind:
     """The bump a candidate gets: a schema change forces MAJOR whatever was requested."""
     if not has_production:
         return "initial"

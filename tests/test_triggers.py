@@ -1,0 +1,126 @@
+"""Retraining triggers (DESIGN.md section 4), on the bundled example's real data.
+
+The production entry is written by hand so each story controls its age and its data; the
+model-based checks (prediction drift, performance) are covered by the end-to-end stories.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from retrain import example, triggers
+from retrain import registry as reg
+from retrain.config import load_config
+from tests.conftest import PROJECT
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "proj"
+    shutil.copytree(PROJECT / "configs", root / "configs")
+    example.materialise(root)
+    shutil.copy(PROJECT / "registry.yaml", root / "registry.yaml")
+    return root
+
+
+def _config(root: Path, **triggers_update):
+    cfg = load_config(root)
+    t = cfg.triggers.model_copy(
+        update={
+            "prediction_drift": cfg.triggers.prediction_drift.model_copy(update={"enabled": False}),
+            "performance": cfg.triggers.performance.model_copy(update={"enabled": False}),
+            **triggers_update,
+        }
+    )
+    return cfg.model_copy(update={"triggers": t})
+
+
+def _production(root: Path, *, age_days: float) -> reg.Registry:
+    files = {
+        f"data/batches/{b}.csv": n
+        for b, n in zip(example.BATCHES[:3], (182, 184, 181), strict=True)
+    }
+    created = (NOW - timedelta(days=age_days)).isoformat().replace("+00:00", "Z")
+    entry = {
+        "version": "1.0.0",
+        "created": created,
+        "bump": "initial",
+        "data": {"files": files, "start": "2012-07-01", "end": "2013-06-30", "total_rows": 547},
+        "schema": {"fingerprint": "x"},
+        "artifact": {"path": "m.skops", "md5": "0" * 32, "sha256": "a" * 64},
+    }
+    return reg.Registry(model="seattle-weather", production="1.0.0", versions=[entry])
+
+
+def test_bootstrap_fires_when_nothing_is_in_production(project):
+    rep = triggers.check(_config(project), reg.load(project), now=NOW)
+    assert rep.retrain and rep.fired == ["bootstrap"]
+
+
+def test_nothing_fires_when_no_data_arrived_and_the_model_is_young(project):
+    rep = triggers.check(_config(project), _production(project, age_days=10), now=NOW)
+    assert not rep.retrain and rep.fired == []
+    assert rep.checks["new_data"] == {"value": 0, "threshold": 100, "fired": False, "unit": "rows"}
+    assert rep.checks["calendar"]["value"] == 10.0 and not rep.checks["calendar"]["fired"]
+
+
+def test_calendar_fires_when_production_is_older_than_the_limit(project):
+    rep = triggers.check(_config(project), _production(project, age_days=91), now=NOW)
+    assert rep.fired == ["calendar"] and rep.retrain
+    assert rep.checks["calendar"]["threshold"] == 90
+
+
+def test_new_labelled_rows_fire_the_new_data_trigger(project):
+    example.write_batch(project, "2013-H2")
+    rep = triggers.check(_config(project), _production(project, age_days=10), now=NOW)
+    assert rep.checks["new_data"]["value"] == 184
+    assert "new_data" in rep.fired and rep.retrain
+
+
+def test_cooldown_holds_back_a_retrain_but_a_manual_run_overrides_it(project):
+    example.write_batch(project, "2013-H2")
+    cfg = _config(project)
+    young = _production(project, age_days=0.25)
+    rep = triggers.check(cfg, young, now=NOW)
+    assert rep.fired == ["new_data"] and not rep.retrain
+    assert rep.cooldown["active"] and "cooldown" in rep.note
+    manual = triggers.check(cfg, young, reason="hotfix for label noise", now=NOW)
+    assert manual.retrain and set(manual.fired) == {"manual", "new_data"}
+    assert manual.checks["manual"]["value"] == "hotfix for label noise"
+
+
+def test_a_shifted_batch_fires_data_drift_on_the_shifted_columns(project):
+    """A heat wave: every temperature of the new half-year is 15 degrees higher."""
+    path = example.write_batch(project, "2013-H2")
+    frame = pd.read_csv(path)
+    frame["temp_max"] = np.round(frame["temp_max"] + 15, 1).clip(upper=50)
+    frame["temp_min"] = np.round(frame["temp_min"] + 15, 1).clip(upper=50)
+    frame["wind"] = np.round(frame["wind"] * 2.5, 1).clip(upper=40)
+    frame.to_csv(path, index=False, lineterminator="\n", float_format="%.1f")
+    cfg = _config(project)
+    rep = triggers.check(cfg, _production(project, age_days=10), now=NOW)
+    drift = rep.checks["data_drift"]
+    assert drift["fired"], drift
+    assert {"temp_max", "temp_min", "wind"} <= set(drift["drifted_features"])
+    assert "precipitation" not in drift["drifted_features"]
+
+
+def test_an_unshifted_batch_of_the_same_season_does_not_fire_drift(project):
+    """2013-H1 against 2012-H1: same season, a year apart; no feature should be flagged."""
+    reference = pd.read_csv(project / "data/batches/2012-H1.csv")
+    current = pd.read_csv(project / "data/batches/2013-H1.csv")
+    from retrain import drift
+
+    cfg = load_config(project)
+    kinds = {f.name: f.type for f in cfg.dataset.features}
+    feats = list(kinds)
+    rep = drift.drift_report(reference[feats], current[feats], kinds=kinds, config=cfg.drift)
+    assert not rep.drifted, rep.to_dict()
