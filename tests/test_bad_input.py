@@ -168,7 +168,7 @@ ENTRY = """  - version: {v}
     created: '2026-01-01T00:00:00Z'
     bump: initial
     schema: {{fingerprint: x}}
-    artifact: {{path: artifacts/train/model.skops, md5: {md5}, sha256: {sha}}}
+    artifact: {{path: artifacts/train/model.skops, md5: '{md5}', sha256: '{sha}'}}
 """
 MD5, SHA = "0" * 32, "a" * 64
 
@@ -176,7 +176,7 @@ BAD_REGISTRIES = {
     "bad semver": (
         "model: seattle-weather\nproduction: null\nversions:\n"
         + ENTRY.format(v="1.0", md5=MD5, sha=SHA),
-        ["versions[0].version", "'1.0'"],
+        ["versions[0].version", "1.0", "not a semantic version"],
     ),
     "duplicate version": (
         "model: seattle-weather\nproduction: 1.0.0\nversions:\n"

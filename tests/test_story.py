@@ -141,7 +141,7 @@ def test_rollback_on_a_fresh_clone_needs_no_training_data(sandbox, cli: Cli, tmp
     deployed = json.loads((oncall / ".retrain" / "deployed" / "current.json").read_text())
     assert deployed["version"] == "1.0.0" and deployed["event"] == "rollback"
     assert not (oncall / "data" / "batches").exists()
-    assert not (oncall / "artifacts" / "train").exists()
+    assert not (oncall / "artifacts" / "train" / "model.skops").exists()
 
 
 def test_worse_candidate_is_gated_and_nothing_is_proposed(sandbox, cli: Cli):
@@ -156,8 +156,8 @@ def test_worse_candidate_is_gated_and_nothing_is_proposed(sandbox, cli: Cli):
     assert out["outcome"] == "gated", out
     assert out["branch"] is None and out["version"] is None
     assert out["gates"]["gates"]["improvement"]["verdict"] == "fail"
-    assert sb.git("branch", "--list", "retrain/*") == ""
-    assert sb.git("ls-remote", "--heads", "origin", "retrain/*") == ""
+    assert sb.git("branch", "--list", "retrain/*") == "retrain/v1.0.0"  # the merged bootstrap
+    assert "v1.1.0" not in sb.git("ls-remote", "--heads", "origin")
     assert (sb.root / "registry.yaml").read_bytes() == registry_before
     gate = json.loads((sb.root / "reports" / "latest" / "gate.json").read_text())
     assert gate["passed"] is False

@@ -90,10 +90,10 @@ def test_cooldown_holds_back_a_retrain_but_a_manual_run_overrides_it(project):
     cfg = _config(project)
     young = _production(project, age_days=0.25)
     rep = triggers.check(cfg, young, now=NOW)
-    assert rep.fired == ["new_data"] and not rep.retrain
+    assert "new_data" in rep.fired and not rep.retrain
     assert rep.cooldown["active"] and "cooldown" in rep.note
     manual = triggers.check(cfg, young, reason="hotfix for label noise", now=NOW)
-    assert manual.retrain and set(manual.fired) == {"manual", "new_data"}
+    assert manual.retrain and {"manual", "new_data"} <= set(manual.fired)
     assert manual.checks["manual"]["value"] == "hotfix for label noise"
 
 

@@ -180,6 +180,14 @@ class Config(Strict):
             raise ValueError(f"model.yaml: estimator {est!r} cannot do regression")
         if self.dataset.task == "classification" and est in regressors:
             raise ValueError(f"model.yaml: estimator {est!r} cannot do classification")
+        from retrain import metrics
+
+        names = metrics.metric_names(self.dataset.task)
+        if self.gates.primary_metric not in names:
+            raise ValueError(
+                f"gates.yaml: primary_metric: {self.gates.primary_metric!r} is not a "
+                f"{self.dataset.task} metric; expected one of {names}"
+            )
         return self
 
 

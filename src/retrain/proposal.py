@@ -11,6 +11,7 @@ artifact the remote lacks.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -380,6 +381,16 @@ def propose(
             root, cfg, branch=branch, title=title, body_path=proposal.body_path
         )
     return proposal
+
+
+def _raw_base_url(branch: str) -> str | None:
+    """Where GitHub serves the branch's files, so the PR body's pictures and links resolve
+    (relative links do not render in PR descriptions).  Known only inside Actions."""
+    server = os.environ.get("GITHUB_SERVER_URL")
+    repo = os.environ.get("GITHUB_REPOSITORY")
+    if not (server and repo):
+        return None
+    return f"{server}/{repo}/raw/{branch}"
 
 
 def _commit_body(entry: dict[str, Any]) -> str:

@@ -21,7 +21,7 @@ FIRST_VERSION = "1.0.0"
 def parse(text: object, where: str = "registry.yaml") -> semver.Version:
     """Parse MAJOR.MINOR.PATCH (no prefix, no pre-release) or raise :class:`RegistryError`."""
     if not isinstance(text, str):
-        raise RegistryError(f"{where}: version {text!r} must be a string MAJOR.MINOR.PATCH")
+        raise RegistryError(f"{where}: {text!r} is not a semantic version MAJOR.MINOR.PATCH")
     try:
         version = semver.Version.parse(text)
     except ValueError:

@@ -1,0 +1,349 @@
+"""Metrics by name: one place that knows how every primary metric is computed.
+
+Classification: ``accuracy``, ``balanced_accuracy``, ``f1_macro``, ``roc_auc`` and
+``log_loss`` (the last two need predicted probabilities).  Regression: ``rmse``, ``mae``,
+``r2``.  :func:`score` computes one metric with :mod:`sklearn.metrics`; :func:`resampled`
+computes the same metric on many bootstrap resamples at once (a matrix of row counts), for
+the paired bootstrap of the improvement gate.  The two agree to rounding error (tested).
+
+Conventions
+-----------
+* ``classes`` is the model's class order (``model.classes_``), the column order of
+  ``proba``.  A holdout may lack some of the model's classes, and may hold a label the
+  model never saw: neither crashes.  ``roc_auc`` is the unweighted mean of one-vs-rest AUCs
+  over the classes that occur in ``y_true`` (a class with no positive row has no AUC);
+  binary models use the AUC of ``classes[1]``.  ``log_loss`` gives a label the model never
+  saw probability 0, clipped to machine epsilon like scikit-learn does.
+* ``f1_macro`` averages over the labels present in ``y_true`` or ``y_pred``
+  (scikit-learn's default) with ``zero_division=0``, so a class the model never predicts
+  counts as 0 but a class absent from the holdout does not drag the mean down.
+* A metric that is undefined on the rows given (one class only for ``roc_auc``, a constant
+  target for ``r2``, no rows at all) raises :class:`ValueError`; callers that score
+  subgroups treat that as "not available".  An unknown metric name is a configuration
+  error (:class:`~retrain.errors.ConfigError`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn import metrics as skm
+
+from retrain.errors import ConfigError
+
+CLASSIFICATION_METRICS: tuple[str, ...] = (
+    "accuracy",
+    "balanced_accuracy",
+    "f1_macro",
+    "roc_auc",
+    "log_loss",
+)
+REGRESSION_METRICS: tuple[str, ...] = ("rmse", "mae", "r2")
+LOWER_IS_BETTER: frozenset[str] = frozenset({"log_loss", "rmse", "mae"})
+NEEDS_PROBA: frozenset[str] = frozenset({"roc_auc", "log_loss"})
+ALL_METRICS: tuple[str, ...] = CLASSIFICATION_METRICS + REGRESSION_METRICS
+
+_TASKS = {"classification": CLASSIFICATION_METRICS, "regression": REGRESSION_METRICS}
+_DIGITS = 6  # summaries are rounded so that JSON files and diffs are stable
+
+
+# --------------------------------------------------------------------------- names
+def metric_names(task: str) -> list[str]:
+    """The metrics available for ``task`` (``"classification"`` or ``"regression"``)."""
+    try:
+        return list(_TASKS[task])
+    except KeyError:
+        raise ConfigError(
+            f"configs/dataset.yaml: task: {task!r} is not a task; "
+            f"expected one of [{', '.join(_TASKS)}]"
+        ) from None
+
+
+def check_metric(task: str, metric: str, where: str = "configs/gates.yaml: primary_metric") -> str:
+    """Return ``metric`` if ``task`` has it, else raise a one-line :class:`ConfigError`."""
+    names = metric_names(task)
+    if metric not in names:
+        raise ConfigError(
+            f"{where}: {metric!r} is not a {task} metric; expected one of [{', '.join(names)}]"
+        )
+    return metric
+
+
+def _known(metric: str) -> str:
+    if metric not in ALL_METRICS:
+        raise ConfigError(f"unknown metric {metric!r}; expected one of [{', '.join(ALL_METRICS)}]")
+    return metric
+
+
+def greater_is_better(metric: str) -> bool:
+    """True when a larger value of ``metric`` is better (false for losses and errors)."""
+    return _known(metric) not in LOWER_IS_BETTER
+
+
+def needs_proba(metric: str) -> bool:
+    """True when ``metric`` is computed from predicted probabilities."""
+    return _known(metric) in NEEDS_PROBA
+
+
+# --------------------------------------------------------------------------- one score
+def score(
+    metric: str,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    proba: np.ndarray | None = None,
+    classes: list[Any] | None = None,
+) -> float:
+    """Compute ``metric`` on one set of rows.
+
+    Parameters
+    ----------
+    metric : str
+        A name from :data:`ALL_METRICS`.
+    y_true, y_pred : array of shape (n,)
+        Labels (classification) or values (regression).
+    proba : array of shape (n, len(classes)), optional
+        Predicted probabilities, columns in ``classes`` order; needed by ``roc_auc`` and
+        ``log_loss``.
+    classes : list, optional
+        The model's classes, in ``proba`` column order.
+
+    Raises
+    ------
+    ValueError
+        The metric is undefined on these rows, or a needed input is missing.
+    ConfigError
+        ``metric`` is not a known metric name.
+    """
+    _known(metric)
+    y_true, y_pred = _check_rows(y_true, y_pred)
+    if metric in REGRESSION_METRICS:
+        yt, yp = y_true.astype(float), y_pred.astype(float)
+        if metric == "rmse":
+            return float(skm.root_mean_squared_error(yt, yp))
+        if metric == "mae":
+            return float(skm.mean_absolute_error(yt, yp))
+        if len(yt) < 2 or np.ptp(yt) == 0:
+            raise ValueError("r2 is undefined: the target is constant on these rows")
+        return float(skm.r2_score(yt, yp))
+    with warnings.catch_warnings():
+        # "y_pred contains classes not in y_true" is expected on small subgroups.
+        warnings.simplefilter("ignore", UserWarning)
+        if metric == "accuracy":
+            return float(skm.accuracy_score(y_true, y_pred))
+        if metric == "balanced_accuracy":
+            return float(skm.balanced_accuracy_score(y_true, y_pred))
+        if metric == "f1_macro":
+            return float(skm.f1_score(y_true, y_pred, average="macro", zero_division=0))
+    proba, classes = _check_proba(metric, proba, classes, len(y_true))
+    if metric == "log_loss":
+        return float(np.mean(row_log_loss(y_true, proba, classes)))
+    return _roc_auc(y_true, proba, classes)
+
+
+def _check_rows(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
+    yt, yp = np.asarray(y_true), np.asarray(y_pred)
+    if yt.ndim != 1 or yp.ndim != 1 or len(yt) != len(yp):
+        raise ValueError(
+            f"y_true and y_pred must be 1-d of equal length (got {yt.shape}, {yp.shape})"
+        )
+    if len(yt) == 0:
+        raise ValueError("no rows to score")
+    return yt, yp
+
+
+def _check_proba(
+    metric: str, proba: np.ndarray | None, classes: Sequence[Any] | None, n: int
+) -> tuple[np.ndarray, list[Any]]:
+    if proba is None or classes is None:
+        raise ValueError(f"{metric} needs predicted probabilities and the model's classes")
+    p = np.asarray(proba, dtype=float)
+    if p.ndim != 2 or p.shape != (n, len(classes)):
+        raise ValueError(
+            f"{metric}: proba must have shape ({n}, {len(classes)}) to match the rows and "
+            f"classes (got {p.shape})"
+        )
+    return p, list(classes)
+
+
+def row_log_loss(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[Any]) -> np.ndarray:
+    """Per-row cross-entropy ``-log p(true class)``, clipped like scikit-learn's log_loss.
+
+    A label outside ``classes`` (the model never saw it) gets probability 0, i.e. the
+    clipped maximum loss ``-log(eps)``.
+    """
+    index = {c: i for i, c in enumerate(classes)}
+    cols = np.array([index.get(y, -1) for y in np.asarray(y_true).tolist()], dtype=int)
+    p = np.where(cols >= 0, proba[np.arange(len(cols)), np.maximum(cols, 0)], 0.0)
+    eps = np.finfo(float).eps
+    return np.asarray(-np.log(np.clip(p, eps, 1 - eps)), dtype=float)
+
+
+def _auc_columns(y_true: np.ndarray, classes: Sequence[Any]) -> list[tuple[int, np.ndarray]]:
+    """(proba column, positives mask) pairs that enter the one-vs-rest average."""
+    y = np.asarray(y_true)
+    if len(classes) == 2:
+        return [(1, y == classes[1])]
+    return [(k, y == c) for k, c in enumerate(classes)]
+
+
+def _roc_auc(y_true: np.ndarray, proba: np.ndarray, classes: list[Any]) -> float:
+    aucs = [
+        float(skm.roc_auc_score(pos, proba[:, k]))
+        for k, pos in _auc_columns(y_true, classes)
+        if 0 < int(pos.sum()) < len(pos)
+    ]
+    if not aucs:
+        raise ValueError("roc_auc is undefined: these rows hold a single class")
+    return float(np.mean(aucs))
+
+
+# --------------------------------------------------------------------------- summaries
+def summary(
+    task: str,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    proba: np.ndarray | None = None,
+    classes: list[Any] | None = None,
+) -> dict[str, float | None]:
+    """Every metric of ``task``, rounded to 6 decimals, in :func:`metric_names` order.
+
+    Probability metrics are left out when ``proba`` is not given; a metric undefined on
+    these rows is ``None`` (JSON ``null``) rather than a crash or a NaN.
+    """
+    out: dict[str, float | None] = {}
+    for name in metric_names(task):
+        if name in NEEDS_PROBA and (proba is None or classes is None):
+            continue
+        try:
+            out[name] = round(score(name, y_true, y_pred, proba, classes), _DIGITS)
+        except ValueError:
+            out[name] = None
+    return out
+
+
+# --------------------------------------------------------------------------- resamples
+def resampled(
+    metric: str,
+    counts: np.ndarray,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    proba: np.ndarray | None = None,
+    classes: list[Any] | None = None,
+) -> np.ndarray:
+    """``metric`` on many bootstrap resamples at once.
+
+    Parameters
+    ----------
+    counts : array of shape (B, n)
+        ``counts[b, i]`` is how many times row ``i`` occurs in resample ``b`` (each row of
+        ``counts`` sums to the resample size).  Scoring a resample is scoring the rows
+        weighted by their counts, which every metric here can do with a few matrix
+        products instead of a Python loop.
+
+    Returns
+    -------
+    array of shape (B,)
+        The metric per resample; NaN where it is undefined on that resample.
+    """
+    _known(metric)
+    y_true, y_pred = _check_rows(y_true, y_pred)
+    W = np.asarray(counts, dtype=float)
+    if W.ndim != 2 or W.shape[1] != len(y_true):
+        raise ValueError(f"counts must have shape (B, {len(y_true)}) (got {W.shape})")
+    size = W.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if metric in REGRESSION_METRICS:
+            return _resampled_regression(
+                metric, W, size, y_true.astype(float), y_pred.astype(float)
+            )
+        if metric == "accuracy":
+            return np.asarray(W @ (y_true == y_pred).astype(float) / size)
+        if metric == "balanced_accuracy":
+            return _resampled_balanced_accuracy(W, y_true, y_pred)
+        if metric == "f1_macro":
+            return _resampled_f1_macro(W, y_true, y_pred)
+        p, cls = _check_proba(metric, proba, classes, len(y_true))
+        if metric == "log_loss":
+            return np.asarray(W @ row_log_loss(y_true, p, cls) / size)
+        return _resampled_roc_auc(W, y_true, p, cls)
+
+
+def _resampled_regression(
+    metric: str, W: np.ndarray, size: np.ndarray, yt: np.ndarray, yp: np.ndarray
+) -> np.ndarray:
+    err = yp - yt
+    if metric == "rmse":
+        return np.asarray(np.sqrt(W @ (err**2) / size))
+    if metric == "mae":
+        return np.asarray(W @ np.abs(err) / size)
+    centred = yt - yt.mean()  # SS_tot is shift-invariant; centring avoids cancellation
+    ss_tot = W @ (centred**2) - (W @ centred) ** 2 / size
+    ss_res = W @ (err**2)
+    tiny = 1e-12 * max(float(np.sum(centred**2)), 1e-300)
+    return np.where(ss_tot > tiny, 1.0 - ss_res / ss_tot, np.nan)
+
+
+def _onehot(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return (values[:, None] == labels[None, :]).astype(float)
+
+
+def _resampled_balanced_accuracy(W: np.ndarray, yt: np.ndarray, yp: np.ndarray) -> np.ndarray:
+    # Mean recall over the labels present in the resample's y_true (as scikit-learn does).
+    T = _onehot(yt, np.unique(yt))
+    support = W @ T
+    hits = W @ (T * (yt == yp)[:, None])
+    recall = np.where(support > 0, hits / support, np.nan)
+    return _nanmean_rows(recall)
+
+
+def _resampled_f1_macro(W: np.ndarray, yt: np.ndarray, yp: np.ndarray) -> np.ndarray:
+    labels = np.unique(np.concatenate([yt, yp]))
+    T, P = _onehot(yt, labels), _onehot(yp, labels)
+    tp = W @ (T * P)
+    denom = W @ T + W @ P  # = 2 TP + FP + FN; > 0 exactly for the labels in the resample
+    f1 = np.where(denom > 0, 2 * tp / denom, np.nan)
+    return _nanmean_rows(f1)
+
+
+def _resampled_roc_auc(
+    W: np.ndarray, yt: np.ndarray, proba: np.ndarray, classes: list[Any]
+) -> np.ndarray:
+    WT = np.ascontiguousarray(W.T)  # rows are holdout rows: gathers below stay contiguous
+    per_class = [_weighted_auc(WT, proba[:, k], pos) for k, pos in _auc_columns(yt, classes)]
+    return _nanmean_rows(np.column_stack(per_class))
+
+
+def _weighted_auc(WT: np.ndarray, s: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Mann-Whitney AUC with row weights: P(score_pos > score_neg) + 0.5 P(tie).
+
+    ``WT`` is (n, B): the weight of each row in each resample.  Rows are sorted by score;
+    ``below[k]`` is the negative weight among the first ``k`` sorted rows.  A positive row
+    in the tie group ``[start, end)`` beats ``below[start]`` and ties with
+    ``below[end] - below[start]``, so it scores ``(below[start] + below[end]) / 2``.
+    """
+    order = np.argsort(s, kind="stable")
+    s_sorted, pos_sorted = s[order], pos[order]
+    new_group = np.r_[True, s_sorted[1:] != s_sorted[:-1]]
+    starts = np.flatnonzero(new_group)
+    ends = np.r_[starts[1:], len(s)]
+    group = np.cumsum(new_group) - 1
+    # below[k] = cum_neg[negatives among the first k sorted rows]
+    neg_before = np.r_[0, np.cumsum(~pos_sorted)]
+    cum_neg = np.zeros((int(neg_before[-1]) + 1, WT.shape[1]))
+    np.cumsum(WT[order[~pos_sorted]], axis=0, out=cum_neg[1:])
+    P = np.flatnonzero(pos_sorted)
+    w_pos = WT[order[P]]
+    lo, hi = neg_before[starts[group[P]]], neg_before[ends[group[P]]]
+    wins = 0.5 * np.einsum("ij,ij->j", w_pos, cum_neg[lo] + cum_neg[hi])
+    n_pos, n_neg = w_pos.sum(axis=0), cum_neg[-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((n_pos > 0) & (n_neg > 0), wins / (n_pos * n_neg), np.nan)
+
+
+def _nanmean_rows(a: np.ndarray) -> np.ndarray:
+    n = np.sum(~np.isnan(a), axis=1)
+    total = np.nansum(a, axis=1)
+    return np.where(n > 0, total / np.maximum(n, 1), np.nan)
