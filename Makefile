@@ -6,7 +6,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export DVC_NO_UPDATE_CHECK := 1
 
-.PHONY: install demo test lint typecheck lint-workflows bench clean
+.PHONY: install demo test lint typecheck lint-workflows bench docs-example clean
 
 $(BIN)/retrain: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ lint-workflows: install  ## actionlint, zizmor, shellcheck over .github/workflow
 
 bench: install  ## benchmarks (drift at a million rows, vs Evidently and a scipy loop)
 	$(BIN)/python benchmarks/bench_drift.py
+
+docs-example: install  ## regenerate docs/example-pr/ (the PR of the demo's retrain)
+	$(BIN)/retrain demo --dir .demo --export docs/example-pr
 
 clean:
 	rm -rf .demo .retrain reports/latest

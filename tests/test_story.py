@@ -186,3 +186,34 @@ def test_triggers_report_nothing_when_nothing_changed(sandbox, cli: Cli):
     assert rep["retrain"] is False and rep["fired"] == []
     assert rep["checks"]["new_data"]["value"] == 0
     assert rep["checks"]["new_data"]["threshold"] == 100
+
+
+def test_a_shifted_batch_fires_drift_alone_and_the_run_retrains(sandbox, cli: Cli):
+    """60 new rows (below the new-data threshold of 100) from a heat wave: only drift fires,
+    and the scheduled run retrains on it."""
+    import numpy as np
+    import pandas as pd
+
+    sb = sandbox
+    bootstrap(sb, cli)
+    path = example.write_batch(sb.root, "2013-H2")
+    frame = pd.read_csv(path).head(60)
+    for col in ("temp_max", "temp_min"):
+        frame[col] = np.round(frame[col] + 15, 1).clip(upper=50)
+    frame.to_csv(path, index=False, lineterminator="\n", float_format="%.1f")
+    sb.run("dvc", "add", "-q", "data")
+    sb.git("commit", "-qam", "data: a hot half-year")
+    rep = cli.json("triggers")
+    assert rep["checks"]["new_data"] == {
+        "value": 60,
+        "threshold": 100,
+        "fired": False,
+        "unit": "rows",
+    }
+    assert rep["checks"]["data_drift"]["fired"]
+    assert {"temp_max", "temp_min"} <= set(rep["checks"]["data_drift"]["drifted_features"])
+    assert "data_drift" in rep["fired"] and "new_data" not in rep["fired"] and rep["retrain"]
+    out = cli.json("run")
+    assert out["outcome"] in {"proposed", "gated"}, out
+    assert "data_drift" in out["fired"]
+    assert out["gates"]["gates"]["data_valid"]["verdict"] == "pass"

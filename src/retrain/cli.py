@@ -261,11 +261,18 @@ def predict(version: str, input_path: Path, output_path: Path | None) -> None:
 @click.option(
     "--dir", "workdir", default=".demo", show_default=True, type=click.Path(path_type=Path)
 )
-def demo(workdir: Path) -> None:
+@click.option(
+    "--export",
+    "export",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="copy the proposal's reports/v<X.Y.Z>/ here (docs/example-pr)",
+)
+def demo(workdir: Path, export: Path | None) -> None:
     """One full retraining cycle on the bundled example, offline, in a sandbox."""
     from retrain import example
 
-    example.demo(Path.cwd(), workdir)
+    example.demo(Path.cwd(), workdir, export)
 
 
 def main() -> None:

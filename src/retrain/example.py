@@ -237,7 +237,26 @@ def _step(msg: str) -> None:
     print(f"\n==> {msg}", flush=True)
 
 
-def demo(project: Path, workdir: Path) -> None:
+def export_report(sb: Sandbox, branch: str, version: str, dest: Path) -> list[Path]:
+    """Copy ``reports/v<version>/`` from the proposal branch to ``dest`` (for docs/)."""
+    folder = f"reports/v{version}"
+    names = sb.git("ls-tree", "-r", "--name-only", branch, folder).splitlines()
+    dest = Path(dest)
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    out = []
+    for name in names:
+        data = subprocess.run(
+            ["git", "show", f"{branch}:{name}"], cwd=sb.root, capture_output=True, check=True
+        ).stdout
+        target = dest / Path(name).name
+        target.write_bytes(data)
+        out.append(target)
+    return out
+
+
+def demo(project: Path, workdir: Path, export: Path | None = None) -> None:
     """Bootstrap (if needed) → a new batch arrives → retrain → gates → proposal."""
     from retrain.config import load_config
     from retrain.promotion import promote
@@ -245,6 +264,7 @@ def demo(project: Path, workdir: Path) -> None:
 
     started = time.perf_counter()
     workdir = Path(workdir).resolve()
+    export = Path(export).resolve() if export is not None else None
     if workdir.exists():
         shutil.rmtree(workdir)
     _step(
@@ -269,6 +289,9 @@ def demo(project: Path, workdir: Path) -> None:
         _step("Scheduled run: triggers → dvc repro → gates → proposal")
         second = run(cfg)
         print(second.summary)
+        if export is not None and second.branch and second.version:
+            files = export_report(sb, second.branch, second.version, export)
+            print(f"exported {len(files)} report file(s) to {export}")
         _step("Done")
         elapsed = time.perf_counter() - started
         lines = [

@@ -83,9 +83,11 @@ def branch_exists(root: Path, branch: str) -> bool:
 def commit_files_to_branch(
     root: Path, *, branch: str, base: str, files: dict[str, bytes], message: str
 ) -> str:
-    """Create ``branch`` at a new commit = ``base`` + ``files``; the working tree is untouched."""
-    if branch_exists(root, branch):
-        raise GitError(f"branch {branch} already exists; delete it or let the open proposal land")
+    """Point ``branch`` at a new commit = ``base`` + ``files``; the working tree is untouched.
+
+    An existing branch of that name (a pending proposal for the same version) is replaced:
+    proposal branches belong to the tool, and only the newest candidate should be reviewed.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
         git(root, "read-tree", base, env=env)
@@ -104,7 +106,7 @@ def commit_files_to_branch(
             git(root, "update-index", "--add", "--cacheinfo", f"100644,{blob},{rel}", env=env)
         tree = git(root, "write-tree", env=env)
     commit = git(root, "commit-tree", tree, "-p", base, "-m", message)
-    git(root, "update-ref", f"refs/heads/{branch}", commit, "0" * 40)
+    git(root, "update-ref", f"refs/heads/{branch}", commit)
     return commit
 
 

@@ -22,7 +22,9 @@ _SCATTER_POINTS = 2000
 
 def _save(fig: Figure, path: Path) -> Path:
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=DPI, format="png", metadata=_PNG_METADATA)
+    fig.savefig(
+        path, dpi=DPI, format="png", metadata=_PNG_METADATA, bbox_inches="tight", pad_inches=0.15
+    )
     return path
 
 

@@ -285,7 +285,7 @@ def report_context(
         "links": {
             "mlflow_run": tracking.run_url(cfg, run_id) if run_id else None,
             "mlflow_run_id": run_id,
-            "model_card": f"reports/v{j.version}/model_card.json",
+            "model_card": f"{plot_prefix}model_card.json",
         },
         "plots": [f"{plot_prefix}{p.name}" for p in j.plots],
         "schema_change": j.schema_change.__dict__,
@@ -342,9 +342,20 @@ def propose(
     )
     branch = f"retrain/v{j.version}"
     vdir = f"reports/v{j.version}"
+    # Links must resolve both from the committed reports/vX/PR.md (relative to its folder)
+    # and from the PR description on GitHub (absolute, through the branch's raw URL).
+    base_url = _raw_base_url(branch)
     ctx = report_context(
-        cfg, j, outcome="proposed", triggers=triggers, fired=fired, branch=branch, drift=drift
+        cfg,
+        j,
+        outcome="proposed",
+        triggers=triggers,
+        fired=fired,
+        branch=branch,
+        drift=drift,
+        plot_prefix=f"{vdir}/" if base_url else "",
     )
+    ctx["base_url"] = base_url
     title = report.pr_title(ctx)
     body = report.render_pr_body(ctx)
     files: dict[str, bytes] = {
