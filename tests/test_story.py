@@ -217,3 +217,66 @@ def test_a_shifted_batch_fires_drift_alone_and_the_run_retrains(sandbox, cli: Cl
     assert out["outcome"] in {"proposed", "gated"}, out
     assert "data_drift" in out["fired"]
     assert out["gates"]["gates"]["data_valid"]["verdict"] == "pass"
+
+
+def test_a_schema_change_is_proposed_as_major_whatever_bump_was_requested(sandbox, cli: Cli):
+    """Dropping a feature changes the input schema: the proposal is 2.0.0 even though a
+    patch was requested, and the PR names the column."""
+    sb = sandbox
+    bootstrap(sb, cli)
+    example.ingest_next_batch(sb.root, sb.env)
+    ds = sb.root / "configs" / "dataset.yaml"
+    text = ds.read_text().replace("  - {name: wind, type: numeric, min: 0, max: 40}\n", "")
+    ds.write_text(text.replace("labels: [", "ignore_columns: [wind]\nlabels: ["))
+    sb.git("commit", "-qam", "dataset: stop using wind")
+    out = cli.json("run", "--bump", "patch", "--reason", "wind sensor retired")
+    assert out["outcome"] == "proposed", out
+    assert out["version"] == "2.0.0" and out["bump"] == "major"
+    assert out["gates"]["gates"]["schema_bump"]["verdict"] == "pass"
+    body = sb.git("show", "retrain/v2.0.0:reports/v2.0.0/PR.md")
+    assert "wind" in body and "MAJOR" in body
+    proposed = yaml.safe_load(sb.git("show", "retrain/v2.0.0:registry.yaml"))
+    assert "wind" not in proposed["versions"][-1]["schema"]["features"]
+
+
+def test_a_regression_model_runs_the_same_loop(sandbox, cli: Cli, tmp_path):
+    """The same data as a regression problem (tomorrow's forecast desk wants temp_max):
+    bootstrap, new data, proposal with RMSE gates, promote, predict."""
+    sb = sandbox
+    ds = sb.root / "configs" / "dataset.yaml"
+    text = ds.read_text()
+    text = text.replace("target: weather", "target: temp_max").replace(
+        "task: classification", "task: regression"
+    )
+    text = text.replace("labels: [drizzle, fog, rain, snow, sun]", "ignore_columns: [weather]")
+    text = text.replace("  - {name: temp_max, type: numeric, min: -30, max: 50}\n", "")
+    ds.write_text(text)
+    (sb.root / "configs" / "gates.yaml").write_text(
+        (sb.root / "configs" / "gates.yaml")
+        .read_text()
+        .replace("primary_metric: accuracy", "primary_metric: rmse")
+        .replace("max_regression: 0.05   #", "max_regression: 1.0   #")
+        .replace("min_delta: 0.01", "min_delta: 0.0")
+    )
+    sb.git("commit", "-qam", "model: predict temp_max")
+    bootstrap(sb, cli)
+    example.ingest_next_batch(sb.root, sb.env)
+    out = cli.json("run")
+    assert out["outcome"] in {"proposed", "gated"}, out
+    gates = out["gates"]
+    assert gates["metric"] == "rmse"
+    assert set(gates["metrics"]["candidate"]) >= {"rmse", "mae", "r2"}
+    assert gates["gates"]["improvement"]["verdict"] in {"pass", "fail"}
+    pred = tmp_path / "pred.csv"
+    res = cli(
+        "predict",
+        "--version",
+        "1.0.0",
+        "--input",
+        str(sb.root / "data/holdout.csv"),
+        "--output",
+        str(pred),
+    )
+    assert "ignoring column(s) ['date', 'temp_max', 'weather']" in res.stderr
+    values = [float(v) for v in pred.read_text().splitlines()[1:]]
+    assert len(values) == 365 and -30 < min(values) < max(values) < 50

@@ -60,6 +60,10 @@ class DatasetConfig(Strict):
     train_window_days: int | None = Field(
         default=None, gt=0, description="train on the newest N days only (needs time_column)"
     )
+    ignore_columns: list[str] = Field(
+        default_factory=list,
+        description="columns in the files the model must not see (ids, other labels)",
+    )
     allow_duplicate_rows: bool = False
     min_rows: int = Field(default=50, ge=1)
 
@@ -71,6 +75,9 @@ class DatasetConfig(Strict):
             raise ValueError(f"features: duplicate names {dupes}")
         if self.target in names:
             raise ValueError(f"target {self.target!r} is also listed as a feature")
+        clash = sorted(set(self.ignore_columns) & set(names + [self.target]))
+        if clash:
+            raise ValueError(f"ignore_columns: {clash} are also features or the target")
         for sg in self.subgroups:
             if sg not in names:
                 raise ValueError(f"subgroups: {sg!r} is not a declared feature")

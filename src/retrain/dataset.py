@@ -86,10 +86,13 @@ def check_frame(
     missing = [c for c in expected if c not in frame.columns]
     if missing:
         raise DataError(f"{display}: missing column(s) {missing}; expected {expected}")
-    extra = [c for c in frame.columns if c not in expected]
+    extra = [c for c in frame.columns if c not in expected and c not in cfg.ignore_columns]
     if extra and labelled:
         raise DataError(f"{display}: unexpected column(s) {extra}; expected exactly {expected}")
-    frame = frame[expected].copy()
+    # Ignored columns ride along unchecked: a production model with an older schema may
+    # still need them (e.g. while a MAJOR change that dropped a feature is reviewed).
+    kept = [c for c in cfg.ignore_columns if c in frame.columns]
+    frame = frame[expected + kept].copy()
 
     for spec in cfg.features:
         col = frame[spec.name]
@@ -228,6 +231,18 @@ def load_features_file(cfg: DatasetConfig, path: Path) -> tuple[pd.DataFrame, li
     checked = check_frame(frame, cfg, str(path), labelled=False)
     ignored = [c for c in frame.columns if c not in cfg.feature_names]
     return checked[cfg.feature_names], ignored
+
+
+def model_inputs(frame: pd.DataFrame, entry: dict[str, Any], display: str) -> pd.DataFrame:
+    """The columns a registered model was trained on, from its registry entry's schema."""
+    features = list(entry["schema"]["features"])
+    missing = [c for c in features if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{display}: column(s) {missing} that v{entry['version']} needs are gone; keep them "
+            "in the data (dataset.yaml ignore_columns) while the schema change is reviewed"
+        )
+    return frame[features]
 
 
 def schema_of(cfg: DatasetConfig, classes: list[Any] | None) -> dict[str, Any]:

@@ -35,7 +35,7 @@ def dvc(
 
 
 def repro(root: Path) -> None:
-    dvc(root, "repro", "--quiet", stream=True)
+    dvc(root, "repro", stream=True)
 
 
 def push(root: Path) -> None:

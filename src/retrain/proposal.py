@@ -116,8 +116,14 @@ def judge(cfg: Config, registry: reg.Registry, *, bump_requested: str | None) ->
         )
         path = artifacts.fetch(root, prod["artifact"], prod["version"])
         base_model = artifacts.load_verified(path, prod["artifact"]["sha256"])
+        base_X = dataset.model_inputs(holdout, prod, ds.holdout)
         baseline = _scores(
-            base_model, cfg, X, latency={}, size=prod["artifact"]["size_bytes"], train_seconds=None
+            base_model,
+            cfg,
+            base_X,
+            latency={},
+            size=prod["artifact"]["size_bytes"],
+            train_seconds=None,
         )
     change = schema_change(prod["schema"] if prod else None, training["schema"])
     inputs = GateInputs(

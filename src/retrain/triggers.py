@@ -162,9 +162,9 @@ def check(
     if need_model:
         path = artifacts.fetch(cfg.root, prod["artifact"], prod["version"])
         model = artifacts.load_verified(path, prod["artifact"]["sha256"])
-        new_pred = model.predict(new[features])
+        new_pred = model.predict(dataset.model_inputs(new, prod, "new batches"))
         if t.prediction_drift.enabled and len(reference):
-            ref_pred = model.predict(reference[features])
+            ref_pred = model.predict(dataset.model_inputs(reference, prod, "reference batches"))
             psi = round(float(drift.prediction_psi(ref_pred, new_pred)), 4)
             checks["prediction_drift"] = {
                 "value": psi,
@@ -179,7 +179,7 @@ def check(
             if cfg.dataset.task == "classification":
                 classes = [str(c) for c in model.classes_]
                 if hasattr(model, "predict_proba"):
-                    proba = model.predict_proba(new[features])
+                    proba = model.predict_proba(dataset.model_inputs(new, prod, "new batches"))
                 new_pred = np.asarray(new_pred).astype(str)
             value = round(
                 float(
