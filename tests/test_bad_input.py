@@ -94,10 +94,13 @@ def test_bad_data_batch_is_refused_with_file_and_column(fork, kind):
         bad.unlink()
 
 
-def test_bad_data_stops_a_run_before_any_branch(fork):
+def test_committed_bad_data_stops_a_run_before_any_branch(fork):
+    """The ingestion job committed a batch with an unknown label: the run stops at validate."""
     sb, cli = fork
     bad = sb.root / "data" / "batches" / "2099-H1.csv"
     bad.write_text(HEADER + "2013-07-01,0.0,20.0,10.0,3.0,summer,hail\n")
+    sb.run("dvc", "add", "-q", "data")
+    sb.git("commit", "-qam", "data: a batch with a typo")
     registry = (sb.root / "registry.yaml").read_bytes()
     try:
         res = cli("run", check=False)
@@ -105,8 +108,23 @@ def test_bad_data_stops_a_run_before_any_branch(fork):
         assert sb.git("branch", "--list", "retrain/*") == ""
         assert (sb.root / "registry.yaml").read_bytes() == registry
         assert sb.git("status", "--porcelain", "--untracked-files=no") == ""
+        assert not (sb.root / "artifacts" / "train" / "model.skops").exists()
     finally:
-        bad.unlink()
+        sb.git("reset", "-q", "--hard", "HEAD~1")
+        bad.unlink(missing_ok=True)
+        sb.run("dvc", "checkout", "-q", "data.dvc")
+
+
+def test_uncommitted_data_is_not_trained_on(fork):
+    sb, cli = fork
+    extra = sb.root / "data" / "batches" / "2013-H2.csv"
+    example.write_batch(sb.root, "2013-H2")
+    try:
+        res = cli("run", "--force", check=False)
+        _assert_refused(res, "data/", "data.dvc", "dvc add data")
+        assert sb.git("status", "--porcelain", "--untracked-files=no") == ""
+    finally:
+        extra.unlink()
 
 
 BAD_CONFIGS = {

@@ -76,6 +76,7 @@ def run(
         )
         return result
 
+    dvcops.check_data_matches(root)
     progress("running the pipeline: dvc repro (validate → train → evaluate)")
     try:
         dvcops.repro(root)
