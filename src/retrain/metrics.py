@@ -30,7 +30,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn import metrics as skm
 
 from retrain.errors import ConfigError
 
@@ -117,6 +116,8 @@ def score(
     ConfigError
         ``metric`` is not a known metric name.
     """
+    from sklearn import metrics as skm  # lazy: keeps `retrain --help` and config loading fast
+
     _known(metric)
     y_true, y_pred = _check_rows(y_true, y_pred)
     if metric in REGRESSION_METRICS:
@@ -190,6 +191,8 @@ def _auc_columns(y_true: np.ndarray, classes: Sequence[Any]) -> list[tuple[int, 
 
 
 def _roc_auc(y_true: np.ndarray, proba: np.ndarray, classes: list[Any]) -> float:
+    from sklearn import metrics as skm
+
     aucs = [
         float(skm.roc_auc_score(pos, proba[:, k]))
         for k, pos in _auc_columns(y_true, classes)
