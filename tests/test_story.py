@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
+from pathlib import Path
 
 import mlflow
 import yaml
@@ -108,6 +110,15 @@ def test_new_data_is_proposed_promoted_reverted_and_rolled_back(sandbox, cli: Cl
     after = tmp_path / "after.csv"
     cli("predict", "--version", "1.0.0", "--input", str(holdout), "--output", str(after))
     assert after.read_bytes() == before.read_bytes()
+    # GTO reads the same history from our tags (its grammar): production is back on v1.0.0.
+    gto = subprocess.run(
+        [str(Path(sys.executable).with_name("gto")), "show", "--json"],
+        cwd=sb.root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(gto.stdout)["seattle-weather"]["stage"]["production"] == "v1.0.0"
     # Promote is idempotent: running it again on the same commit records nothing new.
     assert cli.json("promote")["event"] == "rollback"
     assert len(sb.git("tag", "--list", "seattle-weather#production#*").split()) == 3

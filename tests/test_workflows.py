@@ -580,7 +580,8 @@ def test_first_scheduled_run_proposes_v1_and_a_second_with_nothing_new_asks_gith
     sandbox, runner
 ):
     """Bootstrap through the workflows: schedule → PR for 1.0.0 (GITHUB_TOKEN, so the gate
-    runs in the job) → merge → promote workflow; then a scheduled run with nothing new."""
+    runs in the job) → merge → promote workflow; then a scheduled run with nothing new.
+    GitHub is stood in at the process boundary: a bare origin, and a recording ``gh``."""
     sb = sandbox
     gh = runner()
     run = gh.run(_wf_path(sb, "retrain"), "schedule")
@@ -653,7 +654,8 @@ def test_scheduled_run_with_new_data_pushes_a_branch_and_opens_a_pr_with_the_rep
 
 def test_merge_to_main_promotes_and_a_revert_of_the_merge_records_a_rollback(sandbox, cli, runner):
     """The push-to-main path: a --no-ff merge of the proposal starts the promote workflow,
-    which promotes; `git revert -m 1` of that merge starts it again, which rolls back."""
+    which promotes; `git revert -m 1` of that merge starts it again, which rolls back.
+    GitHub is stood in at the process boundary: the pushes go to a bare origin."""
     from retrain import example
     from tests.conftest import bootstrap
 

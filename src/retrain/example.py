@@ -227,7 +227,16 @@ def ingest_next_batch(root: Path, env: dict[str, str] | None = None) -> str:
 def merge_proposal(sb: Sandbox, branch: str) -> str:
     """What pressing "Merge" on the PR does: a --no-ff merge into main, pushed."""
     sb.git("fetch", "-q", "origin")
-    sb.git("merge", "-q", "--no-ff", "-m", f"Merge pull request #1 from {branch}", branch)
+    local = (
+        subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
+            cwd=sb.root,
+            capture_output=True,
+        ).returncode
+        == 0
+    )
+    ref = branch if local else f"origin/{branch}"  # a workflow run pushed it, never local
+    sb.git("merge", "-q", "--no-ff", "-m", f"Merge pull request #1 from {branch}", ref)
     sb.git("push", "-q", "origin", "main")
     return sb.git("rev-parse", "HEAD")
 
