@@ -34,6 +34,7 @@ lint-workflows: install  ## actionlint, zizmor, shellcheck over .github/workflow
 
 bench: install  ## benchmarks (drift at a million rows, vs Evidently and a scipy loop)
 	$(BIN)/python benchmarks/bench_drift.py
+	$(BIN)/python benchmarks/bench_loop.py
 
 docs-example: install  ## regenerate docs/example-pr/ (the PR of the demo's retrain)
 	$(BIN)/retrain demo --dir .demo --export docs/example-pr
