@@ -490,7 +490,7 @@ class _ParquetSource(_Source):
     def _read(self, column: str) -> pa.ChunkedArray:
         try:
             with pq.ParquetFile(self.path) as pf:
-                arr = pf.read(columns=[column], use_threads=True).column(0)
+                arr = pf.read(columns=[column], use_threads=False).column(0)
         except (pa.ArrowException, OSError) as exc:
             raise DataError(
                 f"{self.display}: column {column!r} cannot be read ({_one_line(exc)})"
