@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from retrain import artifacts, gitops, history, tracking, versioning
+from retrain import artifacts, forge, gitops, history, tracking, versioning
 from retrain import registry as reg
 from retrain.config import Config
 from retrain.errors import BadInput, ExternalCommandError, GitError, RegistryError
@@ -323,27 +323,9 @@ def _open_rollback_pr(
             *[f"- revert of `{e['commit'][:8]}` ({e['subject']})" for e in plan],
         ]
     )
-    res = subprocess.run(
-        [
-            "gh",
-            "pr",
-            "create",
-            "--base",
-            cfg.release.base_branch,
-            "--head",
-            branch,
-            "--title",
-            title,
-            "--body",
-            body,
-        ],
-        cwd=root,
-        capture_output=True,
-        text=True,
+    return forge.open_pull_request(
+        root, base=cfg.release.base_branch, head=branch, title=title, body=body
     )
-    if res.returncode != 0:
-        raise ExternalCommandError(f"gh pr create failed: {res.stderr.strip()}")
-    return res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
 
 
 # --------------------------------------------------------------------------- verify

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +22,7 @@ from retrain import (
     artifacts,
     dataset,
     dvcops,
+    forge,
     gitops,
     history,
     report,
@@ -394,8 +393,8 @@ def propose(
         proposal.pushed = True
         stages.progress(f"propose: pushed {branch} to origin")
     if open_pr:
-        proposal.pr_url = open_pull_request(
-            root, cfg, branch=branch, title=title, body_path=proposal.body_path
+        proposal.pr_url = forge.open_pull_request(
+            root, base=cfg.release.base_branch, head=branch, title=title, body=body
         )
     return proposal
 
@@ -421,47 +420,6 @@ def _commit_body(entry: dict[str, Any]) -> str:
         lines.append(f"reason: {entry['reason']['manual']}")
     lines.append(f"artifact sha256: {entry['artifact']['sha256']}")
     return "\n".join(lines)
-
-
-def open_pull_request(root: Path, cfg: Config, *, branch: str, title: str, body_path: Path) -> str:
-    """``gh pr create``; when a PR for the branch is already open, reuse it."""
-    with tempfile.NamedTemporaryFile("w", suffix=".md", delete=False) as fh:
-        fh.write(body_path.read_text())
-        body_file = fh.name
-    try:
-        res = subprocess.run(
-            [
-                "gh",
-                "pr",
-                "create",
-                "--base",
-                cfg.release.base_branch,
-                "--head",
-                branch,
-                "--title",
-                title,
-                "--body-file",
-                body_file,
-            ],
-            cwd=root,
-            capture_output=True,
-            text=True,
-        )
-    except FileNotFoundError:
-        raise ExternalCommandError("gh not found on PATH; cannot open the pull request") from None
-    finally:
-        Path(body_file).unlink(missing_ok=True)
-    out = (res.stdout or "").strip()
-    if res.returncode != 0:
-        err = (res.stderr or out).strip()
-        if "already exists" in err:
-            url = next((w for w in err.split() if w.startswith("https://")), "")
-            stages.progress(f"propose: a pull request for {branch} is already open; updated it")
-            return url
-        raise ExternalCommandError(f"gh pr create failed: {err.splitlines()[-1] if err else ''}")
-    url = out.splitlines()[-1] if out else ""
-    stages.progress(f"propose: opened {url}")
-    return url
 
 
 def restore_workspace(root: Path) -> None:

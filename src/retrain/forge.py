@@ -1,0 +1,56 @@
+"""The git forge (GitHub), reached only through the ``gh`` command.
+
+Everything else in the loop is plain git; opening a pull request is the one step that
+needs the forge, so it lives here, once.  Tests stand ``gh`` in at the process boundary.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from pathlib import Path
+
+from retrain.errors import ExternalCommandError
+from retrain.stages import progress
+
+
+def open_pull_request(root: Path, *, base: str, head: str, title: str, body: str) -> str:
+    """``gh pr create``; returns the PR's URL.  An already open PR for ``head`` is reused
+    (the branch was force-pushed, so it shows the new commits)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".md", delete=False, encoding="utf-8") as fh:
+        fh.write(body)
+        body_file = fh.name
+    try:
+        res = subprocess.run(
+            [
+                "gh",
+                "pr",
+                "create",
+                "--base",
+                base,
+                "--head",
+                head,
+                "--title",
+                title,
+                "--body-file",
+                body_file,
+            ],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )
+    except FileNotFoundError:
+        raise ExternalCommandError("gh not found on PATH; cannot open the pull request") from None
+    finally:
+        Path(body_file).unlink(missing_ok=True)
+    out = (res.stdout or "").strip()
+    if res.returncode != 0:
+        err = (res.stderr or out).strip()
+        if "already exists" in err:
+            url = next((w for w in err.split() if w.startswith("https://")), "")
+            progress(f"a pull request for {head} is already open: {url or '(url not given)'}")
+            return url
+        raise ExternalCommandError(f"gh pr create failed: {err.splitlines()[-1] if err else ''}")
+    url = out.splitlines()[-1] if out else ""
+    progress(f"opened {url}")
+    return url
