@@ -40,7 +40,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
-from scipy import stats
 
 from retrain.config import Strict
 from retrain.errors import DataError
@@ -236,6 +235,8 @@ def _ks_pvalue(d: float, a: np.ndarray, b: np.ndarray) -> float:
     series (about 0.4 s at a million rows) is replaced by the limiting Kolmogorov tail, which
     obeys the same bound, so the two differ by less than ``1e-12`` and no decision changes.
     """
+    from scipy import stats  # lazy: keeps config loading and the CLI quick
+
     n1, n2 = a.size, b.size
     if max(n1, n2) <= _KS_EXACT_MAX_N:
         with warnings.catch_warnings():
@@ -252,6 +253,8 @@ def _ks_pvalue(d: float, a: np.ndarray, b: np.ndarray) -> float:
 
 def _chi2(table: np.ndarray) -> tuple[float, float, float]:
     """Pearson chi-squared (no continuity correction) of a 2xK table: statistic, p, Cramér's V."""
+    from scipy import stats  # lazy: keeps config loading and the CLI quick
+
     if table.shape[1] < 2:
         return 0.0, 1.0, 0.0
     res = stats.chi2_contingency(table, correction=False)
@@ -351,6 +354,8 @@ def _categorical_column(
 
 def _adjust(p_values: Sequence[float], method: str) -> list[float]:
     """Adjusted p-values (Holm, Bonferroni, Benjamini-Hochberg or none) across one family."""
+    from scipy import stats  # lazy: keeps config loading and the CLI quick
+
     m = len(p_values)
     if m == 0 or method == "none":
         return [float(p) for p in p_values]
