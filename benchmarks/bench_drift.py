@@ -132,7 +132,7 @@ def _rss_bytes() -> int:
 def worker_retrain(data: Path, facts: dict, mode: str) -> dict:
     import pandas as pd
 
-    from retrain.drift import DriftConfig, drift_report
+    from retrain.decide.drift import DriftConfig, drift_report
 
     kinds = {c: "numeric" for c in numeric_names(facts)}
     kinds.update({c: "categorical" for c in categorical_names(facts)})

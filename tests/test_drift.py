@@ -17,10 +17,10 @@ import pytest
 from pydantic import ValidationError
 from scipy import stats
 
-from retrain import drift
-from retrain.config import load_model
-from retrain.drift import DriftConfig, drift_report, format_table, prediction_psi
-from retrain.errors import ConfigError, DataError
+from retrain.core.config import DriftConfig, load_model
+from retrain.core.errors import ConfigError, DataError
+from retrain.decide import drift
+from retrain.decide.drift import drift_report, format_table, prediction_psi
 
 SECTION_11_KEYS = {"kind", "test", "statistic", "p_value", "psi", "drifted"}
 

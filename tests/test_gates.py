@@ -14,18 +14,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrain import gates, metrics
-from retrain.config import load_model
-from retrain.errors import ConfigError
-from retrain.gates import (
+from retrain.core.config import GatesConfig, load_model
+from retrain.core.errors import ConfigError
+from retrain.decide import gates
+from retrain.decide.gates import (
     BOOTSTRAP_SKIP,
     GateInputs,
-    GatesConfig,
     ModelScores,
     SchemaChange,
     evaluate_gates,
-    measure_latency,
 )
+from retrain.pipeline import metrics
+from retrain.pipeline.latency import measure_latency
 
 CLASSES = ["fog", "rain", "sun"]
 FAST = {"p95_ms_single": 2.0, "p95_ms_batch": 20.0}

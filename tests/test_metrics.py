@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from retrain import metrics
-from retrain.errors import ConfigError
+from retrain.core.errors import ConfigError
+from retrain.pipeline import metrics
 
 CLASSES = ["drizzle", "fog", "rain", "snow", "sun"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from retrain import registry as reg
-from retrain.errors import RegistryError
+from retrain.core import registry as reg
+from retrain.core.errors import RegistryError
 
 
 def entry(version: str, **extra) -> dict:

@@ -8,8 +8,9 @@ import re
 import numpy as np
 import pytest
 
-from retrain import plots, report
-from retrain.gates import GateInputs, GatesConfig, ModelScores, SchemaChange, evaluate_gates
+from retrain.core.config import GatesConfig
+from retrain.decide.gates import GateInputs, ModelScores, SchemaChange, evaluate_gates
+from retrain.report import markdown, plots
 
 CLASSES = ["fog", "rain", "sun"]
 N = 2000
@@ -143,17 +144,17 @@ def assert_valid_xychart(block: str) -> None:
 
 # --------------------------------------------------------------------------- title
 def test_pr_title_names_model_version_bump_and_triggers():
-    assert report.pr_title(make_ctx()) == (
+    assert markdown.pr_title(make_ctx()) == (
         "Promote seattle-weather v1.2.0 (minor: data_drift, new_data)"
     )
-    assert report.pr_title(make_ctx(fired=[], bump="patch")) == (
+    assert markdown.pr_title(make_ctx(fired=[], bump="patch")) == (
         "Promote seattle-weather v1.2.0 (patch)"
     )
 
 
 # --------------------------------------------------------------------------- body
 def test_pr_body_opens_with_a_one_paragraph_verdict():
-    body = report.render_pr_body(make_ctx())
+    body = markdown.render_pr_body(make_ctx())
     paragraphs = body.split("\n\n")
     assert paragraphs[0] == "## Promote seattle-weather v1.2.0 (minor: data_drift, new_data)"
     verdict = paragraphs[1]
@@ -170,13 +171,13 @@ def test_pr_body_opens_with_a_one_paragraph_verdict():
 
 def test_a_failed_gate_is_named_in_the_verdict_with_its_shortfall():
     ctx = make_ctx(gate_report(candidate_wrong=390))
-    verdict = report.render_pr_body(ctx).split("\n\n")[1]
+    verdict = markdown.render_pr_body(ctx).split("\n\n")[1]
     assert verdict.startswith("**❌ 1 of 6 gates failed: `improvement`.**")
     assert "gain is below min_delta 0.0100 by 0.0050" in verdict
 
 
 def test_pr_body_has_the_gates_table_in_gate_order():
-    body = report.render_pr_body(make_ctx(gate_report(winter_wrong=60)))
+    body = markdown.render_pr_body(make_ctx(gate_report(winter_wrong=60)))
     rows = [line for line in body.splitlines() if re.match(r"\| (✅|❌|⏭) \| `", line)]
     assert [re.search(r"`(\w+)`", r).group(1) for r in rows] == [
         "data_valid",
@@ -197,14 +198,14 @@ def test_pr_body_has_the_gates_table_in_gate_order():
 
 
 def test_pr_body_has_the_metric_diff_against_production():
-    body = report.render_pr_body(make_ctx())
+    body = markdown.render_pr_body(make_ctx())
     assert "| metric | production v1.1.0 | candidate v1.2.0 | change |" in body
     assert "| **accuracy** (primary) ↑ | 0.8000 | 0.8500 | +0.0500 (better) |" in body
     assert re.search(r"\| log_loss ↓ \| 0\.\d{4} \| 0\.\d{4} \| -0\.\d{4} \(better\) \|", body)
 
 
 def test_pr_body_has_subgroups_with_too_small_levels_called_out():
-    body = report.render_pr_body(make_ctx())
+    body = markdown.render_pr_body(make_ctx())
     assert "| subgroup | rows | production | candidate | change (accuracy) | verdict |" in body
     assert "| season = spring | 10 |" in body
     assert "⚠️ too small to judge (10 < 30 rows) |" in body
@@ -212,7 +213,7 @@ def test_pr_body_has_subgroups_with_too_small_levels_called_out():
 
 
 def test_pr_body_lists_drift_links_plots_and_details():
-    body = report.render_pr_body(make_ctx())
+    body = markdown.render_pr_body(make_ctx())
     assert "| `wind` | numeric | ks | 0.31 | 0.0002 | 0.27 | ⚠️ yes |" in body
     assert "- MLflow run: [abc](http://mlflow.example/#/experiments/runs/abc)" in body
     assert "- Model card: [reports/v1.2.0/model_card.json](reports/v1.2.0/model_card.json)" in body
@@ -227,7 +228,7 @@ def test_pr_body_lists_drift_links_plots_and_details():
 
 
 def test_pr_body_charts_are_valid_mermaid_xycharts():
-    body = report.render_pr_body(make_ctx())
+    body = markdown.render_pr_body(make_ctx())
     blocks = mermaid_blocks(body)
     assert len(blocks) == 2
     for block in blocks:
@@ -242,15 +243,15 @@ def test_pr_body_charts_are_valid_mermaid_xycharts():
 def test_a_major_bump_shows_what_changed_in_the_schema():
     change = SchemaChange(added=["humidity"], classes_removed=["fog"])
     rep = gate_report(change=change)
-    body = report.render_pr_body(make_ctx(rep, schema_change=change.__dict__))
-    assert report.pr_title(make_ctx(rep)).endswith("(major: data_drift, new_data)")
+    body = markdown.render_pr_body(make_ctx(rep, schema_change=change.__dict__))
+    assert markdown.pr_title(make_ctx(rep)).endswith("(major: data_drift, new_data)")
     assert "### Schema change\n\ncolumns added `humidity`; classes removed `fog`" in body
     assert "columns added [humidity]; classes removed [fog]; MAJOR is forced" in body
 
 
 def test_bootstrap_pr_body_has_no_production_column_values():
     rep = gate_report(baseline=False)
-    body = report.render_pr_body(make_ctx(rep, base_version=None, bump="initial"))
+    body = markdown.render_pr_body(make_ctx(rep, base_version=None, bump="initial"))
     assert "(INITIAL, first version)" in body
     assert "| **accuracy** (primary) ↑ | – | 0.8500 | – |" in body
     assert "| ⏭ | `improvement` |" in body
@@ -261,15 +262,17 @@ def test_bootstrap_pr_body_has_no_production_column_values():
 
 def test_rendering_is_deterministic_and_survives_missing_keys():
     ctx = make_ctx()
-    assert report.render_pr_body(ctx) == report.render_pr_body(make_ctx())
+    assert markdown.render_pr_body(ctx) == markdown.render_pr_body(make_ctx())
     for minimal in ({}, {"model": "m", "version": "1.0.0"}, {"gates": None, "links": None}):
-        assert report.render_pr_body(minimal).startswith("## Promote")
-        assert report.render_run_summary(minimal).startswith("### ")
-        assert report.pr_title(minimal).startswith("Promote ")
+        assert markdown.render_pr_body(minimal).startswith("## Promote")
+        assert markdown.render_run_summary(minimal).startswith("### ")
+        assert markdown.pr_title(minimal).startswith("Promote ")
 
 
 def test_relative_links_get_the_base_url_when_given():
-    body = report.render_pr_body(make_ctx(base_url="https://github.com/acme/w/raw/retrain/v1.2.0"))
+    body = markdown.render_pr_body(
+        make_ctx(base_url="https://github.com/acme/w/raw/retrain/v1.2.0")
+    )
     assert (
         "![confusion matrix](https://github.com/acme/w/raw/retrain/v1.2.0/reports/v1.2.0/"
         "confusion_matrix.png)"
@@ -278,7 +281,7 @@ def test_relative_links_get_the_base_url_when_given():
 
 def test_a_manual_reason_cannot_inject_markup():
     ctx = make_ctx(fired=[{"name": "manual", "value": "fix <img src=x> | now", "threshold": None}])
-    body = report.render_pr_body(ctx)
+    body = markdown.render_pr_body(ctx)
     assert "<img" not in body
     assert "manual (fix &lt;img src=x> \\| now)" in body
 
@@ -295,7 +298,7 @@ def test_run_summary_when_nothing_fired():
             "checks": {"calendar": {"value": 3.0, "threshold": 90, "fired": False, "unit": "days"}},
         },
     }
-    text = report.render_run_summary(ctx)
+    text = markdown.render_run_summary(ctx)
     assert text.startswith(
         "### ⏭ seattle-weather: no retraining\n\n"
         "Skipped: no retraining trigger fired; nothing was trained.\n"
@@ -310,13 +313,14 @@ def test_run_summary_when_the_cooldown_holds_a_retrain_back():
         "fired": [{"name": "new_data", "value": 500, "threshold": 100}],
         "triggers": {"note": "cooldown: last retrain 0.20 days ago, minimum 1"},
     }
-    assert "Skipped: cooldown: last retrain 0.20 days ago, minimum 1." in report.render_run_summary(
-        ctx
+    assert (
+        "Skipped: cooldown: last retrain 0.20 days ago, minimum 1."
+        in markdown.render_run_summary(ctx)
     )
 
 
 def test_run_summary_when_gated_says_which_gate_failed_and_by_how_much():
-    text = report.render_run_summary(make_ctx(gate_report(candidate_wrong=390)))
+    text = markdown.render_run_summary(make_ctx(gate_report(candidate_wrong=390)))
     assert text.startswith("### ❌ seattle-weather: candidate v1.2.0 gated, no pull request")
     assert "- Holdout: accuracy 0.8000 → 0.8050 (+0.0050)" in text
     failed = [line for line in text.splitlines() if line.startswith("- ❌")]
@@ -327,11 +331,11 @@ def test_run_summary_when_gated_says_which_gate_failed_and_by_how_much():
 
 
 def test_run_summary_when_proposed_gives_version_branch_and_pr():
-    text = report.render_run_summary(make_ctx())
+    text = markdown.render_run_summary(make_ctx())
     assert text.startswith("### ✅ seattle-weather: v1.2.0 proposed (minor replacing v1.1.0)")
     assert "- Branch: `retrain/v1.2.0`" in text
     assert "- Pull request: https://github.com/acme/weather/pull/7" in text
-    no_pr = report.render_run_summary(make_ctx(pr_url=None))
+    no_pr = markdown.render_run_summary(make_ctx(pr_url=None))
     assert "- Pull request: not opened (the branch and the PR body are ready)" in no_pr
 
 

@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrain import example, triggers
-from retrain import registry as reg
-from retrain.config import load_config
+from retrain import example
+from retrain.core import registry as reg
+from retrain.core.config import load_config
+from retrain.decide import triggers
 from tests.conftest import PROJECT
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -117,7 +118,7 @@ def test_an_unshifted_batch_of_the_same_season_does_not_fire_drift(project):
     """2013-H1 against 2012-H1: same season, a year apart; no feature should be flagged."""
     reference = pd.read_csv(project / "data/batches/2012-H1.csv")
     current = pd.read_csv(project / "data/batches/2013-H1.csv")
-    from retrain import drift
+    from retrain.decide import drift
 
     cfg = load_config(project)
     kinds = {f.name: f.type for f in cfg.dataset.features}

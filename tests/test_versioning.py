@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from retrain import versioning
-from retrain.errors import RegistryError
+from retrain.core import versioning
+from retrain.core.errors import RegistryError
 
 
 @pytest.mark.parametrize(

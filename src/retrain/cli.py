@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from retrain.errors import RetrainError
+from retrain.core.errors import RetrainError
 
 
 def _emit(data: Any) -> None:
@@ -27,7 +27,7 @@ def _append_summary(path: str | None, text: str) -> None:
 
 
 def _cfg() -> Any:
-    from retrain.config import load_config
+    from retrain.core.config import load_config
 
     return load_config(Path.cwd())
 
@@ -50,7 +50,7 @@ def cli() -> None:
 @cli.command()
 def validate() -> None:
     """Pipeline stage 1: check every data batch and the frozen holdout."""
-    from retrain import stages
+    from retrain.pipeline import stages
 
     stages.validate(_cfg())
 
@@ -58,7 +58,7 @@ def validate() -> None:
 @cli.command()
 def train() -> None:
     """Pipeline stage 2: fit the model, save it (skops), log and register it in MLflow."""
-    from retrain import stages
+    from retrain.pipeline import stages
 
     stages.train(_cfg())
 
@@ -66,7 +66,7 @@ def train() -> None:
 @cli.command()
 def evaluate() -> None:
     """Pipeline stage 3: score the candidate on the frozen holdout."""
-    from retrain import stages
+    from retrain.pipeline import stages
 
     stages.evaluate(_cfg())
 
@@ -77,8 +77,8 @@ def evaluate() -> None:
 @click.option("--reason", default=None, help="manual reason (counts as a manual trigger)")
 def triggers(as_json: bool, force: bool, reason: str | None) -> None:
     """Which retraining triggers fire now, each with value and threshold."""
-    from retrain import registry
-    from retrain import triggers as trig
+    from retrain.core import registry
+    from retrain.decide import triggers as trig
 
     cfg = _cfg()
     rep = trig.check(
@@ -96,7 +96,7 @@ def triggers(as_json: bool, force: bool, reason: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def drift(reference: Path, current: Path, as_json: bool) -> None:
     """Drift report between two data files (CSV or Parquet)."""
-    from retrain import drift as d
+    from retrain.decide import drift as d
 
     kinds = None
     cfg_obj = None
@@ -150,7 +150,8 @@ def run(
 @click.option("--open-pr", is_flag=True)
 def propose(reason: str | None, bump: str | None, push: bool, open_pr: bool) -> None:
     """Judge the reproduced pipeline and, if every gate passes, commit retrain/v<X.Y.Z>."""
-    from retrain import proposal, registry
+    from retrain.core import registry
+    from retrain.release import proposal
 
     cfg = _cfg()
     reg = registry.load(cfg.root, expected_model=cfg.release.model_name)
@@ -181,7 +182,7 @@ def propose(reason: str | None, bump: str | None, push: bool, open_pr: bool) -> 
 @click.option("--summary", "summary_file", default=None)
 def promote(push_tags: bool, as_json: bool, summary_file: str | None) -> None:
     """On main: promote, or record a rollback, for a change of production in HEAD."""
-    from retrain import promotion
+    from retrain.release import promotion
 
     res = promotion.promote(_cfg(), push_tags=push_tags)
     _append_summary(summary_file, "### Promote\n\n" + res.summary())
@@ -195,7 +196,7 @@ def promote(push_tags: bool, as_json: bool, summary_file: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def rollback(to: str | None, push: bool, open_pr: bool, as_json: bool) -> None:
     """Revert the merge that promoted the current version (no retraining)."""
-    from retrain import promotion
+    from retrain.release import promotion
 
     res = promotion.rollback(_cfg(), to=to, push=push, open_pr=open_pr)
     if as_json:
@@ -218,7 +219,7 @@ def rollback(to: str | None, push: bool, open_pr: bool, as_json: bool) -> None:
 @click.option("--summary", "summary_file", default=None)
 def verify(base: str, summary_file: str | None) -> None:
     """Re-check a proposal against its base: semver, gates, artifact in the DVC remote."""
-    from retrain import promotion
+    from retrain.release import promotion
 
     try:
         passed = promotion.verify(_cfg(), base=base)
@@ -234,7 +235,7 @@ def verify(base: str, summary_file: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def status(as_json: bool) -> None:
     """Production version, registered versions, promotion/rollback history."""
-    from retrain import history
+    from retrain.release import history
 
     st = history.status(Path.cwd(), _cfg())
     _emit(st) if as_json else click.echo(history.format_status(st))
@@ -246,13 +247,13 @@ def status(as_json: bool) -> None:
 @click.option("--output", "output_path", default=None, type=click.Path(path_type=Path))
 def predict(version: str, input_path: Path, output_path: Path | None) -> None:
     """Predictions of a registered version (artifact verified before loading)."""
-    from retrain import serving
+    from retrain.pipeline import predict as prediction
 
-    text = serving.predict_file(_cfg(), version, input_path)
+    text = prediction.predict_file(_cfg(), version, input_path)
     if output_path is None:
         click.echo(text, nl=False)
     else:
-        from retrain.registry import write_atomic
+        from retrain.core.registry import write_atomic
 
         write_atomic(output_path, text)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from retrain.errors import BadInput
+from retrain.core.errors import BadInput
 
 BATCHES = ["2012-H1", "2012-H2", "2013-H1", "2013-H2", "2014-H1", "2014-H2"]
 INITIAL_BATCHES = 3  # 2012-H1 … 2013-H1 are in the repository's data.dvc
@@ -267,8 +267,8 @@ def export_report(sb: Sandbox, branch: str, version: str, dest: Path) -> list[Pa
 
 def demo(project: Path, workdir: Path, export: Path | None = None) -> None:
     """Bootstrap (if needed) → a new batch arrives → retrain → gates → proposal."""
-    from retrain.config import load_config
-    from retrain.promotion import promote
+    from retrain.core.config import load_config
+    from retrain.release.promotion import promote
     from retrain.run import run
 
     started = time.perf_counter()

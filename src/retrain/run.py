@@ -9,11 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from retrain import dvcops, gitops, proposal, report, triggers
-from retrain import registry as reg
-from retrain.config import Config
-from retrain.errors import BadInput
-from retrain.stages import progress
+from retrain.core import registry as reg
+from retrain.core.config import Config
+from retrain.core.errors import BadInput
+from retrain.core.progress import progress
+from retrain.decide import triggers
+from retrain.release import dvcops, gitops, proposal
+from retrain.report import markdown
 
 
 @dataclass
@@ -64,7 +66,7 @@ def run(
     if not trig.retrain:
         why = trig.note or "no trigger fired"
         result = RunResult(outcome="skipped", fired=trig.fired, triggers=trig.to_dict())
-        result.summary = report.render_run_summary(
+        result.summary = markdown.render_run_summary(
             {
                 "model": cfg.release.model_name,
                 "outcome": "skipped",
@@ -86,7 +88,7 @@ def run(
             ctx = proposal.report_context(
                 cfg, j, outcome="gated", triggers=trig.to_dict(), fired=fired, drift=trig.drift
             )
-            summary = report.render_run_summary(ctx)
+            summary = markdown.render_run_summary(ctx)
             (root / proposal.LATEST_REPORT / "summary.md").write_text(summary)
             return RunResult(
                 outcome="gated",
@@ -119,7 +121,7 @@ def run(
             pr_url=prop.pr_url,
             drift=trig.drift,
         )
-        summary = report.render_run_summary(ctx)
+        summary = markdown.render_run_summary(ctx)
         (root / proposal.LATEST_REPORT / "summary.md").write_text(summary)
         return RunResult(
             outcome="proposed",

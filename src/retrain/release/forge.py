@@ -10,8 +10,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from retrain.errors import ExternalCommandError
-from retrain.stages import progress
+from retrain.core.errors import ExternalCommandError
+from retrain.core.progress import progress
 
 
 def open_pull_request(root: Path, *, base: str, head: str, title: str, body: str) -> str:

@@ -10,10 +10,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from retrain import gitops, versioning
-from retrain import registry as reg
-from retrain.config import Config
-from retrain.errors import RegistryError
+from retrain.core import registry as reg
+from retrain.core import versioning
+from retrain.core.config import Config
+from retrain.core.errors import RegistryError
+from retrain.release import gitops
 
 PR_NUMBER = re.compile(r"(?:Merge pull request #|\(#)(\d+)")
 

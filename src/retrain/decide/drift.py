@@ -38,11 +38,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pydantic import Field, ValidationInfo, field_validator
-from pydantic_core import PydanticCustomError
 
-from retrain.config import Strict
-from retrain.errors import DataError
+from retrain.core.config import DriftConfig
+from retrain.core.errors import DataError
 
 Kind = Literal["numeric", "categorical"]
 
@@ -56,77 +54,6 @@ _KS_TAIL_SHORTCUT = 1e-12
 #: at most this many unseen level names are listed per column (the count is always given)
 _MAX_UNSEEN_LISTED = 20
 _PARQUET_SUFFIXES = (".parquet", ".pq")
-
-
-# --------------------------------------------------------------------------- configuration
-class ColumnThresholds(Strict):
-    """Per-column overrides in ``configs/drift.yaml`` under ``columns: {<name>: {...}}``."""
-
-    psi_threshold: float | None = Field(default=None, gt=0)
-    p_value: float | None = Field(default=None, gt=0, lt=1)
-    min_effect: float | None = Field(default=None, gt=0, le=1)
-    ignore: bool = Field(default=False, description="leave the column out of the drift check")
-
-
-class DriftConfig(Strict):
-    """``configs/drift.yaml``: thresholds for the per-column drift verdicts.
-
-    Every field has a default, so an empty or absent file is valid.  See ``docs/drift.md``.
-    """
-
-    psi_threshold: float = Field(default=0.2, gt=0, description="PSI at or above this is large")
-    p_value: float = Field(
-        default=0.05, gt=0, lt=1, description="significance level, after the correction"
-    )
-    correction: Literal["holm", "bonferroni", "bh", "none"] = Field(
-        default="holm", description="multiple-testing correction across the columns' tests"
-    )
-    min_effect: float = Field(
-        default=0.1,
-        gt=0,
-        le=1,
-        description="effect-size floor: KS statistic (numeric) or Cramér's V (categorical, "
-        "and the missing-rate test)",
-    )
-    psi_bins: int = Field(default=10, ge=2, le=1000, description="quantile bins (numeric PSI)")
-    psi_epsilon: float = Field(
-        default=1e-4, gt=0, lt=0.01, description="floor of a bin's proportion in the PSI"
-    )
-    max_share: float = Field(
-        default=0.3,
-        ge=0,
-        le=1,
-        description="dataset drifted when the share of drifted columns exceeds this",
-    )
-    workers: int | None = Field(
-        default=None, ge=1, description="threads over columns (default: the usable CPUs)"
-    )
-    columns: dict[str, ColumnThresholds] = Field(default_factory=dict)
-
-    @field_validator("psi_epsilon")
-    @classmethod
-    def _epsilon_below_a_bin(cls, value: float, info: ValidationInfo) -> float:
-        bins = info.data.get("psi_bins")
-        if bins and value * bins >= 1:
-            raise PydanticCustomError(
-                "psi_epsilon_too_large",
-                "must be smaller than one bin's share 1/psi_bins ({limit})",
-                {"limit": f"{1 / bins:g}"},
-            )
-        return value
-
-    def thresholds(self, column: str) -> tuple[float, float, float]:
-        """``(psi_threshold, p_value, min_effect)`` for ``column``, overrides applied."""
-        o = self.columns.get(column) or ColumnThresholds()
-        return (
-            self.psi_threshold if o.psi_threshold is None else o.psi_threshold,
-            self.p_value if o.p_value is None else o.p_value,
-            self.min_effect if o.min_effect is None else o.min_effect,
-        )
-
-    def ignored(self, column: str) -> bool:
-        o = self.columns.get(column)
-        return bool(o and o.ignore)
 
 
 # --------------------------------------------------------------------------- report
@@ -557,7 +484,7 @@ def _source(data: pd.DataFrame | str | Path, side: str) -> _Source:
         if not path.is_file():
             raise DataError(f"{display}: file not found")
         return _ParquetSource(path, display)
-    from retrain.dataset import read_table  # CSV: read whole, with the project's messages
+    from retrain.pipeline.dataset import read_table  # CSV: read whole, with the project's messages
 
     frame = read_table(path, display)
     return _FrameSource(frame, display)

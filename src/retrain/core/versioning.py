@@ -12,7 +12,7 @@ from typing import Literal
 
 import semver
 
-from retrain.errors import RegistryError
+from retrain.core.errors import RegistryError
 
 BumpKind = Literal["initial", "major", "minor", "patch"]
 FIRST_VERSION = "1.0.0"

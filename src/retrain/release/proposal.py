@@ -18,24 +18,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from retrain import (
-    artifacts,
-    dataset,
-    dvcops,
-    forge,
-    gitops,
-    history,
-    report,
-    stages,
-    tracking,
-    versioning,
-)
-from retrain import (
-    registry as reg,
-)
-from retrain.config import Config
-from retrain.errors import BadInput, ExternalCommandError
-from retrain.gates import GateInputs, GateReport, ModelScores, SchemaChange, evaluate_gates
+from retrain.core import registry as reg
+from retrain.core import versioning
+from retrain.core.config import Config
+from retrain.core.errors import BadInput, ExternalCommandError
+from retrain.core.progress import progress
+from retrain.decide.gates import GateInputs, GateReport, ModelScores, SchemaChange, evaluate_gates
+from retrain.pipeline import artifacts, dataset, stages, tracking
+from retrain.release import dvcops, forge, gitops, history
+from retrain.report import markdown
 
 PIPELINE_FILES = ("dvc.lock", stages.VALIDATION_FILE, stages.TRAINING_FILE, stages.METRICS_FILE)
 LATEST_REPORT = "reports/latest"
@@ -110,7 +101,7 @@ def judge(cfg: Config, registry: reg.Registry, *, bump_requested: str | None) ->
     prod = registry.production_entry
     baseline = None
     if prod is not None:
-        stages.progress(
+        progress(
             f"gates: fetching production v{prod['version']} and scoring it on the same holdout"
         )
         path = artifacts.fetch(root, prod["artifact"], prod["version"])
@@ -138,7 +129,7 @@ def judge(cfg: Config, registry: reg.Registry, *, bump_requested: str | None) ->
         data_detail=f"{validation.get('total_rows')} rows in {len(validation.get('files', {}))} "
         "batch file(s) checked",
     )
-    stages.progress("gates: evaluating improvement (paired bootstrap), subgroups, latency, cost")
+    progress("gates: evaluating improvement (paired bootstrap), subgroups, latency, cost")
     gate_report = evaluate_gates(inputs, cfg.gates)
     bump = gate_report.bump
     version = versioning.next_version(registry.latest, bump)  # type: ignore[arg-type]
@@ -156,7 +147,7 @@ def judge(cfg: Config, registry: reg.Registry, *, bump_requested: str | None) ->
         shutil.rmtree(out)
     out.mkdir(parents=True)
     try:
-        from retrain import plots
+        from retrain.report import plots
 
         judgement.plots = plots.write_plots(
             out,
@@ -168,7 +159,7 @@ def judge(cfg: Config, registry: reg.Registry, *, bump_requested: str | None) ->
             candidate.classes,
         )
     except Exception as exc:  # a missing picture must not block a promotion decision
-        stages.progress(f"gates: plots skipped ({type(exc).__name__}: {exc})")
+        progress(f"gates: plots skipped ({type(exc).__name__}: {exc})")
     stages.write_json(out / "gate.json", gate_report.to_dict())
     return judgement
 
@@ -329,7 +320,7 @@ def propose(
             "refusing to propose: a promotion gate failed (see reports/latest/gate.json)"
         )
     if dvcops.has_remote(root):
-        stages.progress("propose: pushing the model and data to the DVC remote")
+        progress("propose: pushing the model and data to the DVC remote")
         dvcops.push(root)
         if not artifacts.in_remote(root, j.training["artifact"]):
             raise ExternalCommandError(
@@ -361,8 +352,8 @@ def propose(
         plot_prefix=f"{vdir}/" if base_url else "",
     )
     ctx["base_url"] = base_url
-    title = report.pr_title(ctx)
-    body = report.render_pr_body(ctx)
+    title = markdown.pr_title(ctx)
+    body = markdown.render_pr_body(ctx)
     files: dict[str, bytes] = {
         reg.REGISTRY_FILE: reg.dumps(new_registry).encode(),
         f"{vdir}/model_card.json": (
@@ -387,11 +378,11 @@ def propose(
     proposal = Proposal(
         version=j.version, branch=branch, commit=commit, title=title, body_path=latest / "PR.md"
     )
-    stages.progress(f"propose: committed {branch} ({commit[:8]})")
+    progress(f"propose: committed {branch} ({commit[:8]})")
     if push or open_pr:
         gitops.git(root, "push", "--force", "origin", f"refs/heads/{branch}:refs/heads/{branch}")
         proposal.pushed = True
-        stages.progress(f"propose: pushed {branch} to origin")
+        progress(f"propose: pushed {branch} to origin")
     if open_pr:
         proposal.pr_url = forge.open_pull_request(
             root, base=cfg.release.base_branch, head=branch, title=title, body=body

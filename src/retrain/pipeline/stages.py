@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from retrain import artifacts, dataset, gates, metrics
-from retrain.config import Config
-from retrain.errors import ConfigError, DataError
-from retrain.registry import write_atomic
+from retrain.core.config import Config
+from retrain.core.errors import ConfigError, DataError
+from retrain.core.progress import progress
+from retrain.core.registry import write_atomic
+from retrain.pipeline import artifacts, dataset, metrics
+from retrain.pipeline.latency import measure_latency
 
 VALIDATION_FILE = "artifacts/validation.json"
 MODEL_FILE = "artifacts/train/model.skops"
@@ -30,10 +31,6 @@ PREDICTIONS_FILE = "artifacts/eval/predictions.csv"
 
 def write_json(path: Path, data: Any) -> None:
     write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def progress(msg: str) -> None:
-    print(f"[retrain] {msg}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- validate
@@ -132,7 +129,7 @@ def git_commit(root: Path) -> str:
 def train(cfg: Config) -> dict[str, Any]:
     """Fit the model on the training window; write the model (skops) and training.json;
     log an MLflow run and register a model version."""
-    from retrain import tracking
+    from retrain.pipeline import tracking
 
     root = cfg.root
     ds = cfg.dataset
@@ -247,7 +244,7 @@ def subgroup_metrics(
 
 def evaluate(cfg: Config) -> dict[str, Any]:
     """Score the candidate on the frozen holdout: metrics, subgroups, latency, size."""
-    from retrain import tracking
+    from retrain.pipeline import tracking
 
     root = cfg.root
     ds = cfg.dataset
@@ -264,7 +261,7 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     y_pred, proba, classes = predict_frame(model, X, ds.task)
     overall = metrics.summary(ds.task, y, y_pred, proba, classes)
     progress("evaluate: measuring prediction latency (single row and batch)")
-    latency = gates.measure_latency(model, X, cfg.gates.latency)
+    latency = measure_latency(model, X, cfg.gates.latency)
     result = {
         "primary_metric": cfg.gates.primary_metric,
         "overall": overall,

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from retrain import artifacts, dataset
-from retrain import registry as reg
-from retrain.config import Config
-from retrain.stages import predict_frame
+from retrain.core import registry as reg
+from retrain.core.config import Config
+from retrain.pipeline import artifacts, dataset
+from retrain.pipeline.stages import predict_frame
 
 
 def predict_file(cfg: Config, version: str, input_path: Path) -> str:

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from retrain.config import DatasetConfig
-from retrain.errors import DataError
+from retrain.core.config import DatasetConfig
+from retrain.core.errors import DataError
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 

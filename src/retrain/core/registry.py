@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from retrain import versioning
-from retrain.errors import RegistryError
+from retrain.core import versioning
+from retrain.core.errors import RegistryError
 
 REGISTRY_FILE = "registry.yaml"
 TOP_KEYS = ("model", "production", "versions")

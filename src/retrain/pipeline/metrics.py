@@ -20,7 +20,7 @@ Conventions
 * A metric that is undefined on the rows given (one class only for ``roc_auc``, a constant
   target for ``r2``, no rows at all) raises :class:`ValueError`; callers that score
   subgroups treat that as "not available".  An unknown metric name is a configuration
-  error (:class:`~retrain.errors.ConfigError`).
+  error (:class:`~retrain.core.errors.ConfigError`).
 """
 
 from __future__ import annotations
@@ -31,60 +31,39 @@ from typing import Any
 
 import numpy as np
 
-from retrain.errors import ConfigError
-
-CLASSIFICATION_METRICS: tuple[str, ...] = (
-    "accuracy",
-    "balanced_accuracy",
-    "f1_macro",
-    "roc_auc",
-    "log_loss",
+# The catalogue of names is core knowledge; re-exported so that metrics.<name> reads naturally.
+from retrain.core.metric_names import (
+    ALL_METRICS as ALL_METRICS,
 )
-REGRESSION_METRICS: tuple[str, ...] = ("rmse", "mae", "r2")
-LOWER_IS_BETTER: frozenset[str] = frozenset({"log_loss", "rmse", "mae"})
-NEEDS_PROBA: frozenset[str] = frozenset({"roc_auc", "log_loss"})
-ALL_METRICS: tuple[str, ...] = CLASSIFICATION_METRICS + REGRESSION_METRICS
+from retrain.core.metric_names import (
+    CLASSIFICATION_METRICS as CLASSIFICATION_METRICS,
+)
+from retrain.core.metric_names import (
+    LOWER_IS_BETTER as LOWER_IS_BETTER,
+)
+from retrain.core.metric_names import (
+    NEEDS_PROBA as NEEDS_PROBA,
+)
+from retrain.core.metric_names import (
+    REGRESSION_METRICS as REGRESSION_METRICS,
+)
+from retrain.core.metric_names import (
+    check_metric as check_metric,
+)
+from retrain.core.metric_names import (
+    greater_is_better as greater_is_better,
+)
+from retrain.core.metric_names import (
+    known_metric as known_metric,
+)
+from retrain.core.metric_names import (
+    metric_names as metric_names,
+)
+from retrain.core.metric_names import (
+    needs_proba as needs_proba,
+)
 
-_TASKS = {"classification": CLASSIFICATION_METRICS, "regression": REGRESSION_METRICS}
 _DIGITS = 6  # summaries are rounded so that JSON files and diffs are stable
-
-
-# --------------------------------------------------------------------------- names
-def metric_names(task: str) -> list[str]:
-    """The metrics available for ``task`` (``"classification"`` or ``"regression"``)."""
-    try:
-        return list(_TASKS[task])
-    except KeyError:
-        raise ConfigError(
-            f"configs/dataset.yaml: task: {task!r} is not a task; "
-            f"expected one of [{', '.join(_TASKS)}]"
-        ) from None
-
-
-def check_metric(task: str, metric: str, where: str = "configs/gates.yaml: primary_metric") -> str:
-    """Return ``metric`` if ``task`` has it, else raise a one-line :class:`ConfigError`."""
-    names = metric_names(task)
-    if metric not in names:
-        raise ConfigError(
-            f"{where}: {metric!r} is not a {task} metric; expected one of [{', '.join(names)}]"
-        )
-    return metric
-
-
-def _known(metric: str) -> str:
-    if metric not in ALL_METRICS:
-        raise ConfigError(f"unknown metric {metric!r}; expected one of [{', '.join(ALL_METRICS)}]")
-    return metric
-
-
-def greater_is_better(metric: str) -> bool:
-    """True when a larger value of ``metric`` is better (false for losses and errors)."""
-    return _known(metric) not in LOWER_IS_BETTER
-
-
-def needs_proba(metric: str) -> bool:
-    """True when ``metric`` is computed from predicted probabilities."""
-    return _known(metric) in NEEDS_PROBA
 
 
 # --------------------------------------------------------------------------- one score
@@ -118,7 +97,7 @@ def score(
     """
     from sklearn import metrics as skm  # lazy: keeps `retrain --help` and config loading fast
 
-    _known(metric)
+    known_metric(metric)
     y_true, y_pred = _check_rows(y_true, y_pred)
     if metric in REGRESSION_METRICS:
         yt, yp = y_true.astype(float), y_pred.astype(float)
@@ -251,7 +230,7 @@ def resampled(
     array of shape (B,)
         The metric per resample; NaN where it is undefined on that resample.
     """
-    _known(metric)
+    known_metric(metric)
     y_true, y_pred = _check_rows(y_true, y_pred)
     W = np.asarray(counts, dtype=float)
     if W.ndim != 2 or W.shape[1] != len(y_true):

@@ -20,19 +20,15 @@ At bootstrap (no production model) the comparative gates are ``skip`` and the bu
 
 from __future__ import annotations
 
-import gc
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
-from pydantic_core import PydanticCustomError
 
-from retrain import metrics
-from retrain.config import Strict
-from retrain.errors import ConfigError
+from retrain.core.config import GatesConfig
+from retrain.core.errors import ConfigError
+from retrain.pipeline import metrics
 
 Verdict = Literal["pass", "fail", "skip"]
 Bump = Literal["initial", "major", "minor", "patch"]
@@ -41,54 +37,6 @@ BOOTSTRAP_SKIP = "no production model to compare (bootstrap)"
 _DIGITS = 6
 _EPS = 1e-12  # comparisons of rounded metric differences are made with this slack
 _CELLS_PER_CHUNK = 2_000_000  # bootstrap resamples are scored in chunks of ~16 MB
-
-
-class GatesConfig(Strict):
-    """``configs/gates.yaml``."""
-
-    class Improvement(Strict):
-        min_delta: float = Field(default=0.01, ge=0, allow_inf_nan=False)
-        confidence: float = Field(default=0.95, gt=0.5, lt=1)
-        n_resamples: int = Field(default=1000, ge=100, le=100_000)
-        seed: int = Field(default=0, ge=0)
-
-    class Subgroups(Strict):
-        max_regression: float = Field(default=0.05, ge=0, allow_inf_nan=False)
-        min_rows: int = Field(default=30, ge=1)
-
-    class Latency(Strict):
-        max_p95_ms_single: float = Field(default=50.0, gt=0, allow_inf_nan=False)
-        max_p95_ms_batch: float = Field(default=500.0, gt=0, allow_inf_nan=False)
-        batch_size: int = Field(default=256, ge=1)
-        repeats: int = Field(default=50, ge=5, le=10_000)
-        batch_repeats: int = Field(default=20, ge=5, le=10_000)
-
-    class Cost(Strict):
-        max_model_mb: float = Field(default=100.0, gt=0, allow_inf_nan=False)
-        max_train_seconds: float = Field(default=1800.0, gt=0, allow_inf_nan=False)
-
-    class Patch(Strict):
-        max_regression: float = Field(default=0.005, ge=0, allow_inf_nan=False)
-
-    primary_metric: str = "accuracy"
-    improvement: Improvement = Improvement()
-    subgroups: Subgroups = Subgroups()
-    latency: Latency = Latency()
-    cost: Cost = Cost()
-    patch: Patch = Patch()
-
-    @field_validator("primary_metric")
-    @classmethod
-    def _known_metric(cls, value: str) -> str:
-        # Whether the metric suits the task is checked against dataset.yaml by
-        # metrics.check_metric; here only that it exists at all.
-        if value not in metrics.ALL_METRICS:
-            raise PydanticCustomError(
-                "unknown_metric",
-                "not a known metric; expected one of [{names}]",
-                {"names": ", ".join(metrics.ALL_METRICS)},
-            )
-        return value
 
 
 @dataclass
@@ -193,54 +141,6 @@ class GateReport:
             if r.name == name:
                 return r
         raise KeyError(name)
-
-
-# --------------------------------------------------------------------------- latency
-def _rows(X: Any, index: np.ndarray) -> Any:
-    """Rows of a DataFrame (keeping column names, so the model sees what it was fit on)."""
-    return X.iloc[index] if hasattr(X, "iloc") else np.asarray(X)[index]
-
-
-def _p95_ms(call: Any, batches: list[Any]) -> float:
-    call(batches[0])  # warm-up: first-call costs (lazy imports, caches) are not latency
-    times = []
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # as timeit does: a collection mid-call is noise, not the model's cost
-    try:
-        for batch in batches:
-            start = time.perf_counter()
-            call(batch)
-            times.append(time.perf_counter() - start)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    return round(float(np.percentile(times, 95)) * 1000.0, 4)
-
-
-def measure_latency(model: Any, X: Any, cfg: GatesConfig.Latency) -> dict[str, float]:
-    """Measure p95 prediction latency in milliseconds, single row and batch.
-
-    ``cfg.repeats`` rows, evenly spaced over ``X`` (deterministic), are predicted one at a
-    time; a batch of ``cfg.batch_size`` rows (``X``'s first rows, cycled if ``X`` is
-    shorter) is predicted ``cfg.batch_repeats`` times.  Each timing is one
-    ``model.predict`` call measured with :func:`time.perf_counter`, after one untimed
-    warm-up call.
-
-    Returns
-    -------
-    dict
-        ``{"p95_ms_single": float, "p95_ms_batch": float}``
-    """
-    n = len(X)
-    if n == 0:
-        raise ValueError("cannot measure latency on zero rows")
-    picks = np.linspace(0, n - 1, num=cfg.repeats).round().astype(int)
-    singles = [_rows(X, np.array([i])) for i in picks]
-    batch = _rows(X, np.arange(cfg.batch_size) % n)
-    return {
-        "p95_ms_single": _p95_ms(model.predict, singles),
-        "p95_ms_batch": _p95_ms(model.predict, [batch] * cfg.batch_repeats),
-    }
 
 
 # --------------------------------------------------------------------------- bootstrap

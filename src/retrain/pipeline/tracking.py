@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from retrain.config import Config
+from retrain.core.config import Config
 
 ALIASES = ("production", "champion")
 

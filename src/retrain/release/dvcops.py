@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from retrain.errors import BadInput, ExternalCommandError
+from retrain.core.errors import BadInput, ExternalCommandError
 
 DVC_ENV = {"DVC_NO_ANALYTICS": "1", "DVC_NO_UPDATE_CHECK": "1"}
 

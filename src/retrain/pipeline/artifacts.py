@@ -15,7 +15,7 @@ from typing import Any
 
 import skops.io as sio
 
-from retrain.errors import ArtifactError, ExternalCommandError
+from retrain.core.errors import ArtifactError, ExternalCommandError
 
 MODEL_FORMAT = "skops"
 
@@ -65,7 +65,7 @@ def save_model(model: Any, path: Path) -> dict[str, Any]:
         tmp.unlink()
         raise ArtifactError(
             f"{path}: the model contains types not on the reviewed allow-list {bad}; "
-            "review them and add to retrain.artifacts.TRUSTED_TYPES"
+            "review them and add to retrain.pipeline.artifacts.TRUSTED_TYPES"
         )
     tmp.replace(path)
     return describe(path)

@@ -18,11 +18,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from retrain import artifacts, forge, gitops, history, tracking, versioning
-from retrain import registry as reg
-from retrain.config import Config
-from retrain.errors import BadInput, ExternalCommandError, GitError, RegistryError
-from retrain.stages import progress
+from retrain.core import registry as reg
+from retrain.core import versioning
+from retrain.core.config import Config
+from retrain.core.errors import BadInput, ExternalCommandError, GitError, RegistryError
+from retrain.core.progress import progress
+from retrain.pipeline import artifacts, tracking
+from retrain.release import forge, gitops, history
 
 STAGE = "production"
 

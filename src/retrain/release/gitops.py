@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from retrain.errors import GitError
+from retrain.core.errors import GitError
 
 BOT_NAME = "retrain-bot"
 BOT_EMAIL = "retrain-bot@users.noreply.github.com"

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from retrain import artifacts, dataset, metrics
-from retrain.config import Config
-from retrain.registry import Registry
+from retrain.core.config import Config
+from retrain.core.registry import Registry
+from retrain.pipeline import artifacts, dataset, metrics
 
 
 @dataclass
@@ -98,7 +98,7 @@ def check(
     now: datetime | None = None,
 ) -> TriggerReport:
     """Evaluate every trigger against the production model and the data on disk."""
-    from retrain import drift
+    from retrain.decide import drift
 
     now = now or datetime.now(UTC)
     t = cfg.triggers
