@@ -68,10 +68,7 @@ def heal_killed_run(root: Path, killed: dict[str, Any]) -> None:
     the DVC-tracked outputs behind them) are put back as HEAD has them, and only when nothing
     else is dirty; anything else stays the user's and the dirty-tree check below refuses it.
     """
-    changed = [
-        line[3:].strip()
-        for line in gitops.git(root, "status", "--porcelain", "--untracked-files=no").splitlines()
-    ]
+    changed = gitops.git(root, "diff", "--name-only", "HEAD", "--").splitlines()
     if changed and set(changed) <= set(proposal.PIPELINE_FILES):
         progress(
             f"run: the previous {lock.describe(killed)} was killed half-way; restoring its "

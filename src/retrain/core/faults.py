@@ -43,10 +43,21 @@ STEPS: dict[str, tuple[str, ...]] = {
 ENV = "RETRAIN_FAULT_AT"
 
 
+PGID_ENV = "RETRAIN_FAULT_PGID"
+
+
 def point(step: str) -> None:
-    """SIGKILL this process (or its group) when ``RETRAIN_FAULT_AT`` names ``step``."""
-    if os.environ.get(ENV) != step:
+    """SIGKILL this process (or its group) when ``RETRAIN_FAULT_AT`` names ``step``.
+
+    The first fault point a command passes records its process group in the environment,
+    so a fault inside a DVC stage (a grandchild) kills the command that started it too.
+    """
+    target = os.environ.get(ENV)
+    if not target:
+        return
+    os.environ.setdefault(PGID_ENV, str(os.getpgrp()))
+    if target != step:
         return
     if os.environ.get("RETRAIN_FAULT_KILL") == "group":
-        os.killpg(os.getpgrp(), signal.SIGKILL)
+        os.killpg(int(os.environ[PGID_ENV]), signal.SIGKILL)
     os.kill(os.getpid(), signal.SIGKILL)
