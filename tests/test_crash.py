@@ -192,4 +192,3 @@ def test_rollback_killed_at_each_step_reruns_cleanly(step, promoted, tmp_path):
     assert promote.returncode == 0, promote.stderr[-2000:]
     assert json.loads(promote.stdout)["event"] == "rollback"
     assert_consistent(sb)
-

@@ -27,9 +27,9 @@ hexdigits = "0123456789abcdef"
 printable = st.characters(
     blacklist_categories=("Cs", "Cc", "Zl", "Zp"), blacklist_characters="\x85\ufeff"
 )
-versions = st.tuples(
-    st.integers(0, 40), st.integers(0, 40), st.integers(0, 40)
-).map(lambda t: f"{t[0]}.{t[1]}.{t[2]}")
+versions = st.tuples(st.integers(0, 40), st.integers(0, 40), st.integers(0, 40)).map(
+    lambda t: f"{t[0]}.{t[1]}.{t[2]}"
+)
 scalars = (
     st.none()
     | st.booleans()
@@ -39,7 +39,9 @@ scalars = (
 )
 json_like = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=10,
 )
 
@@ -180,7 +182,9 @@ shutil.copytree(PROJECT / "configs", _CONFIGS / "configs")
 
 config_values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 
