@@ -36,8 +36,7 @@ from retrain.core.config import Config
 from retrain.core.errors import BadInput, DataError
 from retrain.core.progress import progress
 from retrain.decide.gates import GateInputs, GateReport, ModelScores, evaluate_gates
-from retrain.pipeline import artifacts, dataset, stages
-from retrain.pipeline.latency import measure_latency
+from retrain.pipeline import artifacts, dataset, latency, stages
 from retrain.release import dvcops
 
 TOLERANCE = 2e-6
@@ -128,7 +127,7 @@ def recheck(
         y_pred=y_pred,
         proba=proba,
         classes=classes,
-        latency=measure_latency(model, X, cfg.gates.latency),
+        latency={},
         size_bytes=size,
         train_seconds=train_seconds,
     )
@@ -140,6 +139,7 @@ def recheck(
         b_pred, b_proba, b_classes = stages.predict_frame(
             bmodel, dataset.model_inputs(holdout, baseline, ds.holdout), ds.task
         )
+        base_X = dataset.model_inputs(holdout, baseline, ds.holdout)
         base_scores = ModelScores(
             y_pred=b_pred,
             proba=b_proba,
@@ -148,6 +148,15 @@ def recheck(
             size_bytes=baseline["artifact"]["size_bytes"],
             train_seconds=None,
         )
+        # As proposal.judge does: both models measured interleaved, on this machine.
+        lat = latency.measure_latencies(
+            {"candidate": model, "production": bmodel},
+            {"candidate": X, "production": base_X},
+            cfg.gates.latency,
+        )
+        candidate.latency, base_scores.latency = lat["candidate"], lat["production"]
+    else:
+        candidate.latency = latency.measure_latency(model, X, cfg.gates.latency)
     schema = dataset.schema_of(ds, classes)
     change = schema_change(baseline["schema"] if baseline else None, schema)
     requested = entry.get("bump") if entry.get("bump") in ("patch", "major") else None
