@@ -69,8 +69,10 @@ def _verify_fails(story: dict, *needles: str) -> str:
     finally:
         sb.git("checkout", "-q", "main")
     assert res.returncode == 2, res.stdout + res.stderr
-    err = res.stderr.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    # Progress lines ("[retrain] ...") go to stderr too; the error is one line after them.
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip() and not ln.startswith("[retrain]")]
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    err = lines[0]
     for needle in needles:
         assert needle in err, err
     return err
