@@ -192,3 +192,18 @@ def test_rollback_killed_at_each_step_reruns_cleanly(step, promoted, tmp_path):
     assert promote.returncode == 0, promote.stderr[-2000:]
     assert json.loads(promote.stdout)["event"] == "rollback"
     assert_consistent(sb)
+
+
+def test_a_killed_run_with_the_users_own_edits_is_still_refused(bootstrapped, tmp_path):
+    """Only the pipeline's own leftovers are restored: an edit of the user's is never thrown
+    away, and the run stops (exit 2) as for any dirty tree."""
+    sb = copy_sandbox(bootstrapped, tmp_path / "sb")
+    killed = retrain(sb, "run", "--json", fault="stage:validate")
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert "artifacts/validation.json" in sb.git("diff", "--name-only", "HEAD")
+    model_yaml = sb.root / "configs" / "model.yaml"
+    model_yaml.write_text(model_yaml.read_text() + "# trying something\n")
+    again = retrain(sb, "run", "--json")
+    assert again.returncode == 2, again.stderr[-2000:]
+    assert "working tree has uncommitted changes" in again.stderr
+    assert model_yaml.read_text().endswith("# trying something\n")
