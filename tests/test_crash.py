@@ -33,7 +33,6 @@ from retrain.core.faults import STEPS
 from retrain.pipeline import artifacts
 from tests.conftest import PROJECT, Cli, bootstrap
 
-pytestmark = pytest.mark.xdist_group("crash")
 MODEL = "seattle-weather"
 
 

@@ -21,7 +21,6 @@ from retrain.core.errors import RaceLost
 from retrain.release import gitops
 from tests.conftest import PROJECT
 
-pytestmark = pytest.mark.xdist_group("races")
 
 
 def _retrain(sb: example.Sandbox, *args: str, cwd: Path | None = None, **kw):

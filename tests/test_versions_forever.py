@@ -19,7 +19,6 @@ import yaml
 from retrain import example
 from tests.conftest import PROJECT, Cli, bootstrap
 
-pytestmark = pytest.mark.xdist_group("versions-forever")
 
 
 @pytest.fixture(scope="module")
