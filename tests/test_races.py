@@ -22,7 +22,6 @@ from retrain.release import gitops
 from tests.conftest import PROJECT
 
 
-
 def _retrain(sb: example.Sandbox, *args: str, cwd: Path | None = None, **kw):
     return subprocess.run(
         [sys.executable, "-m", "retrain", *args],

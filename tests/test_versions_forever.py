@@ -20,7 +20,6 @@ from retrain import example
 from tests.conftest import PROJECT, Cli, bootstrap
 
 
-
 @pytest.fixture(scope="module")
 def story(tmp_path_factory: pytest.TempPathFactory) -> dict:
     base = tmp_path_factory.mktemp("versions")
