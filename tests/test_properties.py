@@ -61,9 +61,18 @@ def registries(draw: st.DrawFn) -> reg.Registry:
                 "md5": draw(st.text(hexdigits, min_size=32, max_size=32)),
                 "sha256": draw(st.text(hexdigits, min_size=64, max_size=64)),
             },
-            "metrics": draw(json_like),
+            "metrics": {
+                "overall": draw(
+                    st.dictionaries(
+                        st.text(printable, min_size=1, max_size=8),
+                        st.none() | st.floats(allow_nan=False, allow_infinity=False),
+                        max_size=3,
+                    )
+                )
+            },
+            "params": draw(st.dictionaries(st.text(printable, max_size=8), json_like, max_size=3)),
         }
-        entries.append(reg.ordered_entry(entry))
+        entries.append(reg.RegistryEntry.model_validate(entry))
     production = draw(st.sampled_from([None, *chosen]))
     model = draw(st.text(printable, min_size=1, max_size=20).filter(lambda s: s.strip() == s and s))
     return reg.Registry(model=model, production=production, versions=entries)

@@ -100,7 +100,7 @@ def tag_registration(root: Path, model: str, version: str) -> Registration | Non
         except RegistryError:
             old = None
         if old is not None and old.has(version):
-            sha = old.get(version)["artifact"]["sha256"]
+            sha = old.get(version).artifact.sha256
     return Registration(version=version, sha256=sha, where=f"tag {name}")
 
 
@@ -139,11 +139,11 @@ def registered_versions(
         except RegistryError:
             continue  # an old broken registry is history, not a reason to fail today
         for entry in old.versions:
-            v = entry["version"]
+            v = entry.version
             if v not in found:
                 found[v] = Registration(
                     version=v,
-                    sha256=entry["artifact"]["sha256"],
+                    sha256=entry.artifact.sha256,
                     where=f"{reg.REGISTRY_FILE} at {sha[:8]}",
                 )
     return found
@@ -156,13 +156,13 @@ def status(root: Path, cfg: Config) -> dict[str, Any]:
     for e in registry.versions:
         versions.append(
             {
-                "version": e["version"],
-                "created": e.get("created"),
-                "bump": e.get("bump"),
-                "triggers": (e.get("reason") or {}).get("triggers", []),
+                "version": e.version,
+                "created": e.created,
+                "bump": e.bump,
+                "triggers": e.reason.triggers,
                 "metric": metric,
-                "value": ((e.get("metrics") or {}).get("overall") or {}).get(metric),
-                "sha256": e["artifact"]["sha256"],
+                "value": e.metrics.overall.get(metric),
+                "sha256": e.artifact.sha256,
             }
         )
     hist = events(root)

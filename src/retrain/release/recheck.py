@@ -32,6 +32,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from retrain.core import registry as reg
 from retrain.core.config import Config
 from retrain.core.errors import BadInput, DataError
 from retrain.core.progress import progress
@@ -95,7 +96,7 @@ def _fail(where: str, diffs: list[tuple[str, Any, Any]]) -> None:
 
 
 def recheck(
-    cfg: Config, entry: dict[str, Any], baseline: dict[str, Any] | None, *, where: str
+    cfg: Config, entry: reg.RegistryEntry, baseline: reg.RegistryEntry | None, *, where: str
 ) -> list[str]:
     """Recompute the gates of ``entry`` against ``baseline`` (production on the base branch);
     raise :class:`BadInput` naming the first field whose record disagrees."""
@@ -103,7 +104,7 @@ def recheck(
 
     root = cfg.root
     ds = cfg.dataset
-    version = entry["version"]
+    version = entry.version
     dvcops.check_data_matches(root)
     try:
         data = dataset.load_batches(ds, root)
@@ -117,11 +118,12 @@ def recheck(
     X = holdout[ds.feature_names]
 
     progress(f"verify: fetching v{version}'s artifact and scoring it on the frozen holdout")
-    path = artifacts.fetch(root, entry["artifact"], version)
-    model = artifacts.load_verified(path, entry["artifact"]["sha256"])
+    path = artifacts.fetch(root, entry.artifact, version)
+    model = artifacts.load_verified(path, entry.artifact.sha256)
     y_pred, proba, classes = stages.predict_frame(model, X, ds.task)
-    recorded_cost = ((entry.get("gates") or {}).get("results") or {}).get("cost") or {}
-    train_seconds = (recorded_cost.get("value") or {}).get("train_seconds")
+    recorded_cost = entry.gates.results.get("cost")
+    cost_value = recorded_cost.value if recorded_cost is not None else None
+    train_seconds = cost_value.get("train_seconds") if isinstance(cost_value, dict) else None
     size = path.stat().st_size
     candidate = ModelScores(
         y_pred=y_pred,
@@ -133,9 +135,9 @@ def recheck(
     )
     base_scores = None
     if baseline is not None:
-        progress(f"verify: fetching production v{baseline['version']} and scoring it")
-        bpath = artifacts.fetch(root, baseline["artifact"], baseline["version"])
-        bmodel = artifacts.load_verified(bpath, baseline["artifact"]["sha256"])
+        progress(f"verify: fetching production v{baseline.version} and scoring it")
+        bpath = artifacts.fetch(root, baseline.artifact, baseline.version)
+        bmodel = artifacts.load_verified(bpath, baseline.artifact.sha256)
         b_pred, b_proba, b_classes = stages.predict_frame(
             bmodel, dataset.model_inputs(holdout, baseline, ds.holdout), ds.task
         )
@@ -145,7 +147,7 @@ def recheck(
             proba=b_proba,
             classes=b_classes,
             latency={},
-            size_bytes=baseline["artifact"]["size_bytes"],
+            size_bytes=baseline.artifact.size_bytes or 0,
             train_seconds=None,
         )
         # As proposal.judge does: both models measured interleaved, on this machine.
@@ -158,8 +160,10 @@ def recheck(
     else:
         candidate.latency = latency.measure_latency(model, X, cfg.gates.latency)
     schema = dataset.schema_of(ds, classes)
-    change = schema_change(baseline["schema"] if baseline else None, schema)
-    requested = entry.get("bump") if entry.get("bump") in ("patch", "major") else None
+    change = schema_change(
+        baseline.schema_ if baseline else None, reg.SchemaRecord.model_validate(schema)
+    )
+    requested = entry.bump if entry.bump in ("patch", "major") else None
     inputs = GateInputs(
         task=ds.task,
         metric=cfg.gates.primary_metric,
@@ -178,16 +182,17 @@ def recheck(
         failed = "; ".join(f"{r.name}: {r.detail}" for r in report.failed)
         raise BadInput(
             f"{where}: version {version}: gate(s) fail when recomputed ({failed}); "
-            f"recorded passed={(entry.get('gates') or {}).get('passed')!r}"
+            f"recorded passed={entry.gates.passed!r}"
         )
 
+    recorded = entry.to_dict()
     recorded_entry = {
-        "bump": entry.get("bump"),
-        "schema.fingerprint": (entry.get("schema") or {}).get("fingerprint"),
-        "artifact.size_bytes": entry["artifact"].get("size_bytes"),
-        "metrics": entry.get("metrics"),
-        "gates.passed": (entry.get("gates") or {}).get("passed"),
-        "gates.results": (entry.get("gates") or {}).get("results"),
+        "bump": entry.bump,
+        "schema.fingerprint": entry.schema_.fingerprint,
+        "artifact.size_bytes": entry.artifact.size_bytes,
+        "metrics": recorded.get("metrics"),
+        "gates.passed": entry.gates.passed,
+        "gates.results": (recorded.get("gates") or {}).get("results"),
     }
     subgroups = stages.subgroup_metrics(cfg, holdout, y_pred, proba, classes)
     recomputed_entry = {
