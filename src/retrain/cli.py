@@ -150,10 +150,17 @@ def run(
 @click.option("--open-pr", is_flag=True)
 def propose(reason: str | None, bump: str | None, push: bool, open_pr: bool) -> None:
     """Judge the reproduced pipeline and, if every gate passes, commit retrain/v<X.Y.Z>."""
+    from retrain.core import lock
+
+    cfg = _cfg()
+    with lock.hold(cfg.root, "propose"):
+        _propose(cfg, reason=reason, bump=bump, push=push, open_pr=open_pr)
+
+
+def _propose(cfg: Any, *, reason: str | None, bump: str | None, push: bool, open_pr: bool) -> None:
     from retrain.core import registry
     from retrain.release import proposal
 
-    cfg = _cfg()
     reg = registry.load(cfg.root, expected_model=cfg.release.model_name)
     j = proposal.judge(cfg, reg, bump_requested=bump)
     if not j.gates.passed:

@@ -7,8 +7,10 @@ restored, and a report of the run is written to ``reports/latest/`` (untracked).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from retrain.core import faults, lock
 from retrain.core import registry as reg
 from retrain.core.config import Config
 from retrain.core.errors import BadInput
@@ -52,6 +54,38 @@ def run(
     push: bool = False,
     open_pr: bool = False,
 ) -> RunResult:
+    with lock.hold(cfg.root, "run") as killed:
+        if killed is not None:
+            heal_killed_run(cfg.root, killed)
+        faults.point("run:locked")
+        return _run(cfg, force=force, reason=reason, bump=bump, push=push, open_pr=open_pr)
+
+
+def heal_killed_run(root: Path, killed: dict[str, Any]) -> None:
+    """Restore exactly the pipeline's own leftovers of a command that was killed half-way.
+
+    Only the files a run writes into the checkout (``dvc.lock`` and the stage records, plus
+    the DVC-tracked outputs behind them) are put back as HEAD has them, and only when nothing
+    else is dirty; anything else stays the user's and the dirty-tree check below refuses it.
+    """
+    changed = gitops.git(root, "diff", "--name-only", "HEAD", "--").splitlines()
+    if changed and set(changed) <= set(proposal.PIPELINE_FILES):
+        progress(
+            f"run: the previous {lock.describe(killed)} was killed half-way; restoring its "
+            f"leftovers ({', '.join(sorted(changed))})"
+        )
+        proposal.restore_workspace(root)
+
+
+def _run(
+    cfg: Config,
+    *,
+    force: bool,
+    reason: str | None,
+    bump: str | None,
+    push: bool,
+    open_pr: bool,
+) -> RunResult:
     root = cfg.root
     if gitops.is_dirty(root):
         changed = gitops.git(root, "status", "--porcelain", "--untracked-files=no")
@@ -63,6 +97,7 @@ def run(
     progress("checking triggers")
     trig = triggers.check(cfg, registry, force=force or bump is not None, reason=reason)
     progress("\n" + trig.table())
+    faults.point("run:triggers")
     if not trig.retrain:
         why = trig.note or "no trigger fired"
         result = RunResult(outcome="skipped", fired=trig.fired, triggers=trig.to_dict())
@@ -82,6 +117,7 @@ def run(
     progress("running the pipeline: dvc repro (validate → train → evaluate)")
     try:
         dvcops.repro(root)
+        faults.point("run:reproduced")
         j = proposal.judge(cfg, registry, bump_requested=bump)
         fired = trig.fired
         if not j.gates.passed:
@@ -111,6 +147,7 @@ def run(
             push=push,
             open_pr=open_pr,
         )
+        faults.point("run:proposed")
         ctx = proposal.report_context(
             cfg,
             j,

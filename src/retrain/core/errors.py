@@ -46,3 +46,7 @@ class ExternalCommandError(RetrainError):
     """A tool we call (dvc, gh, a deploy hook) failed."""
 
     exit_code = 1
+
+
+class RaceLost(BadInput):
+    """Another runner changed the shared remote first; this command changed nothing."""

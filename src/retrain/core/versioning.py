@@ -60,6 +60,24 @@ def next_version(latest: str | None, bump: BumpKind) -> str:
     return str(current.bump_patch())
 
 
+def next_free_version(latest: str | None, bump: BumpKind, taken: set[str] | frozenset[str]) -> str:
+    """The version after ``latest`` for ``bump`` that no artifact was ever given.
+
+    A version names one artifact forever (DESIGN.md section 2): when ``next_version`` is in
+    ``taken`` (registered once, then rolled back and dropped by the revert), bump again the
+    same way until the number is free, e.g. 1.0.0 + minor with 1.1.0 taken gives 1.2.0.
+    """
+    version = next_version(latest, bump)
+    if bump == "initial" or latest is None:
+        # A reverted bootstrap leaves 1.0.0 taken: the first free MAJOR after it.
+        while version in taken:
+            version = str(parse(version).bump_major())
+        return version
+    while version in taken:
+        version = next_version(version, bump)
+    return version
+
+
 def is_newer(a: str, b: str) -> bool:
     """True when version ``a`` is higher than ``b``."""
     return parse(a) > parse(b)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from retrain.core import faults
 from retrain.core.config import Config
 from retrain.core.errors import ConfigError, DataError
 from retrain.core.progress import progress
@@ -39,6 +40,7 @@ def validate(cfg: Config) -> dict[str, Any]:
     root = cfg.root
     out = root / VALIDATION_FILE
     out.unlink(missing_ok=True)  # never leave a stale "passed" behind a failure
+    faults.point("stage:validate")
     data = dataset.load_batches(cfg.dataset, root)
     holdout = dataset.load_holdout(cfg.dataset, root)
     if cfg.dataset.task == "classification":
@@ -135,6 +137,7 @@ def train(cfg: Config) -> dict[str, Any]:
     ds = cfg.dataset
     for rel in (MODEL_FILE, TRAINING_FILE):
         (root / rel).unlink(missing_ok=True)
+    faults.point("stage:train")
     data = dataset.load_batches(ds, root)
     X, y = data.features(ds), data.frame[ds.target]
     pipe = build_pipeline(cfg)
@@ -250,6 +253,7 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     ds = cfg.dataset
     for rel in (METRICS_FILE, PREDICTIONS_FILE):
         (root / rel).unlink(missing_ok=True)
+    faults.point("stage:evaluate")
     info = json.loads((root / TRAINING_FILE).read_text())
     model = artifacts.load_verified(
         root / MODEL_FILE, info["artifact"]["sha256"], display=MODEL_FILE

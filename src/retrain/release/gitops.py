@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from retrain.core.errors import GitError
+from retrain.core.errors import GitError, RaceLost
 
 BOT_NAME = "retrain-bot"
 BOT_EMAIL = "retrain-bot@users.noreply.github.com"
@@ -168,3 +168,39 @@ def push(root: Path, *refspecs: str, remote: str = "origin") -> None:
 
 def has_remote(root: Path, remote: str = "origin") -> bool:
     return ok(root, "remote", "get-url", remote)
+
+
+def remote_sha(root: Path, ref: str, remote: str = "origin") -> str | None:
+    """The commit ``ref`` (``refs/heads/x``, ``refs/tags/y``) points at on ``remote`` now."""
+    if not has_remote(root, remote):
+        return None
+    out = git(root, "ls-remote", remote, ref, check=False)
+    return out.split()[0] if out else None
+
+
+def push_with_lease(
+    root: Path, ref: str, expected: str | None, *, what: str, remote: str = "origin"
+) -> None:
+    """Push local ``ref`` to ``remote`` only if the remote still has ``expected`` there
+    (None: absent), so a runner never overwrites what another pushed meanwhile.
+
+    Raises :class:`RaceLost` naming what the remote has now.
+    """
+    lease = f"--force-with-lease={ref}:{expected or ''}"
+    res = subprocess.run(
+        ["git", "push", "--porcelain", lease, remote, f"{ref}:{ref}"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **identity_env(root)},
+    )
+    if res.returncode == 0:
+        return
+    now = remote_sha(root, ref, remote)
+    if now != expected:
+        raise RaceLost(
+            f"{remote}: {what} was pushed by another runner meanwhile (now {now[:8] if now else 'deleted'}, "
+            f"this runner saw {expected[:8] if expected else 'none'}); leaving it, this run changes nothing"
+        )
+    msg = (res.stderr or res.stdout).strip().splitlines()
+    raise GitError(f"git push {ref} failed: {msg[-1] if msg else 'no output'}")

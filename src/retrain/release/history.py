@@ -7,6 +7,7 @@ in registry.yaml.  A move to a higher version is a promotion, a move back a roll
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,90 @@ def ever_in_production(root: Path, cfg: Config | None = None) -> set[str]:
     versions = {e["version"] for e in events(root) if e["version"]}
     current = _production_at(root, "HEAD") if gitops.ok(root, "rev-parse", "HEAD") else None
     return versions | ({current} if current else set())
+
+
+@dataclass(frozen=True)
+class Registration:
+    """Where a version was first registered, and the artifact it names."""
+
+    version: str
+    sha256: str | None
+    where: str  # "tag seattle-weather@v1.1.0" or "registry.yaml at 1a2b3c4d"
+
+
+SHA256_LINE = re.compile(r"(?m)^sha256=([0-9a-f]{64})$")
+
+
+def fetch_tags(root: Path) -> None:
+    """Bring origin's tags here (best effort: offline, the local tags are what we know)."""
+    if gitops.has_remote(root):
+        gitops.git(root, "fetch", "--quiet", "--tags", "origin", check=False)
+
+
+def tag_registration(root: Path, model: str, version: str) -> Registration | None:
+    """What the tag ``<model>@v<version>`` recorded: the sha256 line of its message (tags
+    written since the message carries it), else the entry in registry.yaml at its commit."""
+    name = versioning.tag_name(model, version)
+    if not gitops.ok(root, "rev-parse", "--verify", "--quiet", f"refs/tags/{name}"):
+        return None
+    body = gitops.git(root, "tag", "-l", "--format=%(contents)", name)
+    m = SHA256_LINE.search(body)
+    sha = m.group(1) if m else None
+    if sha is None:
+        commit = gitops.git(root, "rev-list", "-n1", name, check=False)
+        text = gitops.show(root, commit, reg.REGISTRY_FILE) if commit else None
+        try:
+            old = reg.parse_text(text, f"{reg.REGISTRY_FILE}@{commit[:8]}") if text else None
+        except RegistryError:
+            old = None
+        if old is not None and old.has(version):
+            sha = old.get(version).artifact.sha256
+    return Registration(version=version, sha256=sha, where=f"tag {name}")
+
+
+def registered_versions(
+    root: Path, model: str, ref: str = "HEAD", *, fetch: bool = True
+) -> dict[str, Registration]:
+    """Every version ever registered: tags ``<model>@v*`` (origin's too) and every entry of
+    every registry.yaml in the history of ``ref``, including versions a revert removed.
+
+    A version in this map names its artifact forever (DESIGN.md section 2).
+    """
+    if fetch:
+        fetch_tags(root)
+    found: dict[str, Registration] = {}
+    prefix = versioning.tag_name(model, "")
+    for name in gitops.tags_matching(root, f"{prefix}*"):
+        version = name[len(prefix) :]
+        try:
+            versioning.parse(version)
+        except RegistryError:
+            continue
+        got = tag_registration(root, model, version)
+        if got is not None:
+            found[version] = got
+    if not gitops.ok(root, "rev-parse", "--verify", "--quiet", ref):
+        return found
+    log = gitops.git(
+        root, "log", "--full-history", "--format=%H", ref, "--", reg.REGISTRY_FILE, check=False
+    )
+    for sha in reversed(log.split()):
+        text = gitops.show(root, sha, reg.REGISTRY_FILE)
+        if text is None:
+            continue
+        try:
+            old = reg.parse_text(text, f"{reg.REGISTRY_FILE}@{sha[:8]}")
+        except RegistryError:
+            continue  # an old broken registry is history, not a reason to fail today
+        for entry in old.versions:
+            v = entry.version
+            if v not in found:
+                found[v] = Registration(
+                    version=v,
+                    sha256=entry.artifact.sha256,
+                    where=f"{reg.REGISTRY_FILE} at {sha[:8]}",
+                )
+    return found
 
 
 def status(root: Path, cfg: Config) -> dict[str, Any]:

@@ -18,13 +18,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from retrain.core import faults, lock, versioning
 from retrain.core import registry as reg
-from retrain.core import versioning
 from retrain.core.config import Config
 from retrain.core.errors import BadInput, ExternalCommandError, GitError, RegistryError
 from retrain.core.progress import progress
 from retrain.pipeline import artifacts, tracking
-from retrain.release import forge, gitops, history
+from retrain.release import forge, gitops, history, recheck
 
 STAGE = "production"
 
@@ -67,16 +67,45 @@ def _next_stage_number(root: Path, model: str) -> int:
     return max(numbers, default=0) + 1
 
 
-def _already_recorded(root: Path, model: str, commit: str) -> bool:
+def _already_recorded(root: Path, model: str, commit: str) -> str | None:
+    """The stage tag that records ``commit``'s change of production, if any."""
     for t in gitops.tags_matching(root, f"{model}#{STAGE}#*"):
         body = gitops.git(root, "tag", "-l", "--format=%(contents)", t)
-        if f"commit={commit}" in body:
-            return True
-    return False
+        if f"commit={commit}" in body.split():
+            return t
+    return None
+
+
+def _push_tags(root: Path, names: list[str], result: PromoteResult) -> None:
+    """Push each tag unless origin has it already; when another runner pushed a tag of the
+    same name first (two promotes of one commit), keep theirs: the change is recorded once."""
+    pushed = []
+    for name in names:
+        ref = f"refs/tags/{name}"
+        local = gitops.git(root, "rev-parse", ref)
+        remote = gitops.remote_sha(root, ref)
+        if remote == local:
+            continue
+        if remote is None and gitops.ok(root, "push", "--quiet", "origin", f"{ref}:{ref}"):
+            pushed.append(name)
+            continue
+        gitops.git(root, "fetch", "--quiet", "origin", f"+{ref}:{ref}")
+        result.notes.append(f"{name} was pushed by another runner first; kept theirs")
+    if pushed:
+        result.notes.append(f"pushed tags {', '.join(pushed)}")
 
 
 def promote(cfg: Config, *, push_tags: bool = False, ref: str = "HEAD") -> PromoteResult:
-    """Act on a change of ``production`` between ``ref`` and its first parent."""
+    """Act on a change of ``production`` between ``ref`` and its first parent.
+
+    Every step is idempotent, so running it again after it was killed at any step finishes
+    the job: tags that exist are kept (and pushed), aliases and the deploy are set again.
+    """
+    with lock.hold(cfg.root, "promote"):
+        return _promote(cfg, push_tags=push_tags, ref=ref)
+
+
+def _promote(cfg: Config, *, push_tags: bool, ref: str) -> PromoteResult:
     root = cfg.root
     model = cfg.release.model_name
     commit = gitops.head(root, ref)
@@ -115,22 +144,44 @@ def promote(cfg: Config, *, push_tags: bool = False, ref: str = "HEAD") -> Promo
     path = artifacts.fetch(root, entry.artifact, new_prod)
     artifacts.load_verified(path, entry.artifact.sha256)  # refuses a tampered file
     result.notes.append(f"artifact verified: {entry.artifact.sha256[:12]}…")
+    faults.point("promote:verified")
 
     reg_tag = versioning.tag_name(model, new_prod)
+    sha = entry.artifact.sha256
+    history.fetch_tags(root)
+    recorded = history.tag_registration(root, model, new_prod)
+    if recorded is not None and recorded.sha256 not in (None, sha):
+        raise RegistryError(
+            f"{reg.REGISTRY_FILE}: production {new_prod}: its artifact sha256 {sha[:12]}… "
+            f"differs from the one {recorded.where} recorded ({(recorded.sha256 or '')[:12]}…); "
+            "a version names one artifact forever, refusing to promote it"
+        )
     if event == "promote" and gitops.tag(
-        root, reg_tag, commit, f"Registered {model} v{new_prod}\n\ncommit={commit}"
+        root,
+        reg_tag,
+        commit,
+        f"Registered {model} v{new_prod}\n\ncommit={commit}\nsha256={sha}",
     ):
         result.tags.append(reg_tag)
+    faults.point("promote:tagged")
     target = gitops.git(root, "rev-list", "-n1", reg_tag, check=False) or commit
     _record_stage(cfg, result, target=target)
+    faults.point("promote:recorded")
 
     mv = entry.mlflow.model_version
     if mv:
         result.notes.append(tracking.set_aliases(cfg, str(mv)))
+    faults.point("promote:aliased")
     result.notes.append(deploy(cfg, entry, path, event=event, previous=old_prod))
-    if push_tags and result.tags and gitops.has_remote(root):
-        gitops.push(root, *[f"refs/tags/{t}" for t in result.tags])
-        result.notes.append(f"pushed tags {', '.join(result.tags)}")
+    faults.point("promote:deployed")
+    if push_tags and gitops.has_remote(root):
+        # Every tag this change needs, not only the ones this run created: a re-run after a
+        # kill between tagging and pushing pushes what the killed run left local.
+        names = (
+            [reg_tag] if gitops.ok(root, "rev-parse", "--verify", f"refs/tags/{reg_tag}") else []
+        )
+        stage = _already_recorded(root, model, commit)
+        _push_tags(root, names + ([stage] if stage else []), result)
     return result
 
 
@@ -161,7 +212,9 @@ def deploy(
     out = root / ".retrain" / "deployed"
     out.mkdir(parents=True, exist_ok=True)
     model_file = out / f"{cfg.release.model_name}.skops"
-    shutil.copyfile(path, model_file)
+    part = model_file.with_suffix(".part")
+    shutil.copyfile(path, part)
+    part.replace(model_file)  # never half a model where the server looks
     record = {
         "model": cfg.release.model_name,
         "version": entry.version,
@@ -170,7 +223,7 @@ def deploy(
         "sha256": entry.artifact.sha256,
         "at": datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
     }
-    (out / "current.json").write_text(json.dumps(record, indent=2) + "\n")
+    reg.write_atomic(out / "current.json", json.dumps(record, indent=2) + "\n")
     note = f"deployed v{entry.version} to {model_file.relative_to(root)}"
     if cfg.release.deploy_command:
         env = {
@@ -230,14 +283,58 @@ def _plan(root: Path, target: str | None, current: str) -> list[dict[str, Any]]:
 def rollback(
     cfg: Config, *, to: str | None = None, push: bool = False, open_pr: bool = False
 ) -> RollbackResult:
-    """Revert the promotion(s) that led from ``to`` (default: the previous version) to now."""
+    """Revert the promotion(s) that led from ``to`` (default: the previous version) to now.
+
+    The reverts are made in a private worktree; the user's branch moves in one step at the
+    end (a fast-forward), so a kill at any point leaves it either as it was or rolled back.
+    With ``--push``, a re-run after a kill between that step and the push pushes the
+    rollback commits it finds ahead of origin instead of rolling back once more.
+    """
+    with lock.hold(cfg.root, "rollback"):
+        return _rollback(cfg, to=to, push=push, open_pr=open_pr)
+
+
+def _unpushed_rollback(root: Path, model: str, branch: str) -> list[str]:
+    """Rollback commits on ``branch`` that origin lacks (a killed ``rollback --push``)."""
+    if not gitops.has_remote(root):
+        return []
+    gitops.git(root, "fetch", "--quiet", "origin", check=False)
+    upstream = f"refs/remotes/origin/{branch}"
+    if not gitops.ok(root, "rev-parse", "--verify", "--quiet", upstream):
+        return []
+    out = gitops.git(root, "log", "--format=%H%x09%s", f"{upstream}..HEAD", check=False)
+    rows = [line.split("\t", 1) for line in out.splitlines() if line]
+    if rows and all(subj.startswith(f"Rollback {model} to v") for _, subj in rows):
+        return [sha for sha, _ in rows]
+    return []
+
+
+def _rollback(cfg: Config, *, to: str | None, push: bool, open_pr: bool) -> RollbackResult:
     root = cfg.root
+    model = cfg.release.model_name
     if gitops.is_dirty(root):
         raise BadInput(
             "working tree has uncommitted changes to tracked files; commit or stash "
             "them before a rollback"
         )
-    current_reg = reg.load(root, expected_model=cfg.release.model_name)
+    gitops.git(root, "worktree", "prune", check=False)
+    branch = gitops.current_branch(root) or "HEAD"
+    if push and not open_pr and branch != "HEAD":
+        pending = _unpushed_rollback(root, model, branch)
+        if pending:
+            seen = gitops.remote_sha(root, f"refs/heads/{branch}")
+            before = _registry_at(root, f"refs/remotes/origin/{branch}", model)
+            gitops.push_with_lease(root, f"refs/heads/{branch}", seen, what=f"branch {branch}")
+            now = reg.load(root, expected_model=model).production
+            return RollbackResult(
+                from_version=(before.production if before else None) or "none",
+                to_version=now,
+                reverted=pending,
+                commit=gitops.head(root),
+                branch=branch,
+                pushed=True,
+            )
+    current_reg = reg.load(root, expected_model=model)
     current = current_reg.production
     if current is None:
         raise BadInput(f"{reg.REGISTRY_FILE}: production is empty; there is nothing to roll back")
@@ -248,16 +345,12 @@ def rollback(
             raise BadInput(f"--to {target}: that version is already in production")
     plan = _plan(root, target, current)
     goal = plan[-1]["from"]
-    branch = gitops.current_branch(root) or "HEAD"
-    work = root
-    tmp_dir = None
     if open_pr:
         branch = f"rollback/v{goal}" if goal else "rollback/empty"
-        if gitops.branch_exists(root, branch):
-            gitops.git(root, "branch", "-D", branch)
-        tmp_dir = Path(tempfile.mkdtemp(prefix="retrain-rollback-"))
-        gitops.git(root, "worktree", "add", "-q", "-b", branch, str(tmp_dir / "wt"), "HEAD")
-        work = tmp_dir / "wt"
+    seen = gitops.remote_sha(root, f"refs/heads/{branch}") if (push or open_pr) else None
+    tmp_dir = Path(tempfile.mkdtemp(prefix="retrain-rollback-"))
+    work = tmp_dir / "wt"
+    gitops.git(root, "worktree", "add", "-q", "--detach", str(work), "HEAD")
     try:
         for ev in plan:
             sha = ev["commit"]
@@ -277,8 +370,7 @@ def rollback(
                     f"({(res.stderr or res.stdout).strip().splitlines()[-1]})"
                 )
             subject = (
-                f"Rollback {cfg.release.model_name} to v{ev['from'] or 'none'} "
-                f"(revert v{ev['version']}, {sha[:8]})"
+                f"Rollback {model} to v{ev['from'] or 'none'} (revert v{ev['version']}, {sha[:8]})"
             )
             gitops.git(
                 work,
@@ -289,6 +381,7 @@ def rollback(
                 f"{subject}\n\nThis reverts commit {sha}, which promoted v{ev['version']}.",
             )
         commit = gitops.head(work)
+        faults.point("rollback:reverted")
         result = RollbackResult(
             from_version=current,
             to_version=goal,
@@ -296,17 +389,23 @@ def rollback(
             commit=commit,
             branch=branch,
         )
-        if push and not open_pr:
-            gitops.push(root, f"HEAD:refs/heads/{branch}")
-            result.pushed = True
         if open_pr:
-            gitops.push(work, "--force", f"HEAD:refs/heads/{branch}")
+            gitops.git(root, "update-ref", f"refs/heads/{branch}", commit)
+            gitops.push_with_lease(root, f"refs/heads/{branch}", seen, what=f"branch {branch}")
             result.pushed = True
             result.pr_url = _open_rollback_pr(root, cfg, branch, current, goal, plan)
+        else:
+            # One step for the user's checkout: a fast-forward to the finished reverts.
+            gitops.git(root, "merge", "--ff-only", "-q", commit)
+            faults.point("rollback:moved")
+            if push:
+                if branch == "HEAD":
+                    raise BadInput("rollback --push: HEAD is detached; check out the branch")
+                gitops.push_with_lease(root, f"refs/heads/{branch}", seen, what=f"branch {branch}")
+                result.pushed = True
     finally:
-        if tmp_dir is not None:
-            gitops.git(root, "worktree", "remove", "--force", str(tmp_dir / "wt"), check=False)
-            shutil.rmtree(tmp_dir, ignore_errors=True)
+        gitops.git(root, "worktree", "remove", "--force", str(work), check=False)
+        shutil.rmtree(tmp_dir, ignore_errors=True)
     return result
 
 
@@ -375,11 +474,25 @@ def verify(cfg: Config, *, base: str) -> list[str]:
             f"registry.yaml: production is {head_reg.production}, expected the new "
             f"version {entry.version}"
         )
-    expected = versioning.next_version(base_reg.latest, entry.bump)
+    ever = history.registered_versions(root, model, ref=base_sha)
+    prior = ever.get(entry.version)
+    sha = entry.artifact.sha256
+    if prior is not None and prior.sha256 != sha:
+        raise BadInput(
+            f"registry.yaml: version {entry.version} was already registered ({prior.where}, "
+            f"sha256 {(prior.sha256 or 'unknown')[:12]}…) and this entry names another artifact "
+            f"(sha256 {sha[:12]}…); a version names one artifact forever, re-run the retrain "
+            "job to take the next free number"
+        )
+    expected = versioning.next_free_version(base_reg.latest, entry.bump, set(ever))
+    if prior is not None:
+        # Re-registering the very artifact a version already named (a revert of a revert).
+        expected = entry.version
     if entry.version != expected:
         raise BadInput(
             f"registry.yaml: version {entry.version} with bump {entry.bump} "
-            f"should be {expected} (after {base_reg.latest})"
+            f"should be {expected} (after {base_reg.latest}; versions ever registered: "
+            f"{', '.join(sorted(ever, key=versioning.parse)) or 'none'})"
         )
     prod = base_reg.production_entry
     if prod is None and entry.bump != "initial":
@@ -411,6 +524,7 @@ def verify(cfg: Config, *, base: str) -> list[str]:
         raise BadInput(f"{card}: model card referenced by registry.yaml is missing")
     _verify_artifact(root, entry)
     passed.append(f"artifact in the DVC remote, sha256 {entry.artifact.sha256[:12]}… verified")
+    passed.extend(recheck.recheck(cfg, entry, prod, where=reg.REGISTRY_FILE))
     return passed
 
 

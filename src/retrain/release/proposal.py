@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from retrain.core import faults, versioning
 from retrain.core import registry as reg
-from retrain.core import versioning
 from retrain.core.config import Config
 from retrain.core.errors import BadInput, ExternalCommandError
 from retrain.core.progress import progress
@@ -139,7 +139,8 @@ def judge(cfg: Config, registry: reg.Registry, *, bump_requested: str | None) ->
     progress("gates: evaluating improvement (paired bootstrap), subgroups, latency, cost")
     gate_report = evaluate_gates(inputs, cfg.gates)
     bump = gate_report.bump
-    version = versioning.next_version(registry.latest, bump)  # type: ignore[arg-type]
+    taken = set(history.registered_versions(root, cfg.release.model_name))
+    version = versioning.next_free_version(registry.latest, bump, taken)  # type: ignore[arg-type]
     judgement = Judgement(
         gates=gate_report,
         version=version,
@@ -343,6 +344,7 @@ def propose(
             raise ExternalCommandError(
                 "dvc push finished but the remote lacks the model; not proposing"
             )
+        faults.point("propose:dvc-pushed")
     else:
         raise BadInput(
             ".dvc/config: no DVC remote configured; a proposal needs the model pushed "
@@ -386,6 +388,9 @@ def propose(
         if (root / rel).is_file():
             files[rel] = (root / rel).read_bytes()
     message = f"{title}\n\n{_commit_body(entry)}"
+    ref = f"refs/heads/{branch}"
+    seen_remote = gitops.remote_sha(root, ref) if (push or open_pr) else None
+    before = gitops.git(root, "rev-parse", "--verify", "--quiet", ref, check=False) or None
     commit = gitops.commit_files_to_branch(
         root, branch=branch, base="HEAD", files=files, message=message
     )
@@ -395,10 +400,20 @@ def propose(
         version=j.version, branch=branch, commit=commit, title=title, body_path=latest / "PR.md"
     )
     progress(f"propose: committed {branch} ({commit[:8]})")
+    faults.point("propose:committed")
     if push or open_pr:
-        gitops.git(root, "push", "--force", "origin", f"refs/heads/{branch}:refs/heads/{branch}")
+        try:
+            gitops.push_with_lease(root, ref, seen_remote, what=f"branch {branch}")
+        except gitops.RaceLost:
+            # Put the local branch back as it was: the loser changes nothing.
+            if before:
+                gitops.git(root, "update-ref", ref, before)
+            else:
+                gitops.git(root, "update-ref", "-d", ref)
+            raise
         proposal.pushed = True
         progress(f"propose: pushed {branch} to origin")
+        faults.point("propose:pushed")
     if open_pr:
         proposal.pr_url = forge.open_pull_request(
             root, base=cfg.release.base_branch, head=branch, title=title, body=body

@@ -1,0 +1,241 @@
+"""The promotion gate trusts nothing the PR claims (issue 14, item 7).
+
+``retrain verify`` calls :func:`recheck` for the version a PR appends.  It re-derives what
+the proposal recorded, from the things a PR cannot fake:
+
+- the candidate's and production's artifacts, fetched from the DVC remote and checked
+  against their sha256 before they are loaded;
+- the frozen holdout and the batches, as ``data.dvc`` on the PR records them (``dvc pull``);
+- the gate configuration of the PR's ``configs/gates.yaml``.
+
+It scores both models on the holdout, re-runs the validate stage's checks, recomputes the
+schema fingerprint from the model and ``configs/dataset.yaml``, recomputes the bump and every
+gate with :func:`retrain.decide.gates.evaluate_gates` (the same inputs ``proposal.judge``
+builds), and compares the result with the registry entry and ``reports/v<X>/gate.json``.
+
+What cannot be recomputed exactly:
+
+- **latency** is measured again on this machine and judged against the budget; the
+  recorded milliseconds are not compared (another machine, another load);
+- **training time** cannot be re-measured without retraining: the recorded value is taken as
+  the cost gate's input and judged against the budget again;
+- every other number (metrics, subgroup metrics, bootstrap interval, deltas, model size)
+  must match within :data:`TOLERANCE` (the records are rounded to 6 decimals).
+
+A recomputed gate that fails fails the check, whatever was recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from retrain.core import registry as reg
+from retrain.core.config import Config
+from retrain.core.errors import BadInput, DataError
+from retrain.core.progress import progress
+from retrain.decide.gates import GateInputs, GateReport, ModelScores, evaluate_gates
+from retrain.pipeline import artifacts, dataset, latency, stages
+from retrain.release import dvcops
+
+TOLERANCE = 2e-6
+# Measured on the machine that ran the proposal: re-measured and judged, never compared.
+MEASURED = ("gates.latency.value", "gates.latency.verdict", "gates.latency.detail")
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(value, list | tuple):
+        out = {}
+        for i, v in enumerate(value):
+            out.update(_flatten(v, f"{prefix}[{i}]"))
+        return out if value else {prefix: []}
+    return {prefix: value}
+
+
+def _same(a: Any, b: Any) -> bool:
+    number = (int, float)
+    if isinstance(a, number) and isinstance(b, number) and not isinstance(a, bool | str):
+        if isinstance(b, bool):
+            return a == b
+        if math.isnan(float(a)) and math.isnan(float(b)):
+            return True
+        return math.isclose(float(a), float(b), rel_tol=0.0, abs_tol=TOLERANCE)
+    return bool(a == b)
+
+
+def differences(
+    recorded: dict[str, Any], recomputed: dict[str, Any], *, skip: tuple[str, ...] = ()
+) -> list[tuple[str, Any, Any]]:
+    """Leaf-by-leaf differences ``(path, recorded, recomputed)``; ``detail`` texts and the
+    paths starting with one of ``skip`` are not compared."""
+    rec, new = _flatten(recorded), _flatten(recomputed)
+    out = []
+    for path in sorted(set(rec) | set(new)):
+        if path.endswith(".detail") or path.startswith(skip):
+            continue
+        a, b = rec.get(path, "<missing>"), new.get(path, "<missing>")
+        if not _same(a, b):
+            out.append((path, a, b))
+    return out
+
+
+def _fail(where: str, diffs: list[tuple[str, Any, Any]]) -> None:
+    path, a, b = diffs[0]
+    more = f" (and {len(diffs) - 1} more difference(s))" if len(diffs) > 1 else ""
+    raise BadInput(
+        f"{where}: {path}: recorded {a!r}, recomputed {b!r}{more}; the promotion gate "
+        "recomputes what the proposal claims and they disagree"
+    )
+
+
+def recheck(
+    cfg: Config, entry: reg.RegistryEntry, baseline: reg.RegistryEntry | None, *, where: str
+) -> list[str]:
+    """Recompute the gates of ``entry`` against ``baseline`` (production on the base branch);
+    raise :class:`BadInput` naming the first field whose record disagrees."""
+    from retrain.release.proposal import schema_change
+
+    root = cfg.root
+    ds = cfg.dataset
+    version = entry.version
+    dvcops.check_data_matches(root)
+    try:
+        data = dataset.load_batches(ds, root)
+        data_valid, data_detail = (
+            True,
+            f"{data.total_rows} rows in {len(data.files)} batch file(s) checked",
+        )
+    except DataError as exc:
+        data_valid, data_detail = False, str(exc)
+    holdout = dataset.load_holdout(ds, root)
+    X = holdout[ds.feature_names]
+
+    progress(f"verify: fetching v{version}'s artifact and scoring it on the frozen holdout")
+    path = artifacts.fetch(root, entry.artifact, version)
+    model = artifacts.load_verified(path, entry.artifact.sha256)
+    y_pred, proba, classes = stages.predict_frame(model, X, ds.task)
+    recorded_cost = entry.gates.results.get("cost")
+    cost_value = recorded_cost.value if recorded_cost is not None else None
+    train_seconds = cost_value.get("train_seconds") if isinstance(cost_value, dict) else None
+    size = path.stat().st_size
+    candidate = ModelScores(
+        y_pred=y_pred,
+        proba=proba,
+        classes=classes,
+        latency={},
+        size_bytes=size,
+        train_seconds=train_seconds,
+    )
+    base_scores = None
+    if baseline is not None:
+        progress(f"verify: fetching production v{baseline.version} and scoring it")
+        bpath = artifacts.fetch(root, baseline.artifact, baseline.version)
+        bmodel = artifacts.load_verified(bpath, baseline.artifact.sha256)
+        b_pred, b_proba, b_classes = stages.predict_frame(
+            bmodel, dataset.model_inputs(holdout, baseline, ds.holdout), ds.task
+        )
+        base_X = dataset.model_inputs(holdout, baseline, ds.holdout)
+        base_scores = ModelScores(
+            y_pred=b_pred,
+            proba=b_proba,
+            classes=b_classes,
+            latency={},
+            size_bytes=baseline.artifact.size_bytes or 0,
+            train_seconds=None,
+        )
+        # As proposal.judge does: both models measured interleaved, on this machine.
+        lat = latency.measure_latencies(
+            {"candidate": model, "production": bmodel},
+            {"candidate": X, "production": base_X},
+            cfg.gates.latency,
+        )
+        candidate.latency, base_scores.latency = lat["candidate"], lat["production"]
+    else:
+        candidate.latency = latency.measure_latency(model, X, cfg.gates.latency)
+    schema = dataset.schema_of(ds, classes)
+    change = schema_change(
+        baseline.schema_ if baseline else None, reg.SchemaRecord.model_validate(schema)
+    )
+    requested = entry.bump if entry.bump in ("patch", "major") else None
+    inputs = GateInputs(
+        task=ds.task,
+        metric=cfg.gates.primary_metric,
+        y_true=holdout[ds.target].to_numpy(),
+        subgroups={c: holdout[c].astype(str).to_numpy() for c in ds.subgroups},
+        candidate=candidate,
+        baseline=base_scores,
+        bump_requested=requested,  # type: ignore[arg-type]
+        schema_change=change,
+        data_valid=data_valid,
+        data_detail=data_detail,
+    )
+    progress("verify: recomputing every gate")
+    report = evaluate_gates(inputs, cfg.gates)
+    if not report.passed:
+        failed = "; ".join(f"{r.name}: {r.detail}" for r in report.failed)
+        raise BadInput(
+            f"{where}: version {version}: gate(s) fail when recomputed ({failed}); "
+            f"recorded passed={entry.gates.passed!r}"
+        )
+
+    recorded = entry.to_dict()
+    recorded_entry = {
+        "bump": entry.bump,
+        "schema.fingerprint": entry.schema_.fingerprint,
+        "artifact.size_bytes": entry.artifact.size_bytes,
+        "metrics": recorded.get("metrics"),
+        "gates.passed": entry.gates.passed,
+        "gates.results": (recorded.get("gates") or {}).get("results"),
+    }
+    subgroups = stages.subgroup_metrics(cfg, holdout, y_pred, proba, classes)
+    recomputed_entry = {
+        "bump": report.bump,
+        "schema.fingerprint": schema["fingerprint"],
+        "artifact.size_bytes": size,
+        "metrics": {"overall": report.metrics["candidate"], "subgroups": subgroups},
+        "gates.passed": report.passed,
+        "gates.results": {
+            r.name: {"verdict": r.verdict, "value": r.value, "threshold": r.threshold}
+            for r in report.results
+        },
+    }
+    diffs = differences(
+        _flatten(recorded_entry),
+        _flatten(recomputed_entry),
+        skip=("gates.results.latency.value", "gates.results.latency.verdict"),
+    )
+    if diffs:
+        _fail(f"{where}: version {version}", diffs)
+    checked = [
+        f"recomputed on {len(X)} holdout rows: {len(report.results)} gates pass, bump "
+        f"{report.bump}, metrics and subgroups match the registry entry (±{TOLERANCE:g})"
+    ]
+    checked.append(_check_gate_json(root, version, report))
+    lat = report.result("latency").value
+    checked.append(
+        f"latency re-measured here: p95 {lat.get('p95_ms_single')} ms/row, "
+        f"{lat.get('p95_ms_batch')} ms/batch, within budget"
+    )
+    return checked
+
+
+def _check_gate_json(root: Path, version: str, report: GateReport) -> str:
+    rel = f"reports/v{version}/gate.json"
+    path = root / rel
+    if not path.is_file():
+        raise BadInput(f"{rel}: missing; the proposal's gate report is part of the PR")
+    try:
+        recorded = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{rel}: not valid JSON (line {exc.lineno})") from None
+    diffs = differences(recorded, report.to_dict(), skip=MEASURED)
+    if diffs:
+        _fail(rel, diffs)
+    return f"{rel} matches the recomputed gates"
