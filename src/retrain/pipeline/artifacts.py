@@ -17,6 +17,7 @@ from typing import Any
 import skops.io as sio
 
 from retrain.core.errors import ArtifactError, ExternalCommandError, RemoteError, RetrainError
+from retrain.core.registry import ArtifactRef
 
 MODEL_FORMAT = "skops"
 
@@ -216,44 +217,44 @@ def _object_exists(remote: Remote, md5: str) -> bool:
     return True
 
 
-def in_remote(root: Path, ref: dict[str, Any]) -> bool:
+def in_remote(root: Path, ref: ArtifactRef) -> bool:
     """True when the default DVC remote holds the artifact's object.
 
     Raises :class:`RemoteError` (exit 2) when the remote refuses the credentials or its
     bucket does not exist, rather than answering "not there".
     """
-    return _object_exists(_remote(root), ref["md5"])
+    return _object_exists(_remote(root), ref.md5)
 
 
-def fetch(root: Path, ref: dict[str, Any], version: str) -> Path:
+def fetch(root: Path, ref: ArtifactRef, version: str) -> Path:
     """A local, verified copy of a registered artifact, fetched from the DVC remote if needed.
 
     Returns a path under ``.retrain/artifacts/`` named by sha256; the file there has been
-    checked against ``ref['sha256']``.  Bytes that differ from the registry's sha256 (a
+    checked against ``ref.sha256``.  Bytes that differ from the registry's sha256 (a
     tampered object in the remote, a swapped file in the DVC cache, a hand-edited registry
     entry) are refused with one line naming where they came from, before anything loads.
     """
     root = Path(root)
     store = root / ".retrain" / "artifacts"
-    target = store / f"{ref['sha256']}.{ref.get('format', MODEL_FORMAT)}"
-    if target.is_file() and sha256_of(target) == ref["sha256"]:
+    target = store / f"{ref.sha256}.{ref.format or MODEL_FORMAT}"
+    if target.is_file() and sha256_of(target) == ref.sha256:
         return target
     store.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".part")
-    source = cache_path(root, ref["md5"])
+    source = cache_path(root, ref.md5)
     if source.is_file():
         shutil.copyfile(source, tmp)
         origin = f"the DVC cache ({_relative(source, root)})"
     else:
         remote = _remote(root)
-        where = remote.object_url(ref["md5"])
-        if not _object_exists(remote, ref["md5"]):
+        where = remote.object_url(ref.md5)
+        if not _object_exists(remote, ref.md5):
             raise ArtifactError(
-                f"registry.yaml: version {version}: artifact md5 {ref['md5']} is in neither the "
+                f"registry.yaml: version {version}: artifact md5 {ref.md5} is in neither the "
                 f"DVC cache nor {remote} (no object at {where}); was it pushed?"
             )
         try:
-            remote.odb.fs.get_file(remote.object_path(ref["md5"]), str(tmp))
+            remote.odb.fs.get_file(remote.object_path(ref.md5), str(tmp))
         except FileNotFoundError as exc:
             tmp.unlink(missing_ok=True)
             if _missing_bucket(exc):
@@ -266,11 +267,11 @@ def fetch(root: Path, ref: dict[str, Any], version: str) -> Path:
             raise remote_failure(remote, exc) from None
         origin = f"{remote} ({where})"
     actual = sha256_of(tmp)
-    if actual != ref["sha256"]:
+    if actual != ref.sha256:
         tmp.unlink()
         raise ArtifactError(
             f"registry.yaml: version {version}: artifact sha256 mismatch: the registry says "
-            f"{ref['sha256'][:12]}…, the object from {origin} has {actual[:12]}…; "
+            f"{ref.sha256[:12]}…, the object from {origin} has {actual[:12]}…; "
             "refusing to load it"
         )
     tmp.replace(target)
@@ -284,9 +285,9 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
-def load_registered(root: Path, ref: dict[str, Any], version: str) -> Any:
+def load_registered(root: Path, ref: ArtifactRef, version: str) -> Any:
     """The one way to load a registered version: fetch by md5 (cache, then remote), check
     sha256, then deserialise with the skops allow-list.  Everything that serves or scores a
     registered model (predict, promote, verify, the server) goes through here."""
     path = fetch(root, ref, version)
-    return load_verified(path, ref["sha256"], display=f"registry.yaml: version {version}")
+    return load_verified(path, ref.sha256, display=f"registry.yaml: version {version}")
