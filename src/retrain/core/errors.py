@@ -36,6 +36,10 @@ class ArtifactError(BadInput):
     """A model artifact is missing, has the wrong hash or an unknown format."""
 
 
+class RemoteError(BadInput):
+    """The DVC remote refuses the credentials, or its bucket does not exist."""
+
+
 class GitError(RetrainError):
     """A git operation failed (the repository is not in the state the command needs)."""
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import skops.io as sio
 
-from retrain.core.errors import ArtifactError, ExternalCommandError
+from retrain.core.errors import ArtifactError, ExternalCommandError, RemoteError, RetrainError
 from retrain.core.registry import ArtifactRef
 
 MODEL_FORMAT = "skops"
@@ -116,16 +117,86 @@ def _repo(root: Path) -> Any:
     return Repo(str(root))
 
 
-def _remote_odb(root: Path) -> Any:
+@dataclass
+class Remote:
+    """The default DVC remote: its object database, name and URL (for messages)."""
+
+    odb: Any
+    name: str
+    url: str
+
+    def __str__(self) -> str:
+        return f"DVC remote {self.name!r} ({self.url})"
+
+    def object_path(self, md5: str) -> str:
+        return str(self.odb.oid_to_path(md5))
+
+    def object_url(self, md5: str) -> str:
+        path = self.object_path(md5)
+        try:
+            return str(self.odb.fs.unstrip_protocol(path))
+        except Exception:
+            return path
+
+
+def _remote(root: Path) -> Remote:
     from dvc.config import NoRemoteError
 
+    repo = _repo(root)
     try:
-        return _repo(root).cloud.get_remote_odb(None, "fetch")
+        odb = repo.cloud.get_remote_odb(None, "fetch")
     except NoRemoteError:
         raise ArtifactError(
             ".dvc/config: no default DVC remote; artifacts are fetched from it "
             "(dvc remote add -d <name> <url>)"
         ) from None
+    name = str(repo.config.get("core", {}).get("remote") or "default")
+    url = str(repo.config.get("remote", {}).get(name, {}).get("url") or odb.path)
+    return Remote(odb=odb, name=name, url=url)
+
+
+def _remote_odb(root: Path) -> Any:
+    return _remote(root).odb
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:200]
+
+
+def _missing_bucket(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "bucket" in text or "container" in text
+
+
+def remote_failure(remote: Remote, exc: BaseException) -> RetrainError:
+    """One line for a failure of the DVC remote: credentials and a missing bucket are
+    configuration (exit 2), anything else (network, server errors) is exit 1."""
+    if isinstance(exc, PermissionError):
+        return RemoteError(
+            f"{remote}: access denied ({_one_line(exc)}); check the remote's credentials "
+            "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or .dvc/config.local)"
+        )
+    if isinstance(exc, FileNotFoundError) and _missing_bucket(exc):
+        bucket = remote.url.split("://", 1)[-1].split("/", 1)[0]
+        return RemoteError(
+            f"{remote}: bucket {bucket!r} does not exist ({_one_line(exc)}); check the "
+            "remote's url in .dvc/config"
+        )
+    return ExternalCommandError(f"{remote} cannot be read: {type(exc).__name__}: {_one_line(exc)}")
+
+
+def check_remote(root: Path) -> None:
+    """Raise one line when the default remote cannot be listed (credentials, bucket)."""
+    remote = _remote(root)
+    try:
+        remote.odb.fs.ls(remote.odb.path)
+    except FileNotFoundError as exc:
+        if _missing_bucket(exc):
+            raise remote_failure(remote, exc) from None
+        # an existing bucket whose prefix holds nothing yet: usable
+    except Exception as exc:
+        raise remote_failure(remote, exc) from None
 
 
 def cache_path(root: Path, md5: str) -> Path:
@@ -133,23 +204,35 @@ def cache_path(root: Path, md5: str) -> Path:
     return Path(_repo(root).cache.local.path) / md5[:2] / md5[2:]
 
 
-def in_remote(root: Path, ref: ArtifactRef) -> bool:
-    """True when the default DVC remote holds the artifact's object."""
+def _object_exists(remote: Remote, md5: str) -> bool:
+    # ``odb.exists`` answers False on a denied request; ``info`` raises what happened.
     try:
-        return bool(_remote_odb(root).exists(ref.md5))
-    except ArtifactError:
-        raise
+        remote.odb.fs.info(remote.object_path(md5))
+    except FileNotFoundError as exc:
+        if _missing_bucket(exc):
+            raise remote_failure(remote, exc) from None
+        return False
     except Exception as exc:
-        raise ExternalCommandError(
-            f"DVC remote cannot be read: {type(exc).__name__}: {exc}"
-        ) from None
+        raise remote_failure(remote, exc) from None
+    return True
+
+
+def in_remote(root: Path, ref: ArtifactRef) -> bool:
+    """True when the default DVC remote holds the artifact's object.
+
+    Raises :class:`RemoteError` (exit 2) when the remote refuses the credentials or its
+    bucket does not exist, rather than answering "not there".
+    """
+    return _object_exists(_remote(root), ref.md5)
 
 
 def fetch(root: Path, ref: ArtifactRef, version: str) -> Path:
     """A local, verified copy of a registered artifact, fetched from the DVC remote if needed.
 
     Returns a path under ``.retrain/artifacts/`` named by sha256; the file there has been
-    checked against ``ref.sha256``.
+    checked against ``ref.sha256``.  Bytes that differ from the registry's sha256 (a
+    tampered object in the remote, a swapped file in the DVC cache, a hand-edited registry
+    entry) are refused with one line naming where they came from, before anything loads.
     """
     root = Path(root)
     store = root / ".retrain" / "artifacts"
@@ -161,20 +244,50 @@ def fetch(root: Path, ref: ArtifactRef, version: str) -> Path:
     source = cache_path(root, ref.md5)
     if source.is_file():
         shutil.copyfile(source, tmp)
+        origin = f"the DVC cache ({_relative(source, root)})"
     else:
-        odb = _remote_odb(root)
-        if not odb.exists(ref.md5):
+        remote = _remote(root)
+        where = remote.object_url(ref.md5)
+        if not _object_exists(remote, ref.md5):
             raise ArtifactError(
                 f"registry.yaml: version {version}: artifact md5 {ref.md5} is in neither the "
-                "DVC cache nor the DVC remote"
+                f"DVC cache nor {remote} (no object at {where}); was it pushed?"
             )
-        odb.fs.get_file(odb.oid_to_path(ref.md5), str(tmp))
+        try:
+            remote.odb.fs.get_file(remote.object_path(ref.md5), str(tmp))
+        except FileNotFoundError as exc:
+            tmp.unlink(missing_ok=True)
+            if _missing_bucket(exc):
+                raise remote_failure(remote, exc) from None
+            raise ArtifactError(
+                f"registry.yaml: version {version}: no object at {where} in {remote}"
+            ) from None
+        except Exception as exc:
+            tmp.unlink(missing_ok=True)
+            raise remote_failure(remote, exc) from None
+        origin = f"{remote} ({where})"
     actual = sha256_of(tmp)
     if actual != ref.sha256:
         tmp.unlink()
         raise ArtifactError(
-            f"registry.yaml: version {version}: artifact sha256 mismatch (registry "
-            f"{ref.sha256[:12]}…, stored object {actual[:12]}…); refusing to use it"
+            f"registry.yaml: version {version}: artifact sha256 mismatch: the registry says "
+            f"{ref.sha256[:12]}…, the object from {origin} has {actual[:12]}…; "
+            "refusing to load it"
         )
     tmp.replace(target)
     return target
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def load_registered(root: Path, ref: ArtifactRef, version: str) -> Any:
+    """The one way to load a registered version: fetch by md5 (cache, then remote), check
+    sha256, then deserialise with the skops allow-list.  Everything that serves or scores a
+    registered model (predict, promote, verify, the server) goes through here."""
+    path = fetch(root, ref, version)
+    return load_verified(path, ref.sha256, display=f"registry.yaml: version {version}")

@@ -78,25 +78,69 @@ def _display_uri(uri: str) -> str:
     return "sqlite (local)" if uri.startswith("sqlite:") else uri
 
 
+NOT_UPDATED = "MLflow not updated"
+
+
+def unreachable(cfg: Config, timeout: float = 5.0) -> str | None:
+    """Why the tracking server cannot be reached (None when it answers, or is not a server).
+
+    Checked before moving aliases so that a server that is down costs seconds, not MLflow's
+    retry schedule, and promote can carry on from git.
+    """
+    import urllib.error
+    import urllib.request
+
+    uri = tracking_uri(cfg)
+    if not uri.startswith(("http://", "https://")):
+        return None
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+            return None
+    except urllib.error.HTTPError:
+        return None  # it answered: up, whatever it thinks of this path
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return f"{type(reason).__name__}: {reason}"
+
+
 def set_aliases(cfg: Config, model_version: str) -> str:
     """Point the ``production`` and ``champion`` aliases at ``model_version``.
 
-    Returns a one-line note of what happened (the registry of this tracking store may not
-    know the version when promote runs on a machine with a different local store).
+    Returns a one-line note of what happened: the tracking server may be down, or the
+    registry of this tracking store may not know the version (a machine with a different
+    local store).  Git stays the source of truth; a later promote catches the aliases up.
     """
+    name = cfg.release.model_name
+    down = unreachable(cfg)
+    if down:
+        return (
+            f"{NOT_UPDATED}: tracking server {_display_uri(tracking_uri(cfg))} is unreachable "
+            f"({down}); aliases {', '.join(ALIASES)} not moved to version {model_version}, "
+            "a later `retrain promote` will catch them up"
+        )
     mlflow = _mlflow(cfg)
     client = mlflow.MlflowClient()
-    name = cfg.release.model_name
     try:
         client.get_model_version(name, model_version)
     except Exception:
         return (
-            f"MLflow at {_display_uri(tracking_uri(cfg))} has no version {model_version} of "
-            f"{name!r}; aliases not moved"
+            f"{NOT_UPDATED}: MLflow at {_display_uri(tracking_uri(cfg))} has no version "
+            f"{model_version} of {name!r}; aliases not moved"
         )
     for alias in ALIASES:
         client.set_registered_model_alias(name, alias, model_version)
     return f"MLflow aliases {', '.join(ALIASES)} -> {name} version {model_version}"
+
+
+def catch_up_aliases(cfg: Config, model_version: str) -> str | None:
+    """Move the aliases to ``model_version`` if they lag behind (a promote that ran while
+    the tracking server was down).  None when there is nothing to do or nothing possible."""
+    if unreachable(cfg):
+        return None
+    if all(alias_version(cfg, a) == model_version for a in ALIASES):
+        return None
+    note = set_aliases(cfg, model_version)
+    return None if note.startswith(NOT_UPDATED) else f"caught up: {note}"
 
 
 def alias_version(cfg: Config, alias: str = "production") -> str | None:

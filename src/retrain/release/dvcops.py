@@ -91,7 +91,15 @@ def repro(root: Path) -> None:
 
 
 def push(root: Path) -> None:
-    dvc(root, "push", "--quiet")
+    """``dvc push``; when it fails, ask the remote why, so refused credentials and a missing
+    bucket are one line naming the remote (exit 2) rather than DVC's "unexpected error"."""
+    try:
+        dvc(root, "push", "--quiet")
+    except ExternalCommandError:
+        from retrain.pipeline import artifacts
+
+        artifacts.check_remote(root)  # raises RemoteError naming the remote and what is wrong
+        raise
 
 
 def checkout(root: Path) -> None:

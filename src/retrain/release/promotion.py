@@ -43,7 +43,12 @@ class PromoteResult:
 
     def summary(self) -> str:
         if self.event == "none":
-            return "promote: production did not change in this commit; nothing to do"
+            return "\n".join(
+                [
+                    "promote: production did not change in this commit; nothing to do",
+                    *[f"  - {n}" for n in self.notes],
+                ]
+            )
         verb = "promoted" if self.event == "promote" else "rolled back to"
         head = f"{verb} v{self.version} (was {self.previous or 'none'}) at {self.commit[:8]}"
         return "\n".join([head, *[f"  - {n}" for n in self.notes]])
@@ -124,7 +129,13 @@ def _promote(cfg: Config, *, push_tags: bool, ref: str) -> PromoteResult:
             old_prod = None
     new_prod = new_reg.production
     if new_prod == old_prod:
-        return PromoteResult(event="none", version=new_prod, previous=old_prod, commit=commit)
+        result = PromoteResult(event="none", version=new_prod, previous=old_prod, commit=commit)
+        # A promote that ran while the tracking server was down left the aliases behind.
+        mv = new_reg.get(new_prod).mlflow.model_version if new_prod else None
+        caught_up = tracking.catch_up_aliases(cfg, str(mv)) if mv else None
+        if caught_up:
+            result.notes.append(caught_up)
+        return result
     if new_prod is None or (old_prod is not None and versioning.is_newer(old_prod, new_prod)):
         event = "rollback"
     else:
