@@ -23,7 +23,9 @@ def test_same_key_always_meets_the_same_version():
 
 def test_raising_the_weight_keeps_every_canary_key_on_the_canary():
     keys = [f"k{i}" for i in range(2000)]
-    at5 = {k for k in keys if routing.route(k, "1.0.0", Rollout(Canary("1.1.0", 5))).role == "canary"}
+    at5 = {
+        k for k in keys if routing.route(k, "1.0.0", Rollout(Canary("1.1.0", 5))).role == "canary"
+    }
     at25 = {
         k for k in keys if routing.route(k, "1.0.0", Rollout(Canary("1.1.0", 25))).role == "canary"
     }

@@ -372,9 +372,14 @@ def verify(cfg: Config, *, base: str) -> list[str]:
     entry = new[0]
     if head_reg.versions[-1] is not entry:
         raise BadInput(f"registry.yaml: new version {entry['version']} must be the last entry")
-    staged = head_reg.rollout.versions() if head_reg.rollout else set()
-    if entry["version"] in staged and head_reg.production == base_reg.production:
-        passed.append(f"v{entry['version']} enters as a rollout ({head_reg.rollout.to_dict()})")
+    staged = head_reg.rollout.to_dict() if head_reg.rollout else {}
+    if head_reg.rollout and entry["version"] in head_reg.rollout.versions():
+        if head_reg.production != base_reg.production:
+            raise BadInput(
+                f"registry.yaml: production moves and {entry['version']} enters the rollout "
+                "in one change; do one at a time"
+            )
+        passed.append(f"v{entry['version']} enters as a rollout ({staged})")
     elif head_reg.production != entry["version"]:
         raise BadInput(
             f"registry.yaml: production is {head_reg.production}, expected the new "

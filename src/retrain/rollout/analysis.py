@@ -282,8 +282,9 @@ def judge_canary(
     a = cfg.analysis
     prod = frame[(frame["version"] == production) & (frame["role"] == "production")]
     can = frame[(frame["version"] == canary) & (frame["role"] == "canary")]
-    ps, cs = stats(prod, production, "production", metric, task), stats(
-        can, canary, "canary", metric, task
+    ps, cs = (
+        stats(prod, production, "production", metric, task),
+        stats(can, canary, "canary", metric, task),
     )
     checks: list[Check] = []
     missing: dict[str, int] = {}
@@ -311,7 +312,9 @@ def judge_canary(
     )
     enough_traffic = cs.requests >= a.min_requests
     # Error rate and latency: judged once the step has its requests.
-    err_inc = None if cs.error_rate is None or ps.error_rate is None else cs.error_rate - ps.error_rate
+    err_inc = (
+        None if cs.error_rate is None or ps.error_rate is None else cs.error_rate - ps.error_rate
+    )
     if err_inc is None or not enough_traffic:
         checks.append(
             Check(
@@ -358,9 +361,7 @@ def judge_canary(
     # Live metric, with its interval.
     cs.delta = _r(_oriented(metric, cs.value, ps.value))
     if cs.labels >= max(a.min_labels, 1) and ps.labels > 0:
-        deltas = unpaired_deltas(
-            metric, task, can, prod, n_resamples=a.n_resamples, seed=a.seed
-        )
+        deltas = unpaired_deltas(metric, task, can, prod, n_resamples=a.n_resamples, seed=a.seed)
         lo, hi = _interval(deltas, a.confidence)
         cs.lower, cs.upper = _r(lo), _r(hi)
         if lo is None or hi is None or cs.delta is None:
@@ -395,9 +396,10 @@ def judge_canary(
     waiting = [c for c in checks if c.verdict == "wait"]
     if failed:
         why = "; ".join(f"{c.name}: {c.detail}" for c in failed)
-        return Verdict(
-            "rollback", canary, f"Rollback canary {canary}: {why}", checks, missing
-        ), [ps, cs]
+        return Verdict("rollback", canary, f"Rollback canary {canary}: {why}", checks, missing), [
+            ps,
+            cs,
+        ]
     if waiting:
         need = ", ".join(f"{n} more {k}" for k, n in missing.items()) or "; ".join(
             c.detail for c in waiting
@@ -425,9 +427,7 @@ def paired(frame: pd.DataFrame, production: str, shadow: str) -> pd.DataFrame:
     prod = frame[(frame["version"] == production) & (frame["role"] == "production")]
     sh = frame[(frame["version"] == shadow) & (frame["role"] == "shadow")]
     cols = ["request_id", "row", "prediction", "proba", "error", "label"]
-    return sh[cols].merge(
-        prod[cols], on=["request_id", "row"], suffixes=("_s", "_p"), how="inner"
-    )
+    return sh[cols].merge(prod[cols], on=["request_id", "row"], suffixes=("_s", "_p"), how="inner")
 
 
 def judge_shadow(
@@ -481,6 +481,8 @@ def judge_shadow(
         p_rows = labelled.rename(columns={"prediction_p": "prediction", "proba_p": "proba"})
         s_sc, p_sc = _scores(s_rows, metric, task), _scores(p_rows, metric, task)
         if s_sc is not None and p_sc is not None:
+            sv: float | None
+            pv: float | None
             try:
                 sv = metrics.score(metric, y, s_sc.y_pred, s_sc.proba, s_sc.classes)
                 pv = metrics.score(metric, y, p_sc.y_pred, p_sc.proba, p_sc.classes)
@@ -488,9 +490,7 @@ def judge_shadow(
                 sv = pv = None
             if sv is not None and pv is not None:
                 st.delta = _r(_oriented(metric, sv, pv))
-                deltas = bootstrap_deltas(
-                    metric, y, s_sc, p_sc, n_resamples=n_resamples, seed=seed
-                )
+                deltas = bootstrap_deltas(metric, y, s_sc, p_sc, n_resamples=n_resamples, seed=seed)
                 lo, hi = _interval(deltas, confidence)
                 st.lower, st.upper = _r(lo), _r(hi)
     if st.delta is not None and st.lower is not None:
@@ -614,7 +614,5 @@ def judge_health(
         ), st
     if any(c.verdict == "wait" for c in checks):
         need = ", ".join(f"{n} more {k}" for k, n in missing.items())
-        return Verdict(
-            "hold", production, f"Watching v{production}: {need}", checks, missing
-        ), st
+        return Verdict("hold", production, f"Watching v{production}: {need}", checks, missing), st
     return Verdict("healthy", production, f"v{production} is healthy", checks), st
