@@ -276,6 +276,38 @@ def demo(workdir: Path, export: Path | None) -> None:
     example.demo(Path.cwd(), workdir, export)
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--open-pr", is_flag=True, help="act: open the PR the verdict asks for")
+@click.option("--push", is_flag=True, help="act: push rollbacks to main (others open a PR)")
+@click.option(
+    "--log",
+    "log_file",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="a prediction-log export (CSV/Parquet/JSONL with labels) instead of the live log",
+)
+@click.option("--summary", "summary_file", default=None, help="append a Markdown summary here")
+def monitor(
+    as_json: bool, open_pr: bool, push: bool, log_file: Path | None, summary_file: str | None
+) -> None:
+    """Judge canary, shadows or a fresh promotion from the prediction log; act through git."""
+    from retrain.rollout import monitor as mon
+
+    if open_pr and push:
+        raise click.UsageError("--open-pr and --push are exclusive")
+    cfg = _cfg()
+    frame = mon.read_log_file(log_file) if log_file is not None else None
+    obs = mon.observe(cfg, frame)
+    action = mon.act(cfg, obs, push=push, open_pr=open_pr)
+    text = mon.format_report(obs, action)
+    _append_summary(summary_file, "### Monitor\n\n```\n" + text + "\n```")
+    if as_json:
+        _emit({**obs.to_dict(), "action": action.to_dict()})
+    else:
+        click.echo(text)
+
+
 def main() -> None:
     cli(prog_name="retrain")
 
