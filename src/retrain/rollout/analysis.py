@@ -375,7 +375,7 @@ def judge_canary(
                 )
             )
         else:
-            ci = f"{a.confidence:.0%} interval [{lo:+.4f}, {hi:+.4f}]"
+            ci = f"{a.confidence:.0%} bounds [{lo:+.4f}, {hi:+.4f}]"
             head = (
                 f"{metric} canary {_fmt(cs.value)} vs production {_fmt(ps.value)}: "
                 f"change {cs.delta:+.4f}, {ci}, min change {a.min_metric_change:+.4f}"
