@@ -312,11 +312,11 @@ class ServeConfig(Strict):
     max_rows: int = Field(default=10_000, ge=1, description="rows per request; more get 413")
     batch_max_rows: int = Field(default=512, ge=1, description="rows per model call")
     batch_wait_ms: float = Field(
-        default=2.0,
+        default=5.0,
         ge=0,
         le=1000,
         allow_inf_nan=False,
-        description="how long a batch waits for requests already being read",
+        description="how long a batch waits for the concurrent requests it expects",
     )
     follow_interval: float = Field(
         default=10.0, gt=0, allow_inf_nan=False, description="seconds between reconciles"

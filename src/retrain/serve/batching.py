@@ -3,9 +3,11 @@
 The model's ``predict_proba`` costs about the same for 1 row as for 100 (the forest's fixed
 cost dominates), so the server, not the model, limits throughput unless requests are
 batched, as Triton's and BentoML's dynamic batchers do.  One worker task takes every request
-queued (up to ``max_rows`` rows) and, while other requests are still being read, waits at most
-``max_wait`` seconds for them; a lone request is never delayed.  The model call runs in a
-thread, so the event loop keeps reading requests meanwhile.
+queued (up to ``max_rows`` rows) and, when more requests were in flight at once during the
+previous batch than it has collected, waits at most ``max_wait`` seconds for them: with 8
+clients the batches converge on 8 requests instead of alternating halves, and a lone client
+is never delayed.  The model call runs in a thread, so the event loop keeps reading requests
+meanwhile.
 
 Each request carries the model it started with; a batch that straddles a swap makes one call
 per model, so every request finishes on the model it started with.
@@ -76,11 +78,20 @@ class Batcher:
     def __init__(self, max_rows: int, max_wait: float, observe_rows: Any = None) -> None:
         self.max_rows = max_rows
         self.max_wait = max_wait
-        self.reading = 0  # requests whose body is being read or checked
+        self.active = 0  # requests between arrival and answer
+        self.peak = 0  # most requests active at once since the last batch was collected
         self.observe_rows = observe_rows
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
         self._task: asyncio.Task[None] | None = None
+
+    def enter(self) -> None:
+        self.active += 1
+        if self.active > self.peak:
+            self.peak = self.active
+
+    def leave(self) -> None:
+        self.active -= 1
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -104,12 +115,13 @@ class Batcher:
         jobs = [await self._queue.get()]
         rows = jobs[0].n
         deadline = loop.time() + self.max_wait
+        expected, self.peak = self.peak, self.active
         while rows < self.max_rows:
             try:
                 job = self._queue.get_nowait()
             except asyncio.QueueEmpty:
                 remaining = deadline - loop.time()
-                if self.reading <= 0 or remaining <= 0:
+                if len(jobs) >= expected or remaining <= 0:
                     break
                 try:
                     job = await asyncio.wait_for(self._queue.get(), remaining)

@@ -69,8 +69,7 @@ async def _score(
     version = served.version if served is not None else "none"
     cfg = state.settings.config
     batcher = state.batcher
-    batcher.reading += 1
-    reading = True
+    batcher.enter()
     try:
         if served is None:
             why = state.holder.problem or "loading"
@@ -78,8 +77,6 @@ async def _score(
         doc = inputs.parse_json(await read_body(request, cfg.max_body_bytes), cfg.max_body_bytes)
         where, rows = extract(doc)
         columns, n = inputs.to_columns(rows, served.schema, where, cfg.max_rows)
-        batcher.reading -= 1
-        reading = False
         result = await batcher.predict(served, columns, n)
     except RequestError as exc:
         state.telemetry.observe(route, exc.status, version, None)
@@ -96,8 +93,7 @@ async def _score(
         }
         return json_response({**err, "request_id": request_id}, 500, request_id)
     finally:
-        if reading:
-            batcher.reading -= 1
+        batcher.leave()
     payload = {
         "predictions": result.predictions,
         **answer(None, result),
