@@ -23,7 +23,6 @@ import http.client
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,7 +59,7 @@ def get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
 class Server:
     def __init__(self, name: str, cmd: list[str], cwd: Path, env: dict[str, str], port: int):
         self.name, self.port = name, port
-        self.log = tempfile.TemporaryFile()
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the process)
         self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=self.log, stderr=self.log)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
@@ -251,10 +250,14 @@ def main() -> None:
         print("setting up a sandbox fork (train v1.0.0, propose v1.1.0) ...", file=sys.stderr)
         sb = example.make_sandbox(Path(tmp) / "sb", ROOT)
         env = {**os.environ, **sb.env}
-        subprocess.run([py, "-m", "retrain", "run"], cwd=sb.root, env=env, check=True, capture_output=True)
+        subprocess.run(
+            [py, "-m", "retrain", "run"], cwd=sb.root, env=env, check=True, capture_output=True
+        )
         example.merge_proposal(sb, "retrain/v1.0.0")
         example.ingest_next_batch(sb.root, sb.env)
-        subprocess.run([py, "-m", "retrain", "run"], cwd=sb.root, env=env, check=True, capture_output=True)
+        subprocess.run(
+            [py, "-m", "retrain", "run"], cwd=sb.root, env=env, check=True, capture_output=True
+        )
         import yaml
 
         registry = yaml.safe_load((sb.root / "registry.yaml").read_text())
@@ -267,23 +270,53 @@ def main() -> None:
         contenders: list[tuple[str, list[str], Path, str | None]] = [
             (
                 "mlflow models serve",
-                [str(Path(py).with_name("mlflow")), "models", "serve", "-m",
-                 f"models:/seattle-weather/{mlflow_version}", "--env-manager", "local",
-                 "-h", "127.0.0.1", "-p", "{port}"],
+                [
+                    str(Path(py).with_name("mlflow")),
+                    "models",
+                    "serve",
+                    "-m",
+                    f"models:/seattle-weather/{mlflow_version}",
+                    "--env-manager",
+                    "local",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    "{port}",
+                ],
                 sb.root,
                 None,
             ),
             (
                 "retrain serve, log on",
-                [py, "-m", "retrain", "serve", "--port", "{port}", "--follow", "origin/main",
-                 "--interval", str(args.interval)],
+                [
+                    py,
+                    "-m",
+                    "retrain",
+                    "serve",
+                    "--port",
+                    "{port}",
+                    "--follow",
+                    "origin/main",
+                    "--interval",
+                    str(args.interval),
+                ],
                 replica,
                 "log_url: sqlite:///.retrain/bench-predictions.db\n",
             ),
             (
                 "retrain serve, log off",
-                [py, "-m", "retrain", "serve", "--port", "{port}", "--follow", "origin/main",
-                 "--interval", str(args.interval)],
+                [
+                    py,
+                    "-m",
+                    "retrain",
+                    "serve",
+                    "--port",
+                    "{port}",
+                    "--follow",
+                    "origin/main",
+                    "--interval",
+                    str(args.interval),
+                ],
                 replica,
                 "log_enabled: false\n",
             ),
@@ -314,7 +347,9 @@ def main() -> None:
         (replica / "configs" / "serve.yaml").write_text(contenders[1][3] or "")
         port = free_port()
         print(f"swaps under load on port {port} ...", file=sys.stderr)
-        server = Server("swaps", [c.replace("{port}", str(port)) for c in contenders[1][1]], replica, env, port)
+        server = Server(
+            "swaps", [c.replace("{port}", str(port)) for c in contenders[1][1]], replica, env, port
+        )
         try:
             swap_cell, events = swaps_under_load(sb, port, bodies[1], 300)
         finally:
@@ -325,14 +360,38 @@ def main() -> None:
         ref = table[(base, n_rows, conc)]
         ratio = "" if name == base else f"{cell.rps() / ref.rps():.1f}x"
         rows.append(
-            [name, str(n_rows), str(conc), str(len(cell.ok)), str(cell.failed),
-             f"{cell.rps():.1f}", f"{cell.pct(0.5):.1f}", f"{cell.pct(0.99):.1f}", ratio]
+            [
+                name,
+                str(n_rows),
+                str(conc),
+                str(len(cell.ok)),
+                str(cell.failed),
+                f"{cell.rps():.1f}",
+                f"{cell.pct(0.5):.1f}",
+                f"{cell.pct(0.99):.1f}",
+                ratio,
+            ]
         )
-    head = ["server", "rows/request", "concurrency", "requests", "failed", "req/s", "p50 ms", "p99 ms", "vs MLflow"]
+    head = [
+        "server",
+        "rows/request",
+        "concurrency",
+        "requests",
+        "failed",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "vs MLflow",
+    ]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"  # noqa: E731
-    print(f"serve benchmark: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
-          f"<= {args.requests} requests or {args.seconds:g} s per cell; payload dataframe_split")
+
+    def line(cells):
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    print(
+        f"serve benchmark: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
+        f"<= {args.requests} requests or {args.seconds:g} s per cell; payload dataframe_split"
+    )
     print()
     print(line(head))
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
@@ -343,18 +402,25 @@ def main() -> None:
     off = "retrain serve, log off"
     c8, c1, m8, m1 = table[(on, 1, 8)], table[(on, 1, 1)], table[(base, 1, 8)], table[(base, 1, 1)]
     x = c8.rps() / m8.rps()
-    print(f"single-row, concurrency 8: {x:.1f}x MLflow (target >= 3x, stretch 5x) "
-          f"{'PASS' if x >= 3 else 'FAIL'}; p99 {c8.pct(0.99):.1f} vs {m8.pct(0.99):.1f} ms "
-          f"{'PASS' if c8.pct(0.99) <= m8.pct(0.99) else 'FAIL'}")
-    print(f"single-row, concurrency 1: p50 {c1.pct(0.5):.1f} vs {m1.pct(0.5):.1f} ms "
-          f"{'PASS' if c1.pct(0.5) <= m1.pct(0.5) else 'FAIL'}")
+    print(
+        f"single-row, concurrency 8: {x:.1f}x MLflow (target >= 3x, stretch 5x) "
+        f"{'PASS' if x >= 3 else 'FAIL'}; p99 {c8.pct(0.99):.1f} vs {m8.pct(0.99):.1f} ms "
+        f"{'PASS' if c8.pct(0.99) <= m8.pct(0.99) else 'FAIL'}"
+    )
+    print(
+        f"single-row, concurrency 1: p50 {c1.pct(0.5):.1f} vs {m1.pct(0.5):.1f} ms "
+        f"{'PASS' if c1.pct(0.5) <= m1.pct(0.5) else 'FAIL'}"
+    )
     for n_rows in (1, 100):
         for conc in (1, 8):
             cost = 1 - table[(on, n_rows, conc)].rps() / table[(off, n_rows, conc)].rps()
-            print(f"prediction log cost, {n_rows} row(s) x {conc}: {cost:+.1%} of throughput "
-                  f"(target <= 10%) {'PASS' if cost <= 0.10 else 'FAIL'}")
+            print(
+                f"prediction log cost, {n_rows} row(s) x {conc}: {cost:+.1%} of throughput "
+                f"(target <= 10%) {'PASS' if cost <= 0.10 else 'FAIL'}"
+            )
     mismatched = [
-        r for r in swap_cell.ok
+        r
+        for r in swap_cell.ok
         if r.version not in allowed_versions(r.started, events, "1.0.0")
         and r.version not in allowed_versions(r.ended, events, "1.0.0")
     ]
