@@ -308,6 +308,23 @@ def monitor(
         click.echo(text)
 
 
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--follow", "follow", default=None, help="a git ref to follow, e.g. origin/main")
+@click.option(
+    "--interval",
+    default=None,
+    type=click.FloatRange(min=0.1),
+    help="seconds between reconciles (configs/serve.yaml follow_interval, 10)",
+)
+def serve(host: str, port: int, follow: str | None, interval: float | None) -> None:
+    """Serve the production model of registry.yaml, following the working tree or a git ref."""
+    from retrain.serve.run import serve as run_server
+
+    run_server(Path.cwd(), host=host, port=port, follow=follow, interval=interval)
+
+
 def main() -> None:
     cli(prog_name="retrain")
 
