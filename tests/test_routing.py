@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from retrain.core.registry import Canary, Rollout
-from retrain.rollout import routing
+from retrain.serve import routing
 
 
 def test_weight_10_sends_10_percent_of_2000_keys_to_the_canary():

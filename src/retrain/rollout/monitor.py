@@ -21,6 +21,7 @@ metric and latency per version over time.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -140,15 +141,19 @@ def read_log_file(path: Path) -> pd.DataFrame:
 
 
 def load_log(cfg: Config, since: datetime) -> pd.DataFrame:
-    """The served rows since ``since``, joined with feedback, from the server's log."""
+    """The served rows since ``since``, joined with feedback, from the servers' log
+    (``configs/serve.yaml`` ``log_url``; ``RETRAIN_LOG_URL`` overrides it, e.g. in CI)."""
+    from retrain.core.config import load_serve_config
+    from retrain.serve import predlog
+
+    url = os.environ.get("RETRAIN_LOG_URL") or load_serve_config(cfg.root).log_url
+    log = predlog.open_log(url, cfg.root)
     try:
-        from retrain.serve import predlog  # type: ignore[attr-defined]
-    except ImportError:
-        raise BadInput(
-            "no prediction log here: run `retrain serve`, or pass --log FILE (an export of "
-            "the log with a label column)"
-        ) from None
-    return predlog.frame_since(cfg, since)  # type: ignore[no-any-return]
+        return log.served(since.isoformat())
+    except predlog.LogUnavailable as exc:
+        raise BadInput(f"prediction log {log.display}: unreachable ({exc})") from None
+    finally:
+        log.close()
 
 
 # --------------------------------------------------------------------------- deciding

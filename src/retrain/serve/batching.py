@@ -43,6 +43,11 @@ class _Job:
     future: asyncio.Future[Prediction]
 
 
+def frame_of(served: ServedModel, columns: dict[str, list[Any]]) -> pd.DataFrame:
+    """One request's rows as the model's input frame (shadows are scored with it)."""
+    return _frame(served, [_Job(served, columns, 0, None)])  # type: ignore[arg-type]
+
+
 def _frame(served: ServedModel, jobs: list[_Job]) -> pd.DataFrame:
     data: dict[str, Any] = {}
     for feat in served.schema.features:

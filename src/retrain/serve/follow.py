@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from retrain.core import registry as reg
 from retrain.core.config import DatasetConfig
@@ -99,20 +100,60 @@ class Reconciler:
                 raise RuntimeError(f"{snap.where}: production: no version is in production")
         except Exception as exc:
             return self._failed(f"cannot read the registry from {self.source.description}: {exc}")
-        cur = self.holder.current
-        if cur is not None and (cur.version, cur.sha256) == (
-            entry["version"],
-            entry["artifact"]["sha256"],
+        cur, cur_rollout, cur_others = self.holder.snapshot()
+        loaded = {m.version: m for m in [*cur_others.values(), *([cur] if cur else [])]}
+
+        def same(model: ServedModel | None, e: dict[str, Any]) -> bool:
+            return model is not None and (model.version, model.sha256) == (
+                e["version"],
+                e["artifact"]["sha256"],
+            )
+
+        rollout = registry.rollout
+        wanted = sorted(rollout.versions()) if rollout else []
+        if (
+            same(cur, entry)
+            and rollout == cur_rollout
+            and all(same(cur_others.get(v), registry.get(v)) for v in wanted)
         ):
             self.holder.touch(snap.commit)
             return "unchanged"
+        # Load everything that is new off the request path, then swap it all at once; any
+        # failure keeps serving what was there (production and rollout alike).
         try:
-            new = load_served(self.root, self.model_name, entry, snap.commit, self.dataset)
+            new = (
+                cur
+                if same(cur, entry) and cur is not None
+                else load_served(self.root, self.model_name, entry, snap.commit, self.dataset)
+            )
         except Exception as exc:
             return self._failed(
                 f"v{entry['version']} cannot be loaded, keeping the old model: {exc}"
             )
-        old = self.holder.swap(new)
+        others: dict[str, ServedModel] = {}
+        for v in wanted:
+            e = registry.get(v)
+            have = loaded.get(v)
+            try:
+                others[v] = (
+                    have
+                    if have is not None and same(have, e)
+                    else load_served(self.root, self.model_name, e, snap.commit, self.dataset)
+                )
+            except Exception as exc:
+                return self._failed(
+                    f"rollout: v{v} cannot be loaded, keeping what is serving: {exc}"
+                )
+        old = self.holder.swap_all(new, rollout, others)
+        if old is new:
+            log.warning(
+                "rollout now %s, registry commit %s",
+                rollout.to_dict() if rollout else "none",
+                (snap.commit or "-")[:12],
+            )
+            self.holder.touch(snap.commit)
+            self.on_reload("success", new)
+            return "loaded"
         log.warning(
             "serving %s v%s (was %s), registry commit %s",
             self.model_name,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from retrain.core.config import DatasetConfig
+from retrain.core.registry import Rollout
 from retrain.pipeline.predict import load_version
 from retrain.serve.inputs import InputSchema
 
@@ -67,6 +68,25 @@ class ModelHolder:
         self._current: ServedModel | None = None
         self._problem: str | None = None
         self.failed_reloads = 0
+        # registry.yaml's rollout and the models it names (canary, shadows), swapped
+        # together with production so a request never sees half a change.
+        self._rollout: Rollout | None = None
+        self._others: dict[str, ServedModel] = {}
+
+    def snapshot(self) -> tuple[ServedModel | None, Rollout | None, dict[str, ServedModel]]:
+        """Production, the rollout and its models, as one consistent view."""
+        with self._lock:
+            return self._current, self._rollout, self._others
+
+    def swap_all(
+        self, new: ServedModel, rollout: Rollout | None, others: dict[str, ServedModel]
+    ) -> ServedModel | None:
+        """Serve ``new`` as production and ``others`` for ``rollout``, atomically."""
+        with self._lock:
+            old = self._current
+            self._current, self._rollout, self._others = new, rollout, dict(others)
+            self._problem = None
+        return old
 
     @property
     def current(self) -> ServedModel | None:

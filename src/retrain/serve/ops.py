@@ -47,7 +47,7 @@ async def health(state: State) -> Response:
 @router.get("/version")
 async def version(state: State) -> Response:
     """The model serving now: name, version, registry commit, artifact sha256."""
-    served = state.holder.current
+    served, rollout, _ = state.holder.snapshot()
     if served is None:
         return json_response(
             {"error": {"field": "model", "message": "no model is loaded yet", "status": 503}},
@@ -55,7 +55,13 @@ async def version(state: State) -> Response:
             None,
         )
     return json_response(
-        {**served.identity(), "following": state.reconciler.source.description}, 200, None
+        {
+            **served.identity(),
+            "following": state.reconciler.source.description,
+            "rollout": rollout.to_dict() if rollout else None,
+        },
+        200,
+        None,
     )
 
 

@@ -376,6 +376,22 @@ class PredictionLog:
         columns = [*RECORD_KEYS, "label", "feedback_at"]
         return pd.DataFrame(rows, columns=columns)
 
+    def served(self, since: str | None = None) -> pd.DataFrame:
+        """Every served row (all versions and roles) at or after ``since``, oldest first,
+        with its feedback ``label`` when one came (else None): what ``retrain monitor``
+        judges, errors included (a failed prediction is logged with prediction None)."""
+        query = self._joined()
+        if since is not None:
+            query = query.where(predictions.c.at >= utc_text(since))
+        query = query.order_by(predictions.c.at, predictions.c.id)
+
+        def go() -> list[dict[str, Any]]:
+            with self.engine.connect() as conn:
+                return [_record(r) for r in conn.execute(query)]
+
+        rows: list[dict[str, Any]] = self._run(go)
+        return pd.DataFrame(rows, columns=[*RECORD_KEYS, "label", "feedback_at"])
+
     def count(self) -> int:
         """How many rows the log holds (all versions and roles)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -12,8 +13,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from starlette.background import BackgroundTask
 
-from retrain.serve import inputs
+from retrain.pipeline.predict import predict_rows
+from retrain.serve import inputs, routing
+from retrain.serve.batching import frame_of
+from retrain.serve.holder import ServedModel
 from retrain.serve.inputs import RequestError
 from retrain.serve.state import ServeState, get_state
 
@@ -65,8 +70,20 @@ async def _score(
     start = time.perf_counter()
     at = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
     request_id = request_id_of(request)
-    served = state.holder.current
+    production, rollout, others = state.holder.snapshot()
+    served, role, shadows = production, ROLE, []
+    if production is not None and rollout is not None:
+        # registry.yaml's rollout: a canary answers its share of routing keys; shadows see
+        # every request after the answer is sent (routing.py).
+        picked = routing.route(
+            routing.routing_key(request.headers, request_id), production.version, rollout
+        )
+        served = others.get(picked.version, production)
+        role = picked.role if served is not production else ROLE
+        shadows = [others[v] for v in picked.shadows if v in others]
     version = served.version if served is not None else "none"
+    columns: dict[str, list[Any]] | None = None
+    n = 0
     cfg = state.settings.config
     batcher = state.batcher
     batcher.enter()
@@ -84,6 +101,13 @@ async def _score(
     except Exception as exc:
         log.exception("%s: prediction failed", route)
         state.telemetry.observe(route, 500, version, None)
+        if state.recorder is not None and served is not None and columns is not None:
+            # A failed prediction is logged too (prediction null): it is the error rate
+            # `retrain monitor` judges a version by.
+            ms = (time.perf_counter() - start) * 1000.0
+            state.recorder.record(
+                request_id, at, served.version, role, columns, n, [None] * n, None, None, ms
+            )
         err = {
             "error": {
                 "field": "model",
@@ -108,7 +132,7 @@ async def _score(
             request_id,
             at,
             served.version,
-            ROLE,
+            role,
             columns,
             n,
             result.predictions,
@@ -116,7 +140,40 @@ async def _score(
             result.classes,
             seconds * 1000.0,
         )
+        if shadows:
+            response.background = BackgroundTask(
+                _run_shadows, state, shadows, request_id, at, columns, n
+            )
     return response
+
+
+async def _run_shadows(
+    state: ServeState,
+    shadows: list[ServedModel],
+    request_id: str,
+    at: str,
+    columns: dict[str, list[Any]],
+    n: int,
+) -> None:
+    """Shadow predictions, after the response was sent: logged with role ``shadow``, never
+    returned.  They run on a worker thread, not on the batcher's, so they cannot delay the
+    next answer's model call; a failing shadow is logged as an error row."""
+    recorder = state.recorder
+    if recorder is None:
+        return
+    for shadow in shadows:
+        t0 = time.perf_counter()
+        try:
+            y, proba, classes = await asyncio.to_thread(
+                predict_rows, shadow.model, frame_of(shadow, columns), shadow.task
+            )
+            preds = y.tolist()
+            p = proba.tolist() if proba is not None else None
+        except Exception as exc:
+            log.warning("shadow v%s failed on %s: %s", shadow.version, request_id, exc)
+            preds, p, classes = [None] * n, None, None
+        ms = (time.perf_counter() - t0) * 1000.0
+        recorder.record(request_id, at, shadow.version, "shadow", columns, n, preds, p, classes, ms)
 
 
 def _mlflow_answer(_: Any, result: Any) -> dict[str, Any]:
