@@ -325,6 +325,23 @@ def serve(host: str, port: int, follow: str | None, interval: float | None) -> N
     run_server(Path.cwd(), host=host, port=port, follow=follow, interval=interval)
 
 
+@cli.command()
+@click.option(
+    "--dir", "workdir", default=".drill", show_default=True, type=click.Path(path_type=Path)
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--summary", "summary_file", default=None, help="append the report (Markdown)")
+def drill(workdir: Path, as_json: bool, summary_file: str | None) -> None:
+    """Catastrophe drill in a sandbox: promote bad models, serve, monitor, roll back."""
+    from retrain import example
+
+    report = example.drill(Path.cwd(), workdir)
+    _append_summary(summary_file, report.markdown())
+    _emit(report.to_dict()) if as_json else click.echo(report.markdown())
+    if not report.passed:
+        sys.exit(1)
+
+
 def main() -> None:
     cli(prog_name="retrain")
 
