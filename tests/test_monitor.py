@@ -8,6 +8,7 @@ PATH that records its arguments and the PR body (tests/conftest.py).
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -72,6 +73,8 @@ def canary(fork):
     sb.git("push", "-q", "--force", "origin", "main")
     log = Path(cli.env["FAKE_GH_LOG"])
     log.unlink(missing_ok=True)
+    for f in (sb.root / ".retrain").glob("predictions.db*"):
+        f.unlink()  # each test starts with an empty prediction log
     return sb, cli, log
 
 
@@ -159,9 +162,12 @@ def test_not_enough_traffic_holds_and_changes_nothing(canary, tmp_path):
 
 
 def _declare_shadow(sb: example.Sandbox) -> None:
-    text = (sb.root / "registry.yaml").read_text()
-    text = re.sub(r"(?m)^rollout:\n(  .*\n)+", "rollout:\n  shadow:\n  - 1.1.0\n", text)
-    (sb.root / "registry.yaml").write_text(text)
+    from retrain.core import registry as reg
+
+    r = reg.parse_text((sb.root / "registry.yaml").read_text())
+    (sb.root / "registry.yaml").write_text(
+        reg.dumps(reg.with_rollout(r, reg.Rollout(shadow=("1.1.0",))))
+    )
     sb.git("commit", "-qam", "Rollout: shadow 1.1.0 instead of a canary")
     sb.git("push", "-q", "origin", "main")
 
@@ -259,3 +265,148 @@ def test_monitor_refuses_a_log_missing_a_column(canary, tmp_path):
     served("1.0.0", "production", 5, accuracy=0.7).drop(columns=["version"]).to_csv(log)
     res = cli("monitor", "--log", str(log), check=False)
     assert res.returncode == 2 and "missing column(s) ['version']" in res.stderr
+
+
+# =========================================================================== the live server
+# `retrain serve --follow origin/main` on a free loopback port, started and stopped by each test.
+
+
+@pytest.fixture
+def server(canary):
+    from retrain.rollout.drill import Server
+
+    sb, cli, gh = canary
+    srv = Server(sb.root, cli.env, interval=0.3)
+    try:
+        srv.wait_version("1.0.0")
+        srv.wait_rollout({"canary": {"version": "1.1.0", "weight": 10}})
+        yield srv
+    finally:
+        srv.stop()
+
+
+def _holdout_rows(sb: example.Sandbox, n: int) -> pd.DataFrame:
+    from retrain.core.config import load_config
+
+    cfg = load_config(sb.root)
+    frame = pd.read_csv(sb.root / cfg.dataset.holdout)
+    return frame[cfg.dataset.feature_names].head(n)
+
+
+def _log(sb: example.Sandbox, expected: int) -> pd.DataFrame:
+    from retrain.rollout.drill import _wait_logged
+    from retrain.serve import predlog
+
+    _wait_logged(sb.root, expected)
+    log = predlog.open_log("sqlite:///.retrain/predictions.db", sb.root)
+    try:
+        return log.served()
+    finally:
+        log.close()
+
+
+def test_canary_at_10_percent_answers_a_tenth_of_2000_requests_and_keys_stick(canary, server):
+    from retrain.rollout.drill import invoke
+
+    sb, _, _ = canary
+    row = _holdout_rows(sb, 1)
+    versions = []
+    for i in range(2000):
+        status, doc, _ = invoke(server, row, f"req-{i}")
+        assert status == 200, doc
+        versions.append(doc["model_version"])
+    share = versions.count("1.1.0") / len(versions)
+    assert abs(share - 0.10) <= 0.025, share
+    assert set(versions) == {"1.0.0", "1.1.0"}
+    for key in ("alice", "bob", "carol", "dave", "erin"):
+        seen = {invoke(server, row, f"{key}-{j}", key=key)[1]["model_version"] for j in range(5)}
+        assert len(seen) == 1, (key, seen)
+    log = _log(sb, 2025)
+    roles = log.groupby("version")["role"].unique()
+    assert list(roles["1.1.0"]) == ["canary"] and list(roles["1.0.0"]) == ["production"]
+
+
+def test_with_a_shadow_every_answer_is_production_and_the_shadow_is_logged(canary, server):
+    from retrain.rollout.drill import answers, invoke
+
+    sb, _, _ = canary
+    rows = _holdout_rows(sb, 60)
+    # Production-only answers first: the same server with the canary taken out.
+    text = (sb.root / "registry.yaml").read_text()
+    (sb.root / "registry.yaml").write_text(re.sub(r"(?m)^rollout:\n(  .*\n)+", "", text))
+    sb.git("commit", "-qam", "Rollout: remove canary")
+    sb.git("push", "-q", "origin", "main")
+    server.wait_rollout(None)
+    alone = [answers(invoke(server, rows.iloc[[i]], f"alone-{i}")[1]) for i in range(len(rows))]
+    _declare_shadow(sb)
+    server.wait_rollout({"shadow": ["1.1.0"]})
+    shadowed = []
+    for i in range(len(rows)):
+        status, doc, _ = invoke(server, rows.iloc[[i]], f"shadowed-{i}")
+        assert status == 200 and doc["model_version"] == "1.0.0"
+        shadowed.append(answers(doc))
+    assert shadowed == alone
+    log = _log(sb, 3 * len(rows))
+    sh = log[log["role"] == "shadow"]
+    assert sorted(sh["request_id"]) == sorted(f"shadowed-{i}" for i in range(len(rows)))
+    assert set(sh["version"]) == {"1.1.0"} and sh["prediction"].notna().all()
+
+
+def test_bad_rollout_state_is_refused_by_the_reload_and_the_server_keeps_serving(canary, server):
+    from retrain.rollout.drill import http, invoke
+
+    sb, _, _ = canary
+    path = sb.root / "registry.yaml"
+    path.write_text(path.read_text().replace("weight: 10", "weight: 140"))
+    sb.git("commit", "-qam", "Rollout: weight 140 (bad)")
+    sb.git("push", "-q", "origin", "main")
+    import time
+
+    deadline = time.monotonic() + 60
+    health: dict = {}
+    while time.monotonic() < deadline:
+        status, body = http("GET", f"{server.url}/health")
+        health = json.loads(body)
+        if "rollout.canary.weight" in json.dumps(health):
+            break
+        time.sleep(0.2)
+    assert "rollout.canary.weight: expected a whole percent from 1 to 99 (got 140)" in json.dumps(
+        health
+    )
+    status, doc = (
+        http("GET", f"{server.url}/version")[0],
+        json.loads(http("GET", f"{server.url}/version")[1]),
+    )
+    assert status == 200 and doc["rollout"] == {"canary": {"version": "1.1.0", "weight": 10}}
+    assert invoke(server, _holdout_rows(sb, 1), "still-up")[0] == 200
+
+
+def test_canary_failing_on_a_share_of_rows_is_rolled_back_and_gets_no_more_traffic(canary, server):
+    """A real failing canary: the drill's model whose encoder never saw one season answers
+    500 on those rows, which the server logs as errors; monitor reads the live log, pushes
+    the removal of the canary, and the server stops routing to it."""
+    from retrain.rollout.drill import invoke, register_bad
+
+    sb, cli, _ = canary
+    version, _ = register_bad(sb.root, cli.env, "failing", git=sb.git, canary_weight=50)
+    sb.git(
+        "merge", "-q", "--no-ff", "-m", "Merge pull request #2 from drill/failing", "drill/failing"
+    )
+    sb.git("push", "-q", "origin", "main")
+    server.wait_rollout({"canary": {"version": version, "weight": 50}})
+    rows = _holdout_rows(sb, 300)
+    codes = {"1.0.0": [], version: []}
+    for i in range(len(rows)):
+        status, doc, _ = invoke(server, rows.iloc[[i]], f"r{i}")
+        if status == 200:
+            codes[doc["model_version"]].append(status)
+        else:
+            codes[version].append(status)
+    assert 500 in codes[version] and set(codes["1.0.0"]) == {200}
+    _log(sb, len(rows))
+    out = cli.json("monitor", "--push")
+    assert out["verdict"] == "rollback" and "error_rate" in out["summary"], out["summary"]
+    assert "rollout" not in registry(sb, "origin/main")
+    server.wait_rollout(None)
+    after = {invoke(server, rows.iloc[[i]], f"after-{i}")[1]["model_version"] for i in range(100)}
+    assert after == {"1.0.0"}

@@ -217,11 +217,16 @@ def _next_free_version(root: Path, registry: reg.Registry, model: str) -> str:
 
 
 def register_bad(
-    root: Path, env: dict[str, str], kind: str, *, git: Callable[..., str]
+    root: Path,
+    env: dict[str, str],
+    kind: str,
+    *,
+    git: Callable[..., str],
+    canary_weight: int | None = None,
 ) -> tuple[str, str]:
     """Build the bad model, put its artifact in the DVC cache and remote, and commit the
-    registry change that makes it production on branch ``drill/<kind>``.  Returns
-    ``(version, description)``."""
+    registry change that makes it production (or the canary at ``canary_weight``) on branch
+    ``drill/<kind>``.  Returns ``(version, description)``."""
     from dvc_objects.fs.local import LocalFileSystem
 
     cfg = load_config(root)
@@ -258,12 +263,19 @@ def register_bad(
         "gates": {"baseline": prod["version"], "passed": True, "results": {}},
     }
     new = registry.with_new_version(
-        entry, promote=True, retention=cfg.release.retention, keep={prod["version"]}
+        entry,
+        promote=canary_weight is None,
+        retention=cfg.release.retention,
+        keep={prod["version"]},
     )
+    what = "promote"
+    if canary_weight is not None:
+        new = reg.with_rollout(new, reg.Rollout(canary=reg.Canary(version, canary_weight)))
+        what = f"canary at {canary_weight}%:"
     branch = f"drill/{kind}"
     git("checkout", "-q", "-B", branch)
     reg.save(root, new)
-    git("commit", "-q", "-am", f"Drill: promote v{version}, a model that {description}")
+    git("commit", "-q", "-am", f"Drill: {what} v{version}, a model that {description}")
     git("checkout", "-q", "main")
     return version, description
 
@@ -299,9 +311,9 @@ class DrillReport:
         lines = [
             "### Catastrophe drill: " + ("passed ✅" if self.passed else "FAILED ❌"),
             "",
-            "| bad version | what is wrong | requests (errors) | labels | monitor | "
-            "bad merge → old version serving | answers after rollback |",
-            "| --- | --- | ---: | ---: | --- | ---: | --- |",
+            "| bad version | what is wrong | bad version serving after | requests (errors) "
+            "| labels | monitor | bad merge → old version serving | answers after rollback |",
+            "| --- | --- | ---: | ---: | ---: | --- | ---: | --- |",
         ]
         for r in self.rounds:
             same = (
@@ -310,7 +322,8 @@ class DrillReport:
                 else "DIFFERENT"
             )
             lines.append(
-                f"| v{r.bad_version} ({r.kind}) | {r.description} | {r.requests} ({r.errors}) "
+                f"| v{r.bad_version} ({r.kind}) | {r.description} | {r.bad_served_after_s:.1f} s "
+                f"| {r.requests} ({r.errors}) "
                 f"| {r.labels} | {r.monitor_verdict} | {r.seconds_to_rollback:.1f} s | {same} |"
             )
         lines += ["", *[f"- v{r.bad_version}: {r.monitor_summary}" for r in self.rounds]]
