@@ -482,9 +482,12 @@ class LogWriter:
                 if not self._closing:
                     self._note_error(f"prediction log queue full ({self.max_queue} records)")
                 return False
+            # Wake the writer when the queue was empty (it sleeps until then) or a batch
+            # is full; otherwise rows below a batch would wait for the next flush forever.
+            was_empty = not self._queue
             self._queue.extend(records)
             self._submitted += n
-            if len(self._queue) >= self.batch_size:
+            if was_empty or len(self._queue) >= self.batch_size:
                 self._cond.notify_all()
         return True
 
