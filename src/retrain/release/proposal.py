@@ -24,7 +24,7 @@ from retrain.core.config import Config
 from retrain.core.errors import BadInput, ExternalCommandError
 from retrain.core.progress import progress
 from retrain.decide.gates import GateInputs, GateReport, ModelScores, SchemaChange, evaluate_gates
-from retrain.pipeline import artifacts, dataset, stages, tracking
+from retrain.pipeline import artifacts, dataset, latency, stages, tracking
 from retrain.release import dvcops, forge, gitops, history
 from retrain.report import markdown
 
@@ -115,6 +115,13 @@ def judge(cfg: Config, registry: reg.Registry, *, bump_requested: str | None) ->
             size=prod["artifact"]["size_bytes"],
             train_seconds=None,
         )
+        progress("gates: measuring candidate and production latency, interleaved")
+        lat = latency.measure_latencies(
+            {"candidate": candidate_model, "production": base_model},
+            {"candidate": X, "production": base_X},
+            cfg.gates.latency,
+        )
+        candidate.latency, baseline.latency = lat["candidate"], lat["production"]
     change = schema_change(prod["schema"] if prod else None, training["schema"])
     inputs = GateInputs(
         task=ds.task,
