@@ -315,21 +315,27 @@ def test_an_artifact_that_cannot_be_fetched_or_fails_sha256_keeps_the_old_model(
     _, before = server.post("/invocations", frame)
     failed_before = metric(server, "retrain_serve_reloads_total", outcome="failed")
 
-    def broken(field: str, value: str) -> Callable[[dict[str, Any]], None]:
+    def broken(version: str, artifact: dict[str, str]) -> Callable[[dict[str, Any]], None]:
         def change(doc: dict[str, Any]) -> None:
             entry = json.loads(json.dumps(doc["versions"][-1]))
-            entry["version"] = "9.0.0" if field == "md5" else "9.1.0"
-            entry["artifact"][field] = value
+            entry["version"] = version
+            entry["artifact"].update(artifact)
             doc["versions"].append(entry)
-            doc["production"] = entry["version"]
+            doc["production"] = version
 
         return change
 
-    for field, value, reason in [
-        ("md5", "0" * 32, "neither the DVC cache nor the DVC remote"),
-        ("sha256", "f" * 64, "sha256 mismatch"),
+    for version, artifact, reason in [
+        # An object neither the DVC cache nor the remote has.
+        (
+            "9.0.0",
+            {"md5": "0" * 32, "sha256": "a" * 64},
+            "neither the DVC cache nor the DVC remote",
+        ),
+        # The real object, but the registry's sha256 is not its hash.
+        ("9.1.0", {"sha256": "f" * 64}, "sha256 mismatch"),
     ]:
-        commit = push_registry(sb, broken(field, value), f"registry: a broken {field}")
+        commit = push_registry(sb, broken(version, artifact), f"registry: broken v{version}")
 
         def degraded(reason: str = reason) -> bool:
             status, health = server.get("/health")
