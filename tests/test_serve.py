@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import math
+import re
 import signal
 import socket
 import subprocess
@@ -85,10 +86,23 @@ class Client:
         return body["version"] if status == 200 else None
 
 
+def loosen_latency_gate(sb: example.Sandbox) -> None:
+    """These stories are about serving, not gates: on a machine shared with other jobs the
+    latency gate's budget could gate the bootstrap, so the fork gets a loose one."""
+    gates = sb.root / "configs" / "gates.yaml"
+    text = gates.read_text()
+    text = re.sub(r"max_p95_ms_single: .*", "max_p95_ms_single: 10000", text)
+    text = re.sub(r"max_p95_ms_batch: .*", "max_p95_ms_batch: 60000", text)
+    gates.write_text(text)
+    sb.git("commit", "-qam", "gates: a loose latency budget for the serving stories")
+    sb.git("push", "-q", "origin", "main")
+
+
 @pytest.fixture(scope="module")
 def fork(tmp_path_factory: pytest.TempPathFactory) -> tuple[example.Sandbox, Cli]:
     sb = example.make_sandbox(tmp_path_factory.mktemp("serve") / "sb", PROJECT)
     cli = Cli(sb)
+    loosen_latency_gate(sb)
     bootstrap(sb, cli)
     example.ingest_next_batch(sb.root, sb.env)
     out = cli.json("run")
@@ -430,3 +444,47 @@ def test_serve_refuses_a_bad_serve_config_naming_file_and_key(fork):
             assert line.count("\n") == 0 and "configs/serve.yaml" in line and key in line, line
     finally:
         path.write_text(original)
+
+
+def test_an_unreachable_prediction_log_still_serves_and_counts_the_drops(fork):
+    """A log that cannot be opened (its directory would sit under a regular file): every
+    prediction is still answered; the rows that could not be logged are counted in /metrics
+    and named in /health, never dropped silently."""
+    sb, cli = fork
+    path = sb.root / "configs" / "serve.yaml"
+    original = path.read_text()
+    path.write_text("log_url: sqlite:///registry.yaml/predictions.db\n")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "retrain", "serve", "--port", str(port), "--interval", "30"],
+        cwd=sb.root,
+        env=cli.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = Client(port)
+        client.wait_for("the server to load a model", lambda: client.version() is not None, 120)
+        path.write_text(original)  # read once at start-up
+        for _ in range(3):
+            status, out = client.post("/invocations", split(holdout(sb, 2)))
+            assert status == 200 and len(out["predictions"]) == 2
+
+        def counted() -> bool:
+            return metric(client, "retrain_serve_prediction_log_dropped_total") >= 6
+
+        client.wait_for("6 dropped rows in /metrics", counted, 30)
+        status, health = client.get("/health")
+        assert status == 200 and health["status"] == "degraded"
+        assert health["prediction_log"]["dropped"] >= 6
+        assert any("prediction log" in r for r in health["reasons"]), health
+        status, res = client.post("/feedback", {"request_id": out["request_id"], "label": "sun"})
+        assert status == 503 and res["error"]["field"] == "prediction_log"
+    finally:
+        path.write_text(original)
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
