@@ -298,6 +298,37 @@ class ReleaseConfig(Strict):
     base_branch: str = "main"
 
 
+# --------------------------------------------------------------------------- serve
+class ServeConfig(Strict):
+    """``configs/serve.yaml`` (optional): ``retrain serve`` and its prediction log."""
+
+    log_url: str = Field(
+        default="sqlite:///.retrain/predictions.db",
+        description="prediction log: sqlite:///path (repo-relative) or postgresql://...",
+    )
+    log_inputs: bool = Field(default=False, description="store each row's inputs, not only a hash")
+    log_enabled: bool = Field(default=True, description="false: log nothing (benchmarks only)")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, description="larger bodies get 413")
+    max_rows: int = Field(default=10_000, ge=1, description="rows per request; more get 413")
+    batch_max_rows: int = Field(default=512, ge=1, description="rows per model call")
+    batch_wait_ms: float = Field(
+        default=2.0,
+        ge=0,
+        le=1000,
+        allow_inf_nan=False,
+        description="how long a batch waits for requests already being read",
+    )
+    follow_interval: float = Field(
+        default=10.0, gt=0, allow_inf_nan=False, description="seconds between reconciles"
+    )
+
+
+def load_serve_config(root: Path | str = ".") -> ServeConfig:
+    """``configs/serve.yaml``, or the defaults when the file is absent."""
+    result: ServeConfig = load_model(ServeConfig, Path(root).resolve(), "serve")
+    return result
+
+
 # --------------------------------------------------------------------------- all
 class Config(Strict):
     """All of ``configs/``, validated together."""

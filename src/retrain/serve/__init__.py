@@ -1,6 +1,7 @@
-"""Serving, after the merge: the model server that follows ``registry.yaml`` in git, its
-prediction log (every served row, written off the request path, joined with live feedback)
-and what reads that log (``retrain audit``, ``retrain feedback export``, the live performance
-trigger).  This wing sits above ``release`` (it reads the promotion history) and below
-``rollout``.
+"""Serving the production model straight from git (``retrain serve``).
+
+The server follows ``registry.yaml`` (the working tree, or a git ref it fetches), loads the
+version it names through DVC with its sha256 checked, swaps it in without a restart, answers
+MLflow scoring-server payloads, batches concurrent requests into one model call, and writes
+every served row to the prediction log off the request path.
 """

@@ -28,14 +28,17 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from retrain.core.errors import BadInput
+from retrain.core.config import ServeConfig, load_serve_config
+from retrain.core.errors import BadInput, RetrainError
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where a frame is built: the audit verb starts faster
 
 RECORD_KEYS = (
     "request_id",
@@ -80,8 +83,9 @@ feedback = sa.Table(
 )
 
 
-class LogUnavailable(RuntimeError):
-    """The prediction log cannot be reached or written (the caller answers 503, not 500)."""
+class LogUnavailable(RetrainError):
+    """The prediction log cannot be reached or written (the server answers 503, the CLI one
+    line and exit 1)."""
 
 
 # --------------------------------------------------------------------------- values
@@ -90,7 +94,7 @@ def _default(value: Any) -> Any:
         return value.item()
     if hasattr(value, "tolist"):
         return value.tolist()
-    if isinstance(value, datetime | pd.Timestamp):
+    if isinstance(value, datetime):  # pandas' Timestamp too
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
@@ -214,6 +218,15 @@ def open_log(url: str, root: Path) -> PredictionLog:
     )
 
 
+def configured_log(root: Path) -> tuple[ServeConfig, PredictionLog]:
+    """``configs/serve.yaml`` and the prediction log it names (not contacted yet)."""
+    serve = load_serve_config(root)
+    try:
+        return serve, open_log(serve.log_url, root)
+    except BadInput as exc:
+        raise BadInput(f"configs/serve.yaml: {exc}") from None
+
+
 # --------------------------------------------------------------------------- the log
 class PredictionLog:
     """Served rows and their feedback in one database.  Thread-safe; every method may raise
@@ -259,7 +272,14 @@ class PredictionLog:
             return False
         return {"predictions", "feedback"} <= names
 
-    def _run(self, fn: Any) -> Any:
+    def exists(self) -> bool:
+        """False for a SQLite log whose file was never created (nothing was ever logged);
+        reads of such a log are empty and create nothing."""
+        return self.sqlite_path is None or self.sqlite_path.exists()
+
+    def _run(self, fn: Any, *, empty: Any = None) -> Any:
+        if empty is not None and not self.exists():
+            return empty
         self._ensure()
         try:
             return fn()
@@ -352,7 +372,7 @@ class PredictionLog:
             with self.engine.connect() as conn:
                 return [_record(r) for r in conn.execute(query)]
 
-        result: list[dict[str, Any]] = self._run(go)
+        result: list[dict[str, Any]] = self._run(go, empty=[])
         return result
 
     def labelled(self, version: str | None = None, since: str | None = None) -> pd.DataFrame:
@@ -372,7 +392,9 @@ class PredictionLog:
             with self.engine.connect() as conn:
                 return [_record(r) for r in conn.execute(query)]
 
-        rows: list[dict[str, Any]] = self._run(go)
+        import pandas as pd
+
+        rows: list[dict[str, Any]] = self._run(go, empty=[])
         columns = [*RECORD_KEYS, "label", "feedback_at"]
         return pd.DataFrame(rows, columns=columns)
 
@@ -385,7 +407,7 @@ class PredictionLog:
                     conn.execute(sa.select(sa.func.count()).select_from(predictions)).scalar_one()
                 )
 
-        return int(self._run(go))
+        return int(self._run(go, empty=0))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -420,8 +442,7 @@ class LogWriter:
     batch is dropped, and both are counted in ``dropped`` (with ``last_error``).  Batches of
     at most ``batch_size`` records are written every ``flush_interval`` seconds or as soon as
     a batch is full.  The next batch after a failure tries again, so a log that comes back
-    resumes.  :meth:`close` writes what is queued and stops the thread; the log itself is
-    closed by its owner.
+    resumes.  :meth:`close` writes what is queued, stops the thread and closes the log.
     """
 
     def __init__(
@@ -498,10 +519,12 @@ class LogWriter:
         return self.log.add_feedback(list(items))
 
     def close(self, timeout: float = 30.0) -> None:
+        """Write what is queued, stop the thread and release the log's connections."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
         self._thread.join(timeout)
+        self.log.close()
 
     def stats(self) -> dict[str, Any]:
         with self._cond:
