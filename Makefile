@@ -33,6 +33,7 @@ lint-workflows: install  ## actionlint, zizmor, shellcheck over .github/workflow
 	bash .ci/lint-workflows
 
 bench: install  ## benchmarks (drift at a million rows, vs Evidently and a scipy loop)
+	$(BIN)/python benchmarks/bench_predlog.py
 	$(BIN)/python benchmarks/bench_drift.py
 	$(BIN)/python benchmarks/bench_loop.py
 
