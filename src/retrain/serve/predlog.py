@@ -326,6 +326,8 @@ class PredictionLog:
         """
         wanted: dict[tuple[str, int], Any] = {}
         for item in items:
+            if item.get("label") is None:
+                raise BadInput(f"feedback for {item.get('request_id')!r}: label is required")
             wanted[(str(item["request_id"]), int(item.get("row") or 0))] = item["label"]
         if not wanted:
             return []
