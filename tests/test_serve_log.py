@@ -180,7 +180,10 @@ def test_audit_names_the_version_and_the_commit_before_during_and_after_a_swap(p
     assert new["registry"].startswith("registry.yaml@") and "removed since" in new["registry"]
     assert new["entry"]["code_commit"] == "c0ffee110"
     assert new["put_in_production_by"]["commit"] == commits["1.1.0"]
-    assert during["versions"]["1.0.0"]["roles"] == ["shadow"]
+    shadow = during["versions"]["1.0.0"]
+    assert shadow["roles"] == ["shadow"] and shadow["put_in_production_by"] is None
+    assert shadow["production_then"]["version"] == "1.1.0"
+    assert during["versions"]["1.1.0"]["production_then"]["commit"] == commits["1.1.0"]
 
     after = audit.audit(root, log, "req-after")
     log.close()

@@ -58,6 +58,12 @@ def _put_in_production(
     return (before or mine)[-1]
 
 
+def _event(e: dict[str, Any] | None) -> dict[str, Any] | None:
+    if e is None:
+        return None
+    return {k: e.get(k) for k in ("event", "version", "commit", "at", "from", "subject", "pr")}
+
+
 def _utc(at: str) -> str:
     from retrain.serve.predlog import utc_text
 
@@ -78,16 +84,16 @@ def audit(root: Path, log: PredictionLog, request_id: str, *, ref: str = "HEAD")
             continue
         entry, source = find_entry(root, v, ref)
         first_at = min(x["at"] for x in rows if x["version"] == v)
-        event = _put_in_production(events, v, first_at)
+        roles = sorted({x["role"] for x in rows if x["version"] == v})
+        # A canary or shadow answer was not production's: name what production was then.
+        event = _put_in_production(events, v, first_at) if "production" in roles else None
+        then = [e for e in events if _utc(e["at"]) <= first_at]
         versions[v] = {
-            "roles": sorted({x["role"] for x in rows if x["version"] == v}),
+            "roles": roles,
             "registry": source,
             "entry": {k: entry[k] for k in ENTRY_SUMMARY if k in entry} if entry else None,
-            "put_in_production_by": (
-                {k: event.get(k) for k in ("event", "commit", "at", "from", "subject", "pr")}
-                if event
-                else None
-            ),
+            "put_in_production_by": _event(event),
+            "production_then": _event(then[-1]) if then else None,
         }
     return {
         "request_id": request_id,
@@ -137,6 +143,12 @@ def format_audit(a: dict[str, Any]) -> str:
                 f"  put in production by {ev['event']} {ev['commit'][:12]} at {ev['at']}: "
                 f"{ev['subject']}"
             )
+        elif "production" in info["roles"]:
+            lines.append("  no promotion of it on this branch's history (--ref?)")
         else:
-            lines.append("  never in production on this branch (a canary or shadow version?)")
+            then = info["production_then"]
+            lines.append(
+                f"  not production when it answered ({', '.join(info['roles'])}); production "
+                + (f"then: v{then['version']} ({then['commit'][:12]})" if then else "then: none")
+            )
     return "\n".join(lines)
