@@ -33,6 +33,7 @@ lint-workflows: install  ## actionlint, zizmor, shellcheck over .github/workflow
 	bash .ci/lint-workflows
 
 bench: install  ## benchmarks (drift vs Evidently and a scipy loop; the loop; serve vs MLflow's server)
+	$(BIN)/python benchmarks/bench_predlog.py
 	$(BIN)/python benchmarks/bench_drift.py
 	$(BIN)/python benchmarks/bench_loop.py
 	$(BIN)/python benchmarks/bench_serve.py
