@@ -22,6 +22,7 @@ import argparse
 import http.client
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -250,6 +251,11 @@ def main() -> None:
         print("setting up a sandbox fork (train v1.0.0, propose v1.1.0) ...", file=sys.stderr)
         sb = example.make_sandbox(Path(tmp) / "sb", ROOT)
         env = {**os.environ, **sb.env}
+        # The latency gate is not what this measures; on a shared machine it could gate.
+        gates = sb.root / "configs" / "gates.yaml"
+        text = re.sub(r"max_p95_ms_single: .*", "max_p95_ms_single: 10000", gates.read_text())
+        gates.write_text(re.sub(r"max_p95_ms_batch: .*", "max_p95_ms_batch: 60000", text))
+        sb.git("commit", "-qam", "gates: a loose latency budget for the benchmark")
         subprocess.run(
             [py, "-m", "retrain", "run"], cwd=sb.root, env=env, check=True, capture_output=True
         )

@@ -79,14 +79,12 @@ def triggers(as_json: bool, force: bool, reason: str | None) -> None:
     """Which retraining triggers fire now, each with value and threshold."""
     from retrain.core import registry
     from retrain.decide import triggers as trig
+    from retrain.serve import feedback
 
     cfg = _cfg()
-    rep = trig.check(
-        cfg,
-        registry.load(cfg.root, expected_model=cfg.release.model_name),
-        force=force,
-        reason=reason,
-    )
+    reg = registry.load(cfg.root, expected_model=cfg.release.model_name)
+    live = feedback.live_for_triggers(cfg, reg)
+    rep = trig.check(cfg, reg, force=force, reason=reason, live=live)
     _emit(rep.to_dict()) if as_json else click.echo(rep.table())
 
 
@@ -340,6 +338,55 @@ def drill(workdir: Path, as_json: bool, summary_file: str | None) -> None:
     _emit(report.to_dict()) if as_json else click.echo(report.markdown())
     if not report.passed:
         sys.exit(1)
+
+
+@cli.command()
+@click.argument("request_id")
+@click.option("--ref", default="HEAD", show_default=True, help="the git history to read")
+@click.option("--log", "log_url", default=None, help="prediction log URL (default: serve.yaml)")
+@click.option("--json", "as_json", is_flag=True)
+def audit(request_id: str, ref: str, log_url: str | None, as_json: bool) -> None:
+    """Which model served REQUEST_ID: version, registry entry, promoting commit, feedback."""
+    from retrain.serve import audit as au
+    from retrain.serve import predlog
+
+    root = Path.cwd()
+    _, log = predlog.configured_log(root)
+    if log_url is not None:
+        log.close()
+        log = predlog.open_log(log_url, root)
+    try:
+        result = au.audit(root, log, request_id, ref=ref)
+    finally:
+        log.close()
+    _emit(result) if as_json else click.echo(au.format_audit(result))
+
+
+@cli.group()
+def feedback() -> None:
+    """Live labels from the prediction log: export them as a training batch."""
+
+
+@feedback.command("export")
+@click.option("--since", required=True, help="served at or after this UTC date/time (ISO)")
+@click.option("--output", required=True, type=click.Path(path_type=Path), help="new batch file")
+@click.option("--version", "version", default=None, help="only rows this version served")
+@click.option("--json", "as_json", is_flag=True)
+def feedback_export(since: str, output: Path, version: str | None, as_json: bool) -> None:
+    """Write labelled served rows as a batch in the dataset's schema (then dvc add, commit)."""
+    from retrain.serve import feedback as fb
+    from retrain.serve import predlog
+
+    cfg = _cfg()
+    serve_cfg, log = predlog.configured_log(cfg.root)
+    try:
+        exp = fb.export_batch(cfg, serve_cfg, log, since=since, output=output, version=version)
+    finally:
+        log.close()
+    if as_json:
+        _emit(exp.to_dict() if exp else {"path": None, "rows": 0})
+    else:
+        click.echo(fb.report(exp, since))
 
 
 def main() -> None:

@@ -90,6 +90,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
             if writer is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(writer.close)
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(writer.log.close)
 
     app = FastAPI(
         title="retrain serve",

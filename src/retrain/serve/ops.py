@@ -70,6 +70,15 @@ async def metrics(state: State) -> Response:
     return Response(content=state.telemetry.render(), media_type=CONTENT_TYPE_LATEST)
 
 
+def _store_feedback(state: ServeState, items: list[dict[str, Any]]) -> list[str]:
+    """Rows recorded so far reach the writer first, so feedback right after a prediction
+    finds it; returns the unknown request ids."""
+    if state.recorder is not None:
+        state.recorder.flush()
+    unknown: list[str] = state.writer.add_feedback(items)
+    return unknown
+
+
 @router.post("/feedback")
 async def feedback(request: Request, state: State) -> Response:
     """The true outcome of earlier predictions: ``{request_id, label, row?}`` or a list."""
@@ -101,7 +110,7 @@ async def feedback(request: Request, state: State) -> Response:
             raise RequestError(503, "prediction_log", f"the prediction log is unavailable ({why})")
         try:
             unknown = await asyncio.to_thread(
-                state.writer.add_feedback, [item.model_dump() for item in items]
+                _store_feedback, state, [item.model_dump() for item in items]
             )
         except Exception as exc:
             raise RequestError(

@@ -20,6 +20,7 @@ first use and retried until it succeeds.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import threading
@@ -28,14 +29,17 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from retrain.core.errors import BadInput
+from retrain.core.config import ServeConfig, load_serve_config
+from retrain.core.errors import BadInput, RetrainError
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where a frame is built: the audit verb starts faster
 
 RECORD_KEYS = (
     "request_id",
@@ -80,8 +84,9 @@ feedback = sa.Table(
 )
 
 
-class LogUnavailable(RuntimeError):
-    """The prediction log cannot be reached or written (the caller answers 503, not 500)."""
+class LogUnavailable(RetrainError):
+    """The prediction log cannot be reached or written (the server answers 503, the CLI one
+    line and exit 1)."""
 
 
 # --------------------------------------------------------------------------- values
@@ -90,13 +95,13 @@ def _default(value: Any) -> Any:
         return value.item()
     if hasattr(value, "tolist"):
         return value.tolist()
-    if isinstance(value, datetime | pd.Timestamp):
+    if isinstance(value, datetime):  # pandas' Timestamp too
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _dump(value: Any) -> str:
-    return json.dumps(value, default=_default, separators=(",", ":"), sort_keys=True)
+    return json.dumps(value, default=_default, separators=(",", ":"))
 
 
 def _load(text: str | None) -> Any:
@@ -110,32 +115,41 @@ def utc_text(value: str | datetime | None = None) -> str:
     elif isinstance(value, datetime):
         ts = value
     else:
-        try:
-            ts = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise BadInput(
-                f"time {value!r}: expected an ISO 8601 date or time, e.g. 2026-11-25 "
-                "or 2026-11-25T12:00:00Z"
-            ) from None
+        return _utc_text_cached(str(value))
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
     return ts.astimezone(UTC).strftime(TIME_FORMAT)
 
 
-def _row(record: dict[str, Any]) -> dict[str, Any]:
+@functools.lru_cache(maxsize=4096)  # the rows of one request share their time
+def _utc_text_cached(value: str) -> str:
+    try:
+        ts = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInput(
+            f"time {value!r}: expected an ISO 8601 date or time, e.g. 2026-11-25 "
+            "or 2026-11-25T12:00:00Z"
+        ) from None
+    return utc_text(ts)
+
+
+def _row(record: dict[str, Any]) -> tuple[Any, ...]:
+    """A record as the ``predictions`` row it becomes, in ``RECORD_KEYS`` order."""
     latency = record.get("latency_ms")
-    return {
-        "request_id": str(record["request_id"]),
-        "row": int(record.get("row", 0)),
-        "at": utc_text(record.get("at")),
-        "version": str(record["version"]),
-        "role": str(record.get("role") or "production"),
-        "prediction": _dump(record["prediction"]),
-        "proba": None if record.get("proba") is None else _dump(record["proba"]),
-        "latency_ms": None if latency is None else float(latency),
-        "input_hash": record.get("input_hash"),
-        "inputs": None if record.get("inputs") is None else _dump(record["inputs"]),
-    }
+    proba = record.get("proba")
+    inputs = record.get("inputs")
+    return (
+        str(record["request_id"]),
+        int(record.get("row", 0)),
+        utc_text(record.get("at")),
+        str(record["version"]),
+        str(record.get("role") or "production"),
+        _dump(record["prediction"]),
+        None if proba is None else _dump(proba),
+        None if latency is None else float(latency),
+        record.get("input_hash"),
+        None if inputs is None else _dump(inputs),
+    )
 
 
 def _record(row: Any) -> dict[str, Any]:
@@ -214,6 +228,15 @@ def open_log(url: str, root: Path) -> PredictionLog:
     )
 
 
+def configured_log(root: Path) -> tuple[ServeConfig, PredictionLog]:
+    """``configs/serve.yaml`` and the prediction log it names (not contacted yet)."""
+    serve = load_serve_config(root)
+    try:
+        return serve, open_log(serve.log_url, root)
+    except BadInput as exc:
+        raise BadInput(f"configs/serve.yaml: {exc}") from None
+
+
 # --------------------------------------------------------------------------- the log
 class PredictionLog:
     """Served rows and their feedback in one database.  Thread-safe; every method may raise
@@ -259,7 +282,14 @@ class PredictionLog:
             return False
         return {"predictions", "feedback"} <= names
 
-    def _run(self, fn: Any) -> Any:
+    def exists(self) -> bool:
+        """False for a SQLite log whose file was never created (nothing was ever logged);
+        reads of such a log are empty and create nothing."""
+        return self.sqlite_path is None or self.sqlite_path.exists()
+
+    def _run(self, fn: Any, *, empty: Any = None) -> Any:
+        if empty is not None and not self.exists():
+            return empty
         self._ensure()
         try:
             return fn()
@@ -272,10 +302,17 @@ class PredictionLog:
         rows = [_row(r) for r in records]
         if not rows:
             return 0
+        # The driver's own executemany (sqlite3's C loop, psycopg's pipeline): a third of
+        # the cost of SQLAlchemy compiling the insert for each batch.
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        sql = (
+            f"INSERT INTO predictions ({', '.join(RECORD_KEYS)}) "
+            f"VALUES ({', '.join([mark] * len(RECORD_KEYS))})"
+        )
 
         def go() -> int:
             with self.engine.begin() as conn:
-                conn.execute(predictions.insert(), rows)
+                conn.exec_driver_sql(sql, rows)
             return len(rows)
 
         return int(self._run(go))
@@ -289,6 +326,8 @@ class PredictionLog:
         """
         wanted: dict[tuple[str, int], Any] = {}
         for item in items:
+            if item.get("label") is None:
+                raise BadInput(f"feedback for {item.get('request_id')!r}: label is required")
             wanted[(str(item["request_id"]), int(item.get("row") or 0))] = item["label"]
         if not wanted:
             return []
@@ -352,7 +391,7 @@ class PredictionLog:
             with self.engine.connect() as conn:
                 return [_record(r) for r in conn.execute(query)]
 
-        result: list[dict[str, Any]] = self._run(go)
+        result: list[dict[str, Any]] = self._run(go, empty=[])
         return result
 
     def labelled(self, version: str | None = None, since: str | None = None) -> pd.DataFrame:
@@ -372,7 +411,9 @@ class PredictionLog:
             with self.engine.connect() as conn:
                 return [_record(r) for r in conn.execute(query)]
 
-        rows: list[dict[str, Any]] = self._run(go)
+        import pandas as pd
+
+        rows: list[dict[str, Any]] = self._run(go, empty=[])
         columns = [*RECORD_KEYS, "label", "feedback_at"]
         return pd.DataFrame(rows, columns=columns)
 
@@ -401,7 +442,7 @@ class PredictionLog:
                     conn.execute(sa.select(sa.func.count()).select_from(predictions)).scalar_one()
                 )
 
-        return int(self._run(go))
+        return int(self._run(go, empty=0))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -436,8 +477,7 @@ class LogWriter:
     batch is dropped, and both are counted in ``dropped`` (with ``last_error``).  Batches of
     at most ``batch_size`` records are written every ``flush_interval`` seconds or as soon as
     a batch is full.  The next batch after a failure tries again, so a log that comes back
-    resumes.  :meth:`close` writes what is queued and stops the thread; the log itself is
-    closed by its owner.
+    resumes.  :meth:`close` writes what is queued, stops the thread and closes the log.
     """
 
     def __init__(
@@ -517,10 +557,12 @@ class LogWriter:
         return self.log.add_feedback(list(items))
 
     def close(self, timeout: float = 30.0) -> None:
+        """Write what is queued, stop the thread and release the log's connections."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
         self._thread.join(timeout)
+        self.log.close()
 
     def stats(self) -> dict[str, Any]:
         with self._cond:

@@ -30,6 +30,9 @@ class Recorder:
         self.writer = writer
         self.log_inputs = log_inputs
         self.failed = 0
+        self._put = 0  # items queued, ever
+        self._done = 0  # items handed to the writer (or counted as failed), ever
+        self._cond = threading.Condition()
         self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
@@ -47,9 +50,17 @@ class Recorder:
         classes: list[str] | None,
         latency_ms: float,
     ) -> None:
+        with self._cond:
+            self._put += 1
         self._queue.put(
             (request_id, at, version, role, columns, n, predictions, proba, classes, latency_ms)
         )
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until everything recorded so far was handed to the writer."""
+        with self._cond:
+            target = self._put
+            return self._cond.wait_for(lambda: self._done >= target, timeout)
 
     def _records(self, item: tuple[Any, ...]) -> list[dict[str, Any]]:
         request_id, at, version, role, columns, n, predictions, proba, classes, latency = item
@@ -90,6 +101,8 @@ class Recorder:
             if item is None:
                 return
             batch = self._records(item)
+            taken = 1
+            stop = False
             # Drain what else is queued into the same submit: fewer, larger writes.
             while len(batch) < 1024:
                 try:
@@ -97,10 +110,16 @@ class Recorder:
                 except queue.Empty:
                     break
                 if more is None:
-                    self._submit(batch)
-                    return
+                    stop = True
+                    break
                 batch.extend(self._records(more))
+                taken += 1
             self._submit(batch)
+            with self._cond:
+                self._done += taken
+                self._cond.notify_all()
+            if stop:
+                return
 
     def _submit(self, batch: list[dict[str, Any]]) -> None:
         if self.writer is None:  # the log could not be opened: count every row as dropped

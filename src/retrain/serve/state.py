@@ -56,9 +56,8 @@ class ServeState:
             out.append(self.holder.problem)
         if self.log_error:
             out.append(f"prediction log unavailable: {self.log_error}")
-        last = getattr(self.writer, "last_error", None)
-        if last:
-            out.append(f"prediction log: {last}")
+        if getattr(self.writer, "down", False):
+            out.append(f"prediction log down: {getattr(self.writer, 'last_error', '')}")
         _, dropped = self.log_counts()
         if dropped:
             out.append(f"prediction log: {dropped} served row(s) could not be logged")
