@@ -32,9 +32,11 @@ typecheck: install
 lint-workflows: install  ## actionlint, zizmor, shellcheck over .github/workflows
 	bash .ci/lint-workflows
 
-bench: install  ## benchmarks (drift at a million rows, vs Evidently and a scipy loop)
+bench: install  ## benchmarks (drift vs Evidently and a scipy loop; the loop; serve vs MLflow's server)
+	$(BIN)/python benchmarks/bench_predlog.py
 	$(BIN)/python benchmarks/bench_drift.py
 	$(BIN)/python benchmarks/bench_loop.py
+	$(BIN)/python benchmarks/bench_serve.py
 
 docs-example: install  ## regenerate docs/example-pr/ (the PR of the demo's retrain)
 	$(BIN)/retrain demo --dir .demo --export docs/example-pr

@@ -122,3 +122,22 @@ def bootstrap(sb: example.Sandbox, cli: Cli) -> dict:
     example.merge_proposal(sb, out["branch"])
     cli("promote", "--push-tags")
     return out
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server on a free loopback port for the whole session (tests/postgres.py).
+
+    Each test that wants a clean database calls ``postgres.create_db(name)``.
+    """
+    import shutil
+    import tempfile
+
+    from tests.postgres import start_server
+
+    base = Path(tempfile.mkdtemp(prefix="retrain-pg-"))
+    server = start_server(base)
+    yield server
+    if server.running():
+        server.stop()
+    shutil.rmtree(base, ignore_errors=True)

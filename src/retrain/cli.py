@@ -79,14 +79,12 @@ def triggers(as_json: bool, force: bool, reason: str | None) -> None:
     """Which retraining triggers fire now, each with value and threshold."""
     from retrain.core import registry
     from retrain.decide import triggers as trig
+    from retrain.serve import feedback
 
     cfg = _cfg()
-    rep = trig.check(
-        cfg,
-        registry.load(cfg.root, expected_model=cfg.release.model_name),
-        force=force,
-        reason=reason,
-    )
+    reg = registry.load(cfg.root, expected_model=cfg.release.model_name)
+    live = feedback.live_for_triggers(cfg, reg)
+    rep = trig.check(cfg, reg, force=force, reason=reason, live=live)
     _emit(rep.to_dict()) if as_json else click.echo(rep.table())
 
 
@@ -281,6 +279,121 @@ def demo(workdir: Path, export: Path | None) -> None:
     from retrain import example
 
     example.demo(Path.cwd(), workdir, export)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--open-pr", is_flag=True, help="act: open the PR the verdict asks for")
+@click.option("--push", is_flag=True, help="act: push rollbacks to main (others open a PR)")
+@click.option(
+    "--log",
+    "log_file",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="a prediction-log export (CSV/Parquet/JSONL with labels) instead of the live log",
+)
+@click.option("--summary", "summary_file", default=None, help="append a Markdown summary here")
+def monitor(
+    as_json: bool, open_pr: bool, push: bool, log_file: Path | None, summary_file: str | None
+) -> None:
+    """Judge canary, shadows or a fresh promotion from the prediction log; act through git."""
+    from retrain.rollout import monitor as mon
+
+    if open_pr and push:
+        raise click.UsageError("--open-pr and --push are exclusive")
+    cfg = _cfg()
+    frame = mon.read_log_file(log_file) if log_file is not None else None
+    obs = mon.observe(cfg, frame)
+    action = mon.act(cfg, obs, push=push, open_pr=open_pr)
+    text = mon.format_report(obs, action)
+    _append_summary(summary_file, "### Monitor\n\n```\n" + text + "\n```")
+    if as_json:
+        _emit({**obs.to_dict(), "action": action.to_dict()})
+    else:
+        click.echo(text)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--follow", "follow", default=None, help="a git ref to follow, e.g. origin/main")
+@click.option(
+    "--interval",
+    default=None,
+    type=click.FloatRange(min=0.1),
+    help="seconds between reconciles (configs/serve.yaml follow_interval, 10)",
+)
+def serve(host: str, port: int, follow: str | None, interval: float | None) -> None:
+    """Serve the production model of registry.yaml, following the working tree or a git ref."""
+    from retrain.serve.run import serve as run_server
+
+    run_server(Path.cwd(), host=host, port=port, follow=follow, interval=interval)
+
+
+@cli.command()
+@click.option(
+    "--dir", "workdir", default=".drill", show_default=True, type=click.Path(path_type=Path)
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--summary", "summary_file", default=None, help="append the report (Markdown)")
+def drill(workdir: Path, as_json: bool, summary_file: str | None) -> None:
+    """Catastrophe drill in a sandbox: promote bad models, serve, monitor, roll back."""
+    from retrain import example
+
+    report = example.drill(Path.cwd(), workdir)
+    _append_summary(summary_file, report.markdown())
+    _emit(report.to_dict()) if as_json else click.echo(report.markdown())
+    if not report.passed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("request_id")
+@click.option("--ref", default="HEAD", show_default=True, help="the git history to read")
+@click.option("--log", "log_url", default=None, help="prediction log URL (default: serve.yaml)")
+@click.option("--json", "as_json", is_flag=True)
+def audit(request_id: str, ref: str, log_url: str | None, as_json: bool) -> None:
+    """Which model served REQUEST_ID: version, registry entry, promoting commit, feedback."""
+    from retrain.serve import audit as au
+    from retrain.serve import predlog
+
+    root = Path.cwd()
+    _, log = predlog.configured_log(root)
+    if log_url is not None:
+        log.close()
+        log = predlog.open_log(log_url, root)
+    try:
+        result = au.audit(root, log, request_id, ref=ref)
+    finally:
+        log.close()
+    _emit(result) if as_json else click.echo(au.format_audit(result))
+
+
+@cli.group()
+def feedback() -> None:
+    """Live labels from the prediction log: export them as a training batch."""
+
+
+@feedback.command("export")
+@click.option("--since", required=True, help="served at or after this UTC date/time (ISO)")
+@click.option("--output", required=True, type=click.Path(path_type=Path), help="new batch file")
+@click.option("--version", "version", default=None, help="only rows this version served")
+@click.option("--json", "as_json", is_flag=True)
+def feedback_export(since: str, output: Path, version: str | None, as_json: bool) -> None:
+    """Write labelled served rows as a batch in the dataset's schema (then dvc add, commit)."""
+    from retrain.serve import feedback as fb
+    from retrain.serve import predlog
+
+    cfg = _cfg()
+    serve_cfg, log = predlog.configured_log(cfg.root)
+    try:
+        exp = fb.export_batch(cfg, serve_cfg, log, since=since, output=output, version=version)
+    finally:
+        log.close()
+    if as_json:
+        _emit(exp.to_dict() if exp else {"path": None, "rows": 0})
+    else:
+        click.echo(fb.report(exp, since))
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -148,7 +149,7 @@ def sandbox_env(base: Path) -> dict[str, str]:
 def project_files(project: Path) -> list[str]:
     """Files of the project as a fork would have them (tracked, plus untracked not ignored)."""
     out = _run(["git", "ls-files", "-co", "--exclude-standard"], project, {})
-    skip = ("data/", ".demo/")
+    skip = ("data/", ".demo/", ".drill/")
     return [f for f in out.splitlines() if f and not f.startswith(skip) and (project / f).is_file()]
 
 
@@ -319,3 +320,34 @@ def demo(project: Path, workdir: Path, export: Path | None = None) -> None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+# --------------------------------------------------------------------------- drill
+def drill(project: Path, workdir: Path, *, traffic: int = 120) -> Any:
+    """``retrain drill``: a sandbox fork with v1.0.0 in production, then the rounds of
+    :func:`retrain.rollout.drill.run_drill` (a failing and a constant bad model)."""
+    import json as _json
+
+    from retrain.rollout.drill import DrillFailed, run_drill
+
+    workdir = Path(workdir).resolve()
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    _step(f"Drill: forking the project into a sandbox at {workdir}")
+    sb = make_sandbox(workdir, project)
+    env = {**os.environ, **sb.env}
+    _step("Drill: bootstrapping v1.0.0 (train, merge, promote)")
+    res = subprocess.run(
+        [sys.executable, "-m", "retrain", "run", "--json"],
+        cwd=sb.root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    out = _json.loads(res.stdout) if res.returncode == 0 else {}
+    if out.get("outcome") != "proposed":
+        raise DrillFailed(f"bootstrap did not propose v1.0.0: {res.stderr.strip()[-300:]}")
+    merge_proposal(sb, out["branch"])
+    _run([sys.executable, "-m", "retrain", "promote"], sb.root, env)
+    _step("Drill: serving, promoting bad versions, sending labelled traffic, monitoring")
+    return run_drill(sb.root, env, traffic=traffic)

@@ -95,7 +95,15 @@ def _run(
         )
     registry = reg.load(root, expected_model=cfg.release.model_name)
     progress("checking triggers")
-    trig = triggers.check(cfg, registry, force=force or bump is not None, reason=reason)
+    from retrain.serve import feedback  # the live labels of the prediction log, if any
+
+    trig = triggers.check(
+        cfg,
+        registry,
+        force=force or bump is not None,
+        reason=reason,
+        live=feedback.live_for_triggers(cfg, registry),
+    )
     progress("\n" + trig.table())
     faults.point("run:triggers")
     if not trig.retrain:

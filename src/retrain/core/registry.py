@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from retrain.core.errors import RegistryError
 from retrain.core.versioning import BumpKind
 
 REGISTRY_FILE = "registry.yaml"
-TOP_KEYS = ("model", "production", "versions")
+TOP_KEYS = ("model", "production", "rollout", "versions")
 ENTRY_KEYS = (
     "version",
     "created",
@@ -190,6 +191,7 @@ class Registry(BaseModel):
     model: str
     production: str | None = None
     versions: list[RegistryEntry] = Field(default_factory=list)
+    rollout: Rollout | None = None  # what besides production gets traffic (DESIGN.md §12)
 
     # ------------------------------------------------------------------ queries
     def get(self, version: str) -> RegistryEntry:
@@ -233,17 +235,20 @@ class Registry(BaseModel):
         versions = [*self.versions, entry]
         production = entry.version if promote else self.production
         protected = set(keep) | {production} if production else set(keep)
+        protected |= self.rollout.versions() if self.rollout else set()
         if len(versions) > retention:
             cut = len(versions) - retention
             versions = [v for i, v in enumerate(versions) if i >= cut or v.version in protected]
-        return Registry(model=self.model, production=production, versions=versions)
+        return Registry(
+            model=self.model, production=production, versions=versions, rollout=self.rollout
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "production": self.production,
-            "versions": [e.to_dict() for e in self.versions],
-        }
+        out: dict[str, Any] = {"model": self.model, "production": self.production}
+        if self.rollout is not None and not self.rollout.empty:
+            out["rollout"] = self.rollout.to_dict()
+        out["versions"] = [e.to_dict() for e in self.versions]
+        return out
 
 
 def ordered_entry(entry: dict[str, Any]) -> dict[str, Any]:
@@ -322,7 +327,8 @@ def parse_text(
         versioning.parse(production, f"{where}: production")
         if production not in seen:
             raise RegistryError(f"{where}: production: {production} names no entry in versions")
-    return Registry(model=model, production=production, versions=entries)
+    rollout = parse_rollout(doc.get("rollout"), where, seen, production)
+    return Registry(model=model, production=production, versions=entries, rollout=rollout)
 
 
 def _entry_error(at: str, err: ValidationError) -> RegistryError:
@@ -366,3 +372,111 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# --------------------------------------------------------------------------- rollout state
+ROLLOUT_KEYS = ("canary", "shadow")
+CANARY_KEYS = ("version", "weight")
+
+
+@dataclass(frozen=True)
+class Canary:
+    """A version answering ``weight`` percent of requests (by routing key)."""
+
+    version: str
+    weight: int
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """``rollout:`` in registry.yaml: a canary and shadow versions besides production.
+
+    Written to YAML as ``{canary: {version, weight}, shadow: [...]}``; empty parts are left
+    out, and an empty rollout is left out of the file altogether (byte-identical registries
+    for projects that never use it).
+    """
+
+    canary: Canary | None = None
+    shadow: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return self.canary is None and not self.shadow
+
+    def versions(self) -> set[str]:
+        out = set(self.shadow)
+        if self.canary is not None:
+            out.add(self.canary.version)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.canary is not None:
+            out["canary"] = {"version": self.canary.version, "weight": self.canary.weight}
+        if self.shadow:
+            out["shadow"] = list(self.shadow)
+        return out
+
+
+def parse_rollout(raw: Any, where: str, known: set[str], production: str | None) -> Rollout | None:
+    """Check the ``rollout`` block against the registry's versions; one line per problem."""
+    if raw is None:
+        return None
+    at = f"{where}: rollout"
+    if not isinstance(raw, dict):
+        raise RegistryError(f"{at}: expected a mapping with keys {list(ROLLOUT_KEYS)}")
+    unknown = sorted(set(raw) - set(ROLLOUT_KEYS))
+    if unknown:
+        raise RegistryError(f"{at}: unknown key(s) {unknown}; expected {list(ROLLOUT_KEYS)}")
+    if production is None and (raw.get("canary") is not None or raw.get("shadow")):
+        raise RegistryError(f"{at}: a rollout needs a production version to compare with")
+    canary = None
+    if raw.get("canary") is not None:
+        c = raw["canary"]
+        if not isinstance(c, dict):
+            raise RegistryError(f"{at}.canary: expected a mapping with keys {list(CANARY_KEYS)}")
+        unknown = sorted(set(c) - set(CANARY_KEYS))
+        if unknown:
+            raise RegistryError(
+                f"{at}.canary: unknown key(s) {unknown}; expected {list(CANARY_KEYS)}"
+            )
+        version = _rollout_version(c.get("version"), f"{at}.canary.version", known, production)
+        weight = c.get("weight")
+        if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= 99:
+            raise RegistryError(
+                f"{at}.canary.weight: expected a whole percent from 1 to 99 (got {weight!r})"
+            )
+        canary = Canary(version=version, weight=weight)
+    shadow_raw = raw.get("shadow") or []
+    if not isinstance(shadow_raw, list):
+        raise RegistryError(f"{at}.shadow: expected a list of versions")
+    shadow: list[str] = []
+    for i, v in enumerate(shadow_raw):
+        version = _rollout_version(v, f"{at}.shadow[{i}]", known, production)
+        if version in shadow:
+            raise RegistryError(f"{at}.shadow[{i}]: {version} is listed twice")
+        shadow.append(version)
+    return Rollout(canary=canary, shadow=tuple(shadow))
+
+
+def _rollout_version(value: Any, at: str, known: set[str], production: str | None) -> str:
+    if not isinstance(value, str):
+        raise RegistryError(f"{at}: expected a version string (got {value!r})")
+    versioning.parse(value, at)
+    if value not in known:
+        raise RegistryError(f"{at}: {value} names no entry in versions")
+    if value == production:
+        raise RegistryError(f"{at}: {value} is production already; name another version")
+    return value
+
+
+def with_rollout(registry: Registry, rollout: Rollout | None) -> Registry:
+    """The same registry with its rollout replaced (``None`` or empty clears it)."""
+    if rollout is not None and rollout.empty:
+        rollout = None
+    return Registry(
+        model=registry.model,
+        production=registry.production,
+        versions=list(registry.versions),
+        rollout=rollout,
+    )

@@ -62,6 +62,90 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+@dataclass
+class LiveFeedback:
+    """Labelled live traffic of one version, as the prediction log gives it.
+
+    ``frame`` has one row per served row with ``prediction``, ``label`` and ``proba`` (a dict
+    of class probabilities, or None); ``since`` is when the window starts (the version's
+    promotion); ``source`` names the log.  ``error`` says why nothing could be read.
+    """
+
+    version: str
+    frame: pd.DataFrame
+    since: str | None = None
+    source: str = ""
+    error: str | None = None
+
+
+def _performance_verdict(
+    value: float, metric: str, recorded: float | None, cfg: Any
+) -> tuple[Any, bool]:
+    """``(threshold, fired)`` for a measured ``value``: below ``min_metric`` (above, for a
+    loss), or worse than the recorded holdout value by more than ``max_drop``."""
+    higher = metrics.greater_is_better(metric)
+    fired = False
+    threshold: Any = None
+    if cfg.min_metric is not None:
+        threshold = cfg.min_metric
+        fired = value < threshold if higher else value > threshold
+    if recorded is not None and cfg.max_drop is not None:
+        floor = recorded - cfg.max_drop if higher else recorded + cfg.max_drop
+        threshold = round(floor, 4) if threshold is None else threshold
+        fired = fired or (value < floor if higher else value > floor)
+    return threshold, fired
+
+
+def _live_performance(cfg: Config, prod: RegistryEntry, live: LiveFeedback) -> dict[str, Any]:
+    """The production version's primary metric on its labelled live traffic."""
+    p = cfg.triggers.performance
+    metric = cfg.gates.primary_metric
+    recorded = prod.metrics.overall.get(metric)
+    threshold = p.min_metric
+    if threshold is None and recorded is not None and p.max_drop is not None:
+        higher = metrics.greater_is_better(metric)
+        threshold = round(recorded - p.max_drop if higher else recorded + p.max_drop, 4)
+    out: dict[str, Any] = {
+        "value": None,
+        "threshold": threshold,
+        "fired": False,
+        "metric": metric,
+        "recorded_holdout": recorded,
+        "version": live.version,
+        "since": live.since,
+        "rows": 0,
+        "source": live.source,
+    }
+    if live.error:
+        return out | {"note": live.error}
+    frame = live.frame
+    if live.version != prod.version:
+        return out | {"note": f"feedback is for v{live.version}, production is v{prod.version}"}
+    out["rows"] = len(frame)
+    if len(frame) < p.min_rows:
+        return out | {
+            "note": f"{len(frame)} labelled live row(s), fewer than min_rows {p.min_rows}"
+        }
+    proba = classes = None
+    if cfg.dataset.task == "classification":
+        y_true = frame["label"].astype(str).to_numpy()
+        y_pred = frame["prediction"].astype(str).to_numpy()
+        if metrics.needs_proba(metric):
+            if frame["proba"].isna().any():
+                return out | {"note": f"{metric} needs class probabilities; the log has none"}
+            classes = sorted({str(c) for d in frame["proba"] for c in d})
+            proba = np.array([[float(d.get(c, 0.0)) for c in classes] for d in frame["proba"]])
+    else:
+        y_true = pd.to_numeric(frame["label"]).to_numpy(dtype=float)
+        y_pred = pd.to_numeric(frame["prediction"]).to_numpy(dtype=float)
+    try:
+        value = round(float(metrics.score(metric, y_true, y_pred, proba, classes)), 4)
+    except ValueError as exc:
+        return out | {"note": str(exc)}
+    threshold, fired = _performance_verdict(value, metric, recorded, p)
+    return out | {"value": value, "threshold": threshold, "fired": fired}
+
+
 def _age_days(created: str, now: datetime) -> float:
     ts = datetime.fromisoformat(created.replace("Z", "+00:00"))
     return (now - ts).total_seconds() / 86400.0
@@ -96,8 +180,14 @@ def check(
     force: bool = False,
     reason: str | None = None,
     now: datetime | None = None,
+    live: LiveFeedback | None = None,
 ) -> TriggerReport:
-    """Evaluate every trigger against the production model and the data on disk."""
+    """Evaluate every trigger against the production model and the data on disk.
+
+    ``live``: the production version's served rows that got feedback since its promotion
+    (read from the prediction log by the entry point; ``decide`` does not read the log).
+    They make the ``live_performance`` check, judged by the ``performance`` thresholds.
+    """
     from retrain.decide import drift
 
     now = now or datetime.now(UTC)
@@ -190,20 +280,7 @@ def check(
                 4,
             )
             recorded = prod.metrics.overall.get(metric)
-            higher = metrics.greater_is_better(metric)
-            perf_fired = False
-            threshold: Any = None
-            if t.performance.min_metric is not None:
-                threshold = t.performance.min_metric
-                perf_fired = value < threshold if higher else value > threshold
-            if recorded is not None and t.performance.max_drop is not None:
-                floor = (
-                    recorded - t.performance.max_drop
-                    if higher
-                    else recorded + t.performance.max_drop
-                )
-                threshold = round(floor, 4) if threshold is None else threshold
-                perf_fired = perf_fired or (value < floor if higher else value > floor)
+            threshold, perf_fired = _performance_verdict(value, metric, recorded, t.performance)
             checks["performance"] = {
                 "value": value,
                 "threshold": threshold,
@@ -219,6 +296,8 @@ def check(
             "fired": False,
             "note": "no newly labelled rows",
         }
+    if t.performance.enabled and live is not None:
+        checks["live_performance"] = _live_performance(cfg, prod, live)
 
     fired = [n for n, c in checks.items() if c["fired"]]
     note = ""

@@ -1,10 +1,17 @@
-"""Predictions from any registered version, on a fresh clone that can reach the DVC remote."""
+"""Predictions from any registered version, on a fresh clone that can reach the DVC remote.
+
+``load_version`` is the one way a registered version becomes a model in memory: fetched by
+hash through DVC (cache, then remote), sha256 checked, then deserialised with skops.  Both
+``retrain predict`` and ``retrain serve`` use it, and both compute predictions with
+``predict_rows``, so the server answers exactly what ``retrain predict --version`` writes.
+"""
 
 from __future__ import annotations
 
 import io
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -12,7 +19,31 @@ import pandas as pd
 from retrain.core import registry as reg
 from retrain.core.config import Config
 from retrain.pipeline import artifacts, dataset
-from retrain.pipeline.stages import predict_frame
+
+
+def load_version(root: Path, entry: reg.RegistryEntry | dict[str, Any]) -> Any:
+    """The model of a registry entry: fetched by md5 (DVC cache, then remote), sha256 verified."""
+    entry = reg.RegistryEntry.coerce(entry)
+    return artifacts.load_registered(Path(root), entry.artifact, entry.version)
+
+
+def predict_rows(
+    model: Any, X: pd.DataFrame, task: str
+) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
+    """``(predictions, class probabilities or None, class names or None)`` for ``X``.
+
+    A classifier with ``predict_proba`` is asked once: the prediction is the class of highest
+    probability, which is what scikit-learn's forests, trees, gradient boosting and logistic
+    regression return from ``predict`` too.  One call instead of two halves serving latency.
+    """
+    if task == "classification":
+        classes = [str(c) for c in model.classes_]
+        if hasattr(model, "predict_proba"):
+            proba = np.asarray(model.predict_proba(X), dtype=float)
+            y = np.asarray(model.classes_)[np.argmax(proba, axis=1)].astype(str)
+            return y, proba, classes
+        return np.asarray(model.predict(X)).astype(str), None, classes
+    return np.asarray(model.predict(X), dtype=float), None, None
 
 
 def predict_file(cfg: Config, version: str, input_path: Path) -> str:
@@ -22,8 +53,8 @@ def predict_file(cfg: Config, version: str, input_path: Path) -> str:
     X, ignored = dataset.load_features_file(cfg.dataset, input_path)
     if ignored:
         print(f"[retrain] predict: ignoring column(s) {ignored}", file=sys.stderr)
-    model = artifacts.load_registered(cfg.root, entry.artifact, version)
-    y_pred, proba, classes = predict_frame(model, X, cfg.dataset.task)
+    model = load_version(cfg.root, entry)
+    y_pred, proba, classes = predict_rows(model, X, cfg.dataset.task)
     out = pd.DataFrame({"prediction": y_pred})
     if proba is not None and classes is not None:
         for i, c in enumerate(classes):

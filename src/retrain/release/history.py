@@ -59,6 +59,57 @@ def events(root: Path, ref: str = "HEAD") -> list[dict[str, Any]]:
     return out
 
 
+def rollout_at(root: Path, rev: str | None) -> reg.Rollout | None:
+    """The ``rollout`` block at a revision (None when absent or unreadable)."""
+    if rev is None:
+        return None
+    text = gitops.show(root, rev, reg.REGISTRY_FILE)
+    if text is None:
+        return None
+    try:
+        return reg.parse_text(text, f"{reg.REGISTRY_FILE}@{rev[:8]}").rollout
+    except RegistryError:
+        return None
+
+
+def rollout_events(root: Path, ref: str = "HEAD") -> list[dict[str, Any]]:
+    """Canary and shadow events on the first-parent line of ``ref``, oldest first: canary
+    started, advanced, promoted, rolled back; shadow started, promoted (challenger), ended."""
+    out: list[dict[str, Any]] = []
+    for change in gitops.first_parent_changes(root, reg.REGISTRY_FILE, ref):
+        new, old = rollout_at(root, change.sha), rollout_at(root, change.parent)
+        if new == old:
+            continue
+        prod = _production_at(root, change.sha)
+        nc = new.canary if new else None
+        oc = old.canary if old else None
+        base = {"commit": change.sha, "at": change.at, "why": change.subject}
+        if oc is not None and (nc is None or nc.version != oc.version):
+            kind = "canary_promoted" if prod == oc.version else "canary_rolled_back"
+            out.append({"event": kind, "version": oc.version, "weight": oc.weight, **base})
+        if nc is not None and (oc is None or nc.version != oc.version):
+            out.append(
+                {"event": "canary_started", "version": nc.version, "weight": nc.weight, **base}
+            )
+        elif nc is not None and oc is not None and nc.weight != oc.weight:
+            out.append(
+                {
+                    "event": "canary_advanced",
+                    "version": nc.version,
+                    "weight": nc.weight,
+                    "from_weight": oc.weight,
+                    **base,
+                }
+            )
+        ns, os_ = set(new.shadow if new else ()), set(old.shadow if old else ())
+        for v in sorted(os_ - ns):
+            kind = "challenger_promoted" if prod == v else "shadow_ended"
+            out.append({"event": kind, "version": v, **base})
+        for v in sorted(ns - os_):
+            out.append({"event": "shadow_started", "version": v, **base})
+    return out
+
+
 def ever_in_production(root: Path, cfg: Config | None = None) -> set[str]:
     versions = {e["version"] for e in events(root) if e["version"]}
     current = _production_at(root, "HEAD") if gitops.ok(root, "rev-parse", "HEAD") else None
@@ -173,6 +224,8 @@ def status(root: Path, cfg: Config) -> dict[str, Any]:
         "history": [
             {k: v for k, v in ev.items() if k != "subject"} | {"why": ev["subject"]} for ev in hist
         ],
+        "rollout": registry.rollout.to_dict() if registry.rollout else None,
+        "rollout_history": rollout_events(root),
     }
 
 
@@ -193,4 +246,19 @@ def format_status(st: dict[str, Any]) -> str:
             f"  {ev['at']}  {ev['event']:<8} {ev['from'] or '-'} -> {ev['version'] or '-'}"
             f"  {ev['commit'][:8]}  {ev['why']}"
         )
+    ro = st.get("rollout")
+    if ro or st.get("rollout_history"):
+        lines += ["", "rollout:"]
+        if ro and ro.get("canary"):
+            lines.append(f"  canary {ro['canary']['version']} at {ro['canary']['weight']}%")
+        for v in (ro or {}).get("shadow", []):
+            lines.append(f"  shadow {v}")
+        if not ro:
+            lines.append("  (none)")
+        for ev in st.get("rollout_history", []):
+            weight = f" {ev['weight']}%" if "weight" in ev else ""
+            lines.append(
+                f"  {ev['at']}  {ev['event']:<19} {ev['version']}{weight}  "
+                f"{ev['commit'][:8]}  {ev['why']}"
+            )
     return "\n".join(lines)

@@ -462,6 +462,7 @@ def verify(cfg: Config, *, base: str) -> list[str]:
                 f"registry.yaml: version {e.version} was rewritten; merged versions are immutable"
             )
     new = [e for e in head_reg.versions if e.version not in base_versions]
+    passed += _verify_rollout(root, head_reg, base_reg)
     if not new:
         if head_reg.production == base_reg.production:
             passed.append("production unchanged; nothing to verify")
@@ -480,7 +481,15 @@ def verify(cfg: Config, *, base: str) -> list[str]:
     entry = new[0]
     if head_reg.versions[-1] is not entry:
         raise BadInput(f"registry.yaml: new version {entry.version} must be the last entry")
-    if head_reg.production != entry.version:
+    staged = head_reg.rollout.to_dict() if head_reg.rollout else {}
+    if head_reg.rollout and entry.version in head_reg.rollout.versions():
+        if head_reg.production != base_reg.production:
+            raise BadInput(
+                f"registry.yaml: production moves and {entry.version} enters the rollout "
+                "in one change; do one at a time"
+            )
+        passed.append(f"v{entry.version} enters as a rollout ({staged})")
+    elif head_reg.production != entry.version:
         raise BadInput(
             f"registry.yaml: production is {head_reg.production}, expected the new "
             f"version {entry.version}"
@@ -547,3 +556,20 @@ def _verify_artifact(root: Path, entry: reg.RegistryEntry) -> None:
         )
     path = artifacts.fetch(root, entry.artifact, entry.version)
     artifacts.load_verified(path, entry.artifact.sha256)
+
+
+def _verify_rollout(root: Path, head: reg.Registry, base: reg.Registry) -> list[str]:
+    """Every version the rollout sends traffic to must be fetchable from the DVC remote."""
+    if head.rollout is None:
+        return [] if base.rollout is None else ["rollout cleared"]
+    named: list[tuple[str, str]] = []
+    if head.rollout.canary is not None:
+        named.append(("rollout.canary.version", head.rollout.canary.version))
+    named += [(f"rollout.shadow[{i}]", v) for i, v in enumerate(head.rollout.shadow)]
+    for key, version in named:
+        art = head.get(version).artifact
+        if not artifacts.in_remote(root, art):
+            raise BadInput(
+                f"registry.yaml: {key}: {version}'s artifact md5 {art.md5} is not in the DVC remote"
+            )
+    return [f"rollout versions in the DVC remote: {', '.join(v for _, v in named)}"]

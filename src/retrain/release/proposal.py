@@ -351,9 +351,7 @@ def propose(
             "(dvc remote add -d <name> <url>)"
         )
     ever = history.ever_in_production(root, cfg)
-    new_registry = registry.with_new_version(
-        entry, promote=True, retention=cfg.release.retention, keep=ever
-    )
+    new_registry = staged_registry(cfg, registry, entry, keep=ever)
     branch = f"retrain/v{j.version}"
     vdir = f"reports/v{j.version}"
     # Links must resolve both from the committed reports/vX/PR.md (relative to its folder)
@@ -419,6 +417,27 @@ def propose(
             root, base=cfg.release.base_branch, head=branch, title=title, body=body
         )
     return proposal
+
+
+def staged_registry(
+    cfg: Config, registry: reg.Registry, entry: reg.RegistryEntry, *, keep: set[str]
+) -> reg.Registry:
+    """The registry a passing candidate is proposed in, by ``release.rollout.strategy``:
+    ``direct`` makes it production; ``canary`` the canary at the first step; ``shadow`` a
+    shadow.  With no production yet (bootstrap) every strategy is direct."""
+    strategy = cfg.release.rollout.strategy
+    direct = strategy == "direct" or registry.production is None
+    new = registry.with_new_version(
+        entry, promote=direct, retention=cfg.release.retention, keep=keep
+    )
+    if direct:
+        # A rollout of an older candidate does not outlive a new production version.
+        return reg.with_rollout(new, None)
+    old = registry.rollout or reg.Rollout()
+    if strategy == "canary":
+        canary = reg.Canary(version=entry.version, weight=cfg.release.rollout.steps[0])
+        return reg.with_rollout(new, reg.Rollout(canary=canary, shadow=old.shadow))
+    return reg.with_rollout(new, reg.Rollout(canary=old.canary, shadow=(entry.version,)))
 
 
 def _raw_base_url(branch: str) -> str | None:

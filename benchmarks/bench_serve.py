@@ -1,0 +1,445 @@
+"""`retrain serve` against MLflow's own scoring server, on loopback, same model, same client.
+
+    python benchmarks/bench_serve.py [--requests 1500] [--seconds 20]
+
+Builds a sandbox fork of this project (real git, DVC, MLflow on SQLite), trains and merges
+v1.0.0, proposes v1.1.0, then serves v1.0.0:
+- with ``mlflow models serve -m models:/<name>/<version> --env-manager local`` (its defaults:
+  one uvicorn worker), and
+- with ``retrain serve --follow origin/main`` from a clone of the fork's origin, prediction log
+  on (SQLite, the default), and again with the log off (``log_enabled: false``).
+One client for all (threads, one keep-alive HTTP connection each, MLflow's ``dataframe_split``
+payload to ``/invocations``), at concurrency 1 and 8, single-row and 100-row requests, each
+cell bounded by ``--requests`` and ``--seconds``.  Then 5 model swaps under load (merge,
+revert, revert of the revert, ...): failed requests, and every response's ``model_version``
+checked against what origin/main named when the request started or ended.
+Prints one Markdown table and the verdicts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from retrain import example  # noqa: E402
+
+FEATURES = ["precipitation", "temp_max", "temp_min", "wind", "season"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        res = conn.getresponse()
+        return res.status, res.read()
+    finally:
+        conn.close()
+
+
+class Server:
+    def __init__(self, name: str, cmd: list[str], cwd: Path, env: dict[str, str], port: int):
+        self.name, self.port = name, port
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the process)
+        self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=self.log, stderr=self.log)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                if get(port, "/ping")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        self.log.seek(0)
+        raise SystemExit(f"{name} did not start:\n{self.log.read().decode()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@dataclass
+class Result:
+    started: float
+    ended: float
+    status: int
+    version: str | None
+
+
+@dataclass
+class Cell:
+    results: list[Result] = field(default_factory=list)
+    wall: float = 0.0
+
+    @property
+    def ok(self) -> list[Result]:
+        return [r for r in self.results if r.status == 200]
+
+    @property
+    def failed(self) -> int:
+        return len(self.results) - len(self.ok)
+
+    def rps(self) -> float:
+        return len(self.ok) / self.wall if self.wall else 0.0
+
+    def pct(self, q: float) -> float:
+        lat = sorted((r.ended - r.started) * 1000 for r in self.ok)
+        if not lat:
+            return float("nan")
+        return lat[min(len(lat) - 1, int(round(q * (len(lat) - 1))))]
+
+
+def run_load(
+    port: int,
+    body: bytes,
+    concurrency: int,
+    max_requests: int,
+    max_seconds: float,
+    stop: threading.Event | None = None,
+) -> Cell:
+    """``concurrency`` threads, each on its own keep-alive connection, until ``max_requests``
+    requests were sent, ``max_seconds`` passed or ``stop`` is set."""
+    cell = Cell()
+    lock = threading.Lock()
+    sent = [0]
+    t_end = time.monotonic() + max_seconds
+    headers = {"Content-Type": "application/json"}
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine: list[Result] = []
+        while True:
+            with lock:
+                if sent[0] >= max_requests or time.monotonic() > t_end:
+                    break
+                if stop is not None and stop.is_set():
+                    break
+                sent[0] += 1
+            t0 = time.perf_counter()
+            try:
+                conn.request("POST", "/invocations", body=body, headers=headers)
+                res = conn.getresponse()
+                data = res.read()
+                status = res.status
+            except OSError:
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                status, data = 599, b"{}"
+            t1 = time.perf_counter()
+            version = None
+            if status == 200:
+                version = json.loads(data).get("model_version")
+            mine.append(Result(t0, t1, status, version))
+        conn.close()
+        with lock:
+            cell.results.extend(mine)
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    cell.wall = time.perf_counter() - start
+    return cell
+
+
+def payload(rows: list[dict[str, Any]]) -> bytes:
+    return json.dumps(
+        {"dataframe_split": {"columns": FEATURES, "data": [[r[c] for c in FEATURES] for r in rows]}}
+    ).encode()
+
+
+def holdout_rows(root: Path) -> list[dict[str, Any]]:
+    import pandas as pd
+
+    frame = pd.read_csv(root / "data" / "holdout.csv")
+    return frame[FEATURES].to_dict(orient="records")  # type: ignore[no-any-return]
+
+
+def wait_version(port: int, version: str, timeout: float = 90) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, data = get(port, "/version")
+        if status == 200 and json.loads(data)["version"] == version:
+            return time.perf_counter()
+        time.sleep(0.02)
+    raise SystemExit(f"the server did not switch to v{version} within {timeout:.0f}s")
+
+
+def swaps_under_load(
+    sb: example.Sandbox, port: int, body: bytes, max_seconds: float
+) -> tuple[Cell, list[tuple[float, float, str, str]]]:
+    """Five swaps (merge, revert, revert, revert, revert) while 8 clients send requests."""
+    stop = threading.Event()
+    box: dict[str, Cell] = {}
+    loader = threading.Thread(
+        target=lambda: box.setdefault("cell", run_load(port, body, 8, 10**6, max_seconds, stop))
+    )
+    loader.start()
+    events: list[tuple[float, float, str, str]] = []  # (pushed, visible, old, new)
+    try:
+        time.sleep(1.0)
+        current = "1.0.0"
+        for i in range(5):
+            new = "1.1.0" if current == "1.0.0" else "1.0.0"
+            if i == 0:
+                example.merge_proposal(sb, "retrain/v1.1.0")
+                pushed = time.perf_counter()
+            else:
+                sb.git("revert", "--no-edit", *(["-m", "1"] if i == 1 else []), "HEAD")
+                sb.git("push", "-q", "origin", "main")
+                pushed = time.perf_counter()
+            visible = wait_version(port, new)
+            events.append((pushed, visible, current, new))
+            current = new
+            time.sleep(1.0)
+    finally:
+        stop.set()
+        loader.join()
+    return box["cell"], events
+
+
+def allowed_versions(t: float, events: list[tuple[float, float, str, str]], first: str) -> set[str]:
+    """What origin/main named at ``t``; between a push and the server's pick-up, both."""
+    current = first
+    for pushed, visible, old, new in events:
+        if t >= visible:
+            current = new
+        elif t >= pushed:
+            return {old, new}
+    return {current}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1500, help="per cell, at most")
+    parser.add_argument("--seconds", type=float, default=20.0, help="per cell, at most")
+    parser.add_argument("--interval", type=float, default=0.5, help="retrain serve --interval")
+    args = parser.parse_args()
+    py = sys.executable
+    rows: list[list[str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        print("setting up a sandbox fork (train v1.0.0, propose v1.1.0) ...", file=sys.stderr)
+        sb = example.make_sandbox(Path(tmp) / "sb", ROOT)
+        env = {**os.environ, **sb.env}
+        # The latency gate is not what this measures; on a shared machine it could gate.
+        gates = sb.root / "configs" / "gates.yaml"
+        text = re.sub(r"max_p95_ms_single: .*", "max_p95_ms_single: 10000", gates.read_text())
+        gates.write_text(re.sub(r"max_p95_ms_batch: .*", "max_p95_ms_batch: 60000", text))
+        sb.git("commit", "-qam", "gates: a loose latency budget for the benchmark")
+        subprocess.run(
+            [py, "-m", "retrain", "run"], cwd=sb.root, env=env, check=True, capture_output=True
+        )
+        example.merge_proposal(sb, "retrain/v1.0.0")
+        example.ingest_next_batch(sb.root, sb.env)
+        subprocess.run(
+            [py, "-m", "retrain", "run"], cwd=sb.root, env=env, check=True, capture_output=True
+        )
+        import yaml
+
+        registry = yaml.safe_load((sb.root / "registry.yaml").read_text())
+        mlflow_version = registry["versions"][0]["mlflow"]["model_version"]
+        replica = Path(tmp) / "replica"
+        sb.run("git", "clone", "-q", str(sb.origin), str(replica))
+        data = holdout_rows(sb.root)
+        bodies = {1: payload(data[:1]), 100: payload(data[:100])}
+
+        contenders: list[tuple[str, list[str], Path, str | None]] = [
+            (
+                "mlflow models serve",
+                [
+                    str(Path(py).with_name("mlflow")),
+                    "models",
+                    "serve",
+                    "-m",
+                    f"models:/seattle-weather/{mlflow_version}",
+                    "--env-manager",
+                    "local",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    "{port}",
+                ],
+                sb.root,
+                None,
+            ),
+            (
+                "retrain serve, log on",
+                [
+                    py,
+                    "-m",
+                    "retrain",
+                    "serve",
+                    "--port",
+                    "{port}",
+                    "--follow",
+                    "origin/main",
+                    "--interval",
+                    str(args.interval),
+                ],
+                replica,
+                "log_url: sqlite:///.retrain/bench-predictions.db\n",
+            ),
+            (
+                "retrain serve, log off",
+                [
+                    py,
+                    "-m",
+                    "retrain",
+                    "serve",
+                    "--port",
+                    "{port}",
+                    "--follow",
+                    "origin/main",
+                    "--interval",
+                    str(args.interval),
+                ],
+                replica,
+                "log_enabled: false\n",
+            ),
+        ]
+        table: dict[tuple[str, int, int], Cell] = {}
+        for name, cmd, cwd, serve_yaml in contenders:
+            if serve_yaml is not None:
+                (cwd / "configs" / "serve.yaml").write_text(serve_yaml)
+            port = free_port()
+            print(f"{name} on port {port} ...", file=sys.stderr)
+            server = Server(name, [c.replace("{port}", str(port)) for c in cmd], cwd, env, port)
+            try:
+                for n_rows in (1, 100):
+                    run_load(port, bodies[n_rows], 2, 50, 10)  # warm-up
+                    for conc in (1, 8):
+                        cell = run_load(port, bodies[n_rows], conc, args.requests, args.seconds)
+                        table[(name, n_rows, conc)] = cell
+                        print(
+                            f"  {n_rows:>3} row(s) x {conc}: {cell.rps():7.1f} req/s, "
+                            f"p50 {cell.pct(0.5):6.1f} ms, p99 {cell.pct(0.99):6.1f} ms, "
+                            f"{cell.failed} failed",
+                            file=sys.stderr,
+                        )
+            finally:
+                server.stop()
+
+        # Swaps under load, log on, on the replica following origin/main.
+        (replica / "configs" / "serve.yaml").write_text(contenders[1][3] or "")
+        port = free_port()
+        print(f"swaps under load on port {port} ...", file=sys.stderr)
+        server = Server(
+            "swaps", [c.replace("{port}", str(port)) for c in contenders[1][1]], replica, env, port
+        )
+        try:
+            swap_cell, events = swaps_under_load(sb, port, bodies[1], 300)
+        finally:
+            server.stop()
+
+    base = "mlflow models serve"
+    for (name, n_rows, conc), cell in table.items():
+        ref = table[(base, n_rows, conc)]
+        ratio = "" if name == base else f"{cell.rps() / ref.rps():.1f}x"
+        rows.append(
+            [
+                name,
+                str(n_rows),
+                str(conc),
+                str(len(cell.ok)),
+                str(cell.failed),
+                f"{cell.rps():.1f}",
+                f"{cell.pct(0.5):.1f}",
+                f"{cell.pct(0.99):.1f}",
+                ratio,
+            ]
+        )
+    head = [
+        "server",
+        "rows/request",
+        "concurrency",
+        "requests",
+        "failed",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "vs MLflow",
+    ]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+
+    def line(cells):
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    print(
+        f"serve benchmark: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
+        f"<= {args.requests} requests or {args.seconds:g} s per cell; payload dataframe_split"
+    )
+    print()
+    print(line(head))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        print(line(r))
+    print()
+    on = "retrain serve, log on"
+    off = "retrain serve, log off"
+    c8, c1, m8, m1 = table[(on, 1, 8)], table[(on, 1, 1)], table[(base, 1, 8)], table[(base, 1, 1)]
+    x = c8.rps() / m8.rps()
+    print(
+        f"single-row, concurrency 8: {x:.1f}x MLflow (target >= 3x, stretch 5x) "
+        f"{'PASS' if x >= 3 else 'FAIL'}; p99 {c8.pct(0.99):.1f} vs {m8.pct(0.99):.1f} ms "
+        f"{'PASS' if c8.pct(0.99) <= m8.pct(0.99) else 'FAIL'}"
+    )
+    print(
+        f"single-row, concurrency 1: p50 {c1.pct(0.5):.1f} vs {m1.pct(0.5):.1f} ms "
+        f"{'PASS' if c1.pct(0.5) <= m1.pct(0.5) else 'FAIL'}"
+    )
+    for n_rows in (1, 100):
+        for conc in (1, 8):
+            cost = 1 - table[(on, n_rows, conc)].rps() / table[(off, n_rows, conc)].rps()
+            print(
+                f"prediction log cost, {n_rows} row(s) x {conc}: {cost:+.1%} of throughput "
+                f"(target <= 10%) {'PASS' if cost <= 0.10 else 'FAIL'}"
+            )
+    mismatched = [
+        r
+        for r in swap_cell.ok
+        if r.version not in allowed_versions(r.started, events, "1.0.0")
+        and r.version not in allowed_versions(r.ended, events, "1.0.0")
+    ]
+    lags = [visible - pushed for pushed, visible, _, _ in events]
+    print(
+        f"5 swaps under load (8 clients, single row): {len(swap_cell.results)} requests, "
+        f"{swap_cell.failed} failed, {len(mismatched)} with a version origin/main did not name "
+        f"at start or end; push-to-serving lag {min(lags):.2f}-{max(lags):.2f} s "
+        f"(interval {args.interval:g} s + git fetch + load) "
+        f"{'PASS' if swap_cell.failed == 0 and not mismatched else 'FAIL'}"
+    )
+    print("versions seen:", sorted({r.version or "-" for r in swap_cell.ok}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,437 @@
+"""``retrain monitor``: judge the live versions from the prediction log and act through git.
+
+:func:`observe` reads the registry (what is live), the time of the last change of
+registry.yaml on the first-parent line (when the current rollout step began) and the log
+rows since then, and asks :mod:`retrain.rollout.analysis` for a verdict:
+
+==================  ======================================================================
+canary declared     advance (PR to the next weight), promote (PR: canary becomes
+                    production, ``rollout`` cleared of it), hold, or rollback (PR, or with
+                    ``--push`` a commit on main, removing the canary)
+shadow declared     promote_challenger (PR: the shadow becomes production), keep, hold
+neither             inside the watch window of a direct promotion: healthy, hold, or
+                    rollback -- the same revert ``retrain rollback`` makes
+==================  ======================================================================
+
+:func:`act` makes the change.  Without ``--open-pr`` or ``--push`` nothing is written:
+monitor only reports.  Every PR body carries the evidence table and a plot of the live
+metric and latency per version over time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from retrain.core import registry as reg
+from retrain.core.config import Config
+from retrain.core.errors import BadInput, DataError
+from retrain.core.progress import progress
+from retrain.pipeline import metrics
+from retrain.pipeline.dataset import read_table
+from retrain.release import forge, gitops, history, promotion
+from retrain.rollout import analysis, evidence
+from retrain.rollout.analysis import Verdict, VersionStats
+
+EVIDENCE_DIR = "reports/rollout"
+ACTIONS_WITH_CHANGE = ("advance", "promote", "rollback", "promote_challenger")
+
+
+@dataclass
+class Observation:
+    mode: str  # "canary" | "shadow" | "watch" | "idle"
+    since: str
+    now: str
+    production: str | None
+    verdict: Verdict
+    verdicts: list[Verdict]
+    stats: list[VersionStats]
+    frame: pd.DataFrame = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "since": self.since,
+            "now": self.now,
+            "production": self.production,
+            "verdict": self.verdict.action,
+            "version": self.verdict.version,
+            "summary": self.verdict.summary,
+            "next_weight": self.verdict.next_weight,
+            "missing": self.verdict.missing,
+            "checks": [c.__dict__ for c in self.verdict.checks],
+            "verdicts": [v.to_dict() for v in self.verdicts],
+            "stats": [s.to_dict() for s in self.stats],
+        }
+
+
+@dataclass
+class Action:
+    kind: str  # "none" | "report" | "pr" | "push"
+    branch: str | None = None
+    commit: str | None = None
+    pr_url: str | None = None
+    pushed: bool = False
+    reverted: list[str] = field(default_factory=list)
+    body: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "body"}
+
+
+# --------------------------------------------------------------------------- reading
+def _iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _changes(root: Path) -> list[gitops.Change]:
+    return gitops.first_parent_changes(root, reg.REGISTRY_FILE)
+
+
+def step_started(root: Path) -> datetime:
+    """When registry.yaml last changed on the first-parent line (the step's start)."""
+    changes = _changes(root)
+    if not changes:
+        raise BadInput(f"{reg.REGISTRY_FILE}: never committed; nothing is live to monitor")
+    return datetime.fromisoformat(changes[-1].at)
+
+
+def present_since(root: Path, version: str, role: str) -> datetime | None:
+    """The time of the oldest commit in the unbroken run (newest backwards) in which
+    ``version`` held ``role`` (``shadow`` or ``canary``) in the rollout."""
+    start = None
+    for change in reversed(_changes(root)):
+        r = history.rollout_at(root, change.sha)
+        held = r is not None and (
+            (role == "shadow" and version in r.shadow)
+            or (role == "canary" and r.canary is not None and r.canary.version == version)
+        )
+        if not held:
+            break
+        start = datetime.fromisoformat(change.at)
+    return start
+
+
+def read_log_file(path: Path) -> pd.DataFrame:
+    """A prediction-log export (CSV, Parquet or JSON lines) with its feedback labels."""
+    display = str(path)
+    if not path.is_file():
+        raise DataError(f"{display}: file not found")
+    if path.suffix in (".jsonl", ".json"):
+        try:
+            frame = pd.read_json(path, lines=path.suffix == ".jsonl")
+        except ValueError as exc:
+            raise DataError(f"{display}: not valid JSON ({exc})") from None
+    else:
+        frame = read_table(path, display)
+    if "proba" in frame.columns:
+        frame["proba"] = [
+            json.loads(p) if isinstance(p, str) and p.startswith("{") else p for p in frame["proba"]
+        ]
+    return frame
+
+
+def load_log(cfg: Config, since: datetime) -> pd.DataFrame:
+    """The served rows since ``since``, joined with feedback, from the servers' log
+    (``configs/serve.yaml`` ``log_url``; ``RETRAIN_LOG_URL`` overrides it, e.g. in CI)."""
+    from retrain.core.config import load_serve_config
+    from retrain.serve import predlog
+
+    url = os.environ.get("RETRAIN_LOG_URL") or load_serve_config(cfg.root).log_url
+    log = predlog.open_log(url, cfg.root)
+    try:
+        return log.served(since.isoformat())
+    except predlog.LogUnavailable as exc:
+        raise BadInput(f"prediction log {log.display}: unreachable ({exc})") from None
+    finally:
+        log.close()
+
+
+# --------------------------------------------------------------------------- deciding
+def _floor(cfg: Config, registry: reg.Registry) -> float | None:
+    h = cfg.release.rollout.health
+    if h.min_metric is not None:
+        return h.min_metric
+    if h.max_metric_drop is None or registry.production_entry is None:
+        return None
+    metric = cfg.gates.primary_metric
+    value = registry.production_entry.metrics.overall.get(metric)
+    if value is None:
+        return None
+    drop = h.max_metric_drop
+    return float(value) - drop if metrics.greater_is_better(metric) else float(value) + drop
+
+
+def observe(
+    cfg: Config, frame: pd.DataFrame | None = None, *, now: datetime | None = None
+) -> Observation:
+    """Read what is live and judge it; no side effect."""
+    root = cfg.root
+    registry = reg.load(root, expected_model=cfg.release.model_name)
+    now = now or datetime.now(UTC)
+    since = step_started(root)
+    if frame is None:
+        frame = load_log(cfg, since)
+    try:
+        frame = analysis.check_frame(frame)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    frame = frame[frame["at"] >= pd.Timestamp(since)]
+    metric, task = cfg.gates.primary_metric, cfg.dataset.task
+    rc = cfg.release.rollout
+    prod = registry.production
+    base = {"since": _iso(since), "now": _iso(now), "production": prod, "frame": frame}
+    if prod is None:
+        idle = Verdict("none", None, "no production version; nothing to monitor")
+        return Observation(mode="idle", verdict=idle, verdicts=[idle], stats=[], **base)
+    rollout = registry.rollout
+    verdicts: list[Verdict] = []
+    stats = analysis.table(frame, metric, task)
+    by_key = {(s.version, s.role): s for s in stats}
+    if rollout is not None and rollout.canary is not None:
+        v, pair = analysis.judge_canary(
+            frame,
+            production=prod,
+            canary=rollout.canary.version,
+            weight=rollout.canary.weight,
+            cfg=rc,
+            metric=metric,
+            task=task,
+        )
+        verdicts.append(v)
+        for s in pair:
+            by_key[(s.version, s.role)] = s
+    if rollout is not None:
+        for shadow in rollout.shadow:
+            started = present_since(root, shadow, "shadow") or since
+            v, st = analysis.judge_shadow(
+                frame,
+                production=prod,
+                shadow=shadow,
+                cfg=rc,
+                metric=metric,
+                task=task,
+                running_seconds=(now - started).total_seconds(),
+                confidence=rc.analysis.confidence,
+                n_resamples=rc.analysis.n_resamples,
+                seed=rc.analysis.seed,
+            )
+            verdicts.append(v)
+            by_key[(st.version, st.role)] = st
+    if verdicts:
+        mode = "canary" if rollout and rollout.canary else "shadow"
+    else:
+        mode = "watch"
+        events = history.events(root)
+        last = events[-1] if events else None
+        in_window = bool(
+            last
+            and last["event"] == "promote"
+            and last["version"] == prod
+            and (now - datetime.fromisoformat(last["at"])).total_seconds() < rc.watch_window_seconds
+        )
+        v, st = analysis.judge_health(
+            frame,
+            production=prod,
+            cfg=rc,
+            metric=metric,
+            task=task,
+            in_window=in_window,
+            floor=_floor(cfg, registry),
+        )
+        verdicts.append(v)
+        by_key[(st.version, st.role)] = st
+    # A rollback outranks everything; then a promotion; then an advance; then the rest.
+    rank = {
+        "rollback": 0,
+        "promote": 1,
+        "promote_challenger": 2,
+        "advance": 3,
+        "hold": 4,
+        "keep": 5,
+        "healthy": 6,
+        "none": 7,
+    }
+    primary = sorted(verdicts, key=lambda v: rank[v.action])[0]
+    return Observation(
+        mode=mode, verdict=primary, verdicts=verdicts, stats=list(by_key.values()), **base
+    )
+
+
+# --------------------------------------------------------------------------- acting
+def planned_registry(registry: reg.Registry, verdict: Verdict) -> reg.Registry | None:
+    """The registry the verdict asks for (None: no registry change)."""
+    r = registry.rollout or reg.Rollout()
+    v = verdict.version
+    if verdict.action == "advance" and r.canary is not None and verdict.next_weight:
+        return reg.with_rollout(
+            registry, reg.Rollout(reg.Canary(r.canary.version, verdict.next_weight), r.shadow)
+        )
+    if verdict.action == "rollback" and r.canary is not None and r.canary.version == v:
+        return reg.with_rollout(registry, reg.Rollout(None, r.shadow))
+    if verdict.action in ("promote", "promote_challenger") and v is not None:
+        promoted = reg.Registry(
+            model=registry.model, production=v, versions=list(registry.versions)
+        )
+        canary = None if r.canary is None or r.canary.version == v else r.canary
+        return reg.with_rollout(promoted, reg.Rollout(canary, tuple(s for s in r.shadow if s != v)))
+    return None
+
+
+def _title(model: str, verdict: Verdict, registry: reg.Registry) -> str:
+    v = verdict.version
+    r = registry.rollout
+    if verdict.action == "advance":
+        return f"Rollout {model}: advance canary v{v} to {verdict.next_weight}%"
+    if verdict.action == "promote":
+        return f"Rollout {model}: promote canary v{v} to production (from v{registry.production})"
+    if verdict.action == "promote_challenger":
+        return f"Rollout {model}: promote challenger v{v} (shadow beats v{registry.production})"
+    weight = f" at {r.canary.weight}%" if r and r.canary else ""
+    return f"Rollout {model}: roll back canary v{v}{weight}"
+
+
+def _slug(title: str) -> str:
+    return re.sub(r"[^a-z0-9.]+", "-", title.lower()).strip("-")[:60]
+
+
+def pr_body(cfg: Config, obs: Observation, title: str, plot_rel: str | None) -> str:
+    v = obs.verdict
+    lines = [
+        f"## {title}",
+        "",
+        f"**Verdict: {v.action}.** {v.summary}",
+        "",
+        f"Evidence: the prediction log from {obs.since} to {obs.now} (the rows since "
+        f"registry.yaml last changed), primary metric `{cfg.gates.primary_metric}` on "
+        "the rows that received feedback labels.",
+        "",
+        "### Per version",
+        "",
+        evidence.stats_table(obs.stats),
+        "",
+        "### Checks",
+        "",
+        evidence.checks_table(v.checks),
+        "",
+    ]
+    if plot_rel:
+        lines += ["### Over time", "", f"![live metric and latency]({plot_rel})", ""]
+    lines += [
+        "Opened by `retrain monitor`. Merging it changes `registry.yaml`; the servers "
+        "following main pick it up within one interval. Thresholds: `configs/release.yaml` "
+        "`rollout`.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def act(cfg: Config, obs: Observation, *, push: bool = False, open_pr: bool = False) -> Action:
+    """Make the change the verdict asks for.  ``push`` pushes rollbacks to the base branch
+    (so does ``auto_rollback: push``); everything else goes through a pull request."""
+    root = cfg.root
+    verdict = obs.verdict
+    if verdict.action not in ACTIONS_WITH_CHANGE:
+        return Action(kind="none")
+    if not (push or open_pr):
+        return Action(kind="report")
+    rc = cfg.release.rollout
+    rollback_push = verdict.action == "rollback" and (push or rc.auto_rollback == "push")
+    if obs.mode == "watch":
+        # A directly promoted version broke its health: the revert `retrain rollback` makes.
+        res = promotion.rollback(cfg, push=rollback_push, open_pr=not rollback_push)
+        return Action(
+            kind="push" if rollback_push else "pr",
+            branch=res.branch,
+            commit=res.commit,
+            pr_url=res.pr_url,
+            pushed=res.pushed,
+            reverted=res.reverted,
+        )
+    registry = reg.load(root, expected_model=cfg.release.model_name)
+    new = planned_registry(registry, verdict)
+    if new is None:
+        return Action(kind="none")
+    title = _title(cfg.release.model_name, verdict, registry)
+    slug = _slug(f"{verdict.action}-v{verdict.version}-{obs.now}")
+    vdir = f"{EVIDENCE_DIR}/{slug}"
+    tmp = Path(tempfile.mkdtemp(prefix="retrain-monitor-"))
+    try:
+        plot = evidence.live_plot(
+            obs.frame, cfg.gates.primary_metric, cfg.dataset.task, tmp / "live.png"
+        )
+        body = pr_body(cfg, obs, title, "live.png")
+        files = {
+            reg.REGISTRY_FILE: reg.dumps(new).encode(),
+            f"{vdir}/PR.md": body.encode(),
+            f"{vdir}/live.png": plot.read_bytes(),
+            f"{vdir}/evidence.json": (
+                json.dumps(obs.to_dict(), indent=2, sort_keys=True, default=str) + "\n"
+            ).encode(),
+        }
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    message = f"{title}\n\n{verdict.summary}\n\nmonitor: verdict={verdict.action}"
+    if rollback_push:
+        return _commit_on_base(cfg, files, message, body)
+    step = f"-{verdict.next_weight}" if verdict.next_weight else ""
+    branch = f"rollout/{verdict.action.replace('_', '-')}-v{verdict.version}{step}"
+    commit = gitops.commit_files_to_branch(
+        root, branch=branch, base="HEAD", files=files, message=message
+    )
+    gitops.git(root, "push", "--force", "origin", f"refs/heads/{branch}:refs/heads/{branch}")
+    progress(f"monitor: pushed {branch} ({commit[:8]})")
+    url = forge.open_pull_request(
+        root, base=cfg.release.base_branch, head=branch, title=title, body=body
+    )
+    return Action(kind="pr", branch=branch, commit=commit, pr_url=url, pushed=True, body=body)
+
+
+def _commit_on_base(cfg: Config, files: dict[str, bytes], message: str, body: str) -> Action:
+    root = cfg.root
+    branch = gitops.current_branch(root)
+    if branch != cfg.release.base_branch:
+        raise BadInput(
+            f"--push commits on {cfg.release.base_branch}, but the checkout is on "
+            f"{branch or 'a detached HEAD'}"
+        )
+    if gitops.is_dirty(root, [reg.REGISTRY_FILE]):
+        raise BadInput(f"{reg.REGISTRY_FILE}: uncommitted changes; commit or stash them first")
+    commit = gitops.commit_files_to_branch(
+        root, branch=branch, base="HEAD", files=files, message=message
+    )
+    gitops.git(root, "checkout", "HEAD", "--", *sorted(files))
+    gitops.push(root, f"HEAD:refs/heads/{branch}")
+    progress(f"monitor: pushed {commit[:8]} to {branch}")
+    return Action(kind="push", branch=branch, commit=commit, pushed=True, body=body)
+
+
+def format_report(obs: Observation, action: Action | None = None) -> str:
+    lines = [
+        f"monitor ({obs.mode}): {obs.verdict.summary}",
+        f"  rows since {obs.since}: {len(obs.frame)}",
+    ]
+    for s in obs.stats:
+        val = "-" if s.value is None else f"{s.value:.4f}"
+        er = "-" if s.error_rate is None else f"{s.error_rate:.2%}"
+        p95 = "-" if s.p95_latency_ms is None else f"{s.p95_latency_ms:.1f} ms"
+        lines.append(
+            f"  {s.version:<9} {s.role:<10} requests {s.requests:<6} errors {er:<7} "
+            f"p95 {p95:<10} labels {s.labels:<6} {s.metric} {val}"
+        )
+    for c in obs.verdict.checks:
+        lines.append(f"    {c.verdict:<5} {c.name}: {c.detail}")
+    if action is not None and action.kind not in ("none", "report"):
+        where = action.pr_url or f"{action.branch} {(action.commit or '')[:8]}"
+        lines.append(f"  action: {action.kind} {where}")
+    elif action is not None and action.kind == "report":
+        lines.append("  action: none taken (pass --open-pr or --push to act)")
+    return "\n".join(lines)

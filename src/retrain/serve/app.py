@@ -1,0 +1,112 @@
+"""The app factory: ``create_app(settings)`` builds a FastAPI app whose lifespan creates the
+shared state (model holder, batcher, reconcile loop, prediction log) and tears it down."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from retrain.serve import ops, scoring
+from retrain.serve.batching import Batcher
+from retrain.serve.follow import Reconciler, RegistrySource
+from retrain.serve.holder import ModelHolder
+from retrain.serve.recorder import Recorder
+from retrain.serve.state import ServeSettings, ServeState
+from retrain.serve.telemetry import Telemetry
+
+log = logging.getLogger("retrain.serve")
+
+
+def _open_log(settings: ServeSettings) -> tuple[Any, str | None]:
+    """``(LogWriter or None, why not)``: an unreachable log never stops the server."""
+    cfg = settings.config
+    if not cfg.log_enabled:
+        return None, None
+    try:
+        from retrain.serve import predlog
+
+        return predlog.LogWriter(predlog.open_log(cfg.log_url, settings.root)), None
+    except Exception as exc:
+        log.warning("prediction log %s unavailable: %s", cfg.log_url, exc)
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def create_app(settings: ServeSettings) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        holder = ModelHolder()
+        writer, log_error = await asyncio.to_thread(_open_log, settings)
+        recorder = (
+            Recorder(writer, log_inputs=settings.config.log_inputs)
+            if settings.config.log_enabled
+            else None
+        )
+        state_box: list[ServeState] = []
+        telemetry = Telemetry(lambda: state_box[0].log_counts() if state_box else (0, 0))
+        batcher = Batcher(
+            settings.config.batch_max_rows,
+            settings.config.batch_wait_ms / 1000.0,
+            observe_rows=telemetry.batch_rows.observe,
+        )
+        reconciler = Reconciler(
+            settings.root,
+            RegistrySource(settings.root, settings.follow),
+            holder,
+            settings.dataset,
+            settings.model_name,
+            on_reload=telemetry.reload,
+        )
+        state = ServeState(
+            settings=settings,
+            holder=holder,
+            telemetry=telemetry,
+            batcher=batcher,
+            reconciler=reconciler,
+            recorder=recorder,
+            writer=writer,
+            log_error=log_error,
+        )
+        state_box.append(state)
+        app.state.serve = state
+        batcher.start()
+        stop = asyncio.Event()
+        loop_task = asyncio.create_task(reconciler.run(settings.reconcile_interval, stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(loop_task, timeout=150)
+            await batcher.stop()
+            if recorder is not None:
+                await asyncio.to_thread(recorder.close)
+            if writer is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(writer.close)
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(writer.log.close)
+
+    app = FastAPI(
+        title="retrain serve",
+        summary="The production model of registry.yaml, followed from git",
+        lifespan=lifespan,
+    )
+    app.include_router(scoring.router)
+    app.include_router(ops.router)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": ["body"], "msg": "invalid"}
+        field = ".".join(str(p) for p in first["loc"])
+        return JSONResponse(
+            {"error": {"field": field, "message": first["msg"], "status": 422}}, status_code=422
+        )
+
+    return app

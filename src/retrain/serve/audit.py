@@ -1,0 +1,158 @@
+"""``retrain audit REQUEST_ID``: which model served this prediction, and why that one.
+
+From the prediction log: every row of the request, with the version and role that answered
+and the feedback if any.  From git: each version's registry entry (``registry.yaml``, or the
+newest commit whose ``registry.yaml`` still had it, for a version a revert removed) and the
+commit that put it in production (the last promotion or rollback to that version at or
+before the time it served, from :func:`retrain.release.history.events`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from retrain.core import registry as reg
+from retrain.core.errors import BadInput, RegistryError
+from retrain.release import gitops, history
+from retrain.serve.predlog import PredictionLog
+
+ENTRY_SUMMARY = ("version", "created", "bump", "code_commit", "artifact", "mlflow", "reason")
+
+
+def find_entry(root: Path, version: str, ref: str = "HEAD") -> tuple[reg.RegistryEntry | None, str]:
+    """``(registry entry of version, where it was found)``; ``(None, why)`` when nowhere."""
+    path = Path(root) / reg.REGISTRY_FILE
+    if path.is_file():
+        try:
+            current = reg.parse_text(path.read_text(encoding="utf-8"))
+        except RegistryError:
+            current = None
+        if current is not None and current.has(version):
+            return current.get(version), reg.REGISTRY_FILE
+    if not gitops.ok(root, "rev-parse", "--verify", "--quiet", ref):
+        return None, f"not in {reg.REGISTRY_FILE} (and {ref} is not a git revision)"
+    shas = gitops.git(root, "log", "--format=%H", ref, "--", reg.REGISTRY_FILE, check=False)
+    for sha in shas.split():
+        text = gitops.show(root, sha, reg.REGISTRY_FILE)
+        if text is None:
+            continue
+        try:
+            old = reg.parse_text(text, f"{reg.REGISTRY_FILE}@{sha[:8]}")
+        except RegistryError:
+            continue
+        if old.has(version):
+            return old.get(version), f"{reg.REGISTRY_FILE}@{sha[:12]} (removed since)"
+    return None, f"not in {reg.REGISTRY_FILE} nor in its git history on {ref}"
+
+
+def _summary(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: entry[k] for k in ENTRY_SUMMARY if k in entry}
+
+
+def _put_in_production(
+    events: list[dict[str, Any]], version: str, served_at: str
+) -> dict[str, Any] | None:
+    """The last promotion or rollback to ``version`` at or before ``served_at``; else the last
+    one at all (a clock that ran behind), else None (the version never was production)."""
+    mine = [e for e in events if e["version"] == version]
+    if not mine:
+        return None
+    before = [e for e in mine if _utc(e["at"]) <= served_at]
+    return (before or mine)[-1]
+
+
+def _event(e: dict[str, Any] | None) -> dict[str, Any] | None:
+    if e is None:
+        return None
+    return {k: e.get(k) for k in ("event", "version", "commit", "at", "from", "subject", "pr")}
+
+
+def _utc(at: str) -> str:
+    from retrain.serve.predlog import utc_text
+
+    return utc_text(at)
+
+
+def audit(root: Path, log: PredictionLog, request_id: str, *, ref: str = "HEAD") -> dict[str, Any]:
+    """Everything known about ``request_id``; :class:`BadInput` when the log never saw it."""
+    rows = log.lookup(request_id)
+    if not rows:
+        raise BadInput(f"request_id {request_id!r}: not in the prediction log ({log.display})")
+    has_git = gitops.ok(root, "rev-parse", "--verify", "--quiet", ref)
+    events = history.events(root, ref) if has_git else []
+    versions: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        v = r["version"]
+        if v in versions:
+            continue
+        entry, source = find_entry(root, v, ref)
+        first_at = min(x["at"] for x in rows if x["version"] == v)
+        roles = sorted({x["role"] for x in rows if x["version"] == v})
+        # A canary or shadow answer was not production's: name what production was then.
+        event = _put_in_production(events, v, first_at) if "production" in roles else None
+        then = [e for e in events if _utc(e["at"]) <= first_at]
+        versions[v] = {
+            "roles": roles,
+            "registry": source,
+            "entry": _summary(entry.to_dict()) if entry else None,
+            "put_in_production_by": _event(event),
+            "production_then": _event(then[-1]) if then else None,
+        }
+    return {
+        "request_id": request_id,
+        "rows": [
+            {
+                k: r[k]
+                for k in (
+                    "row",
+                    "at",
+                    "version",
+                    "role",
+                    "prediction",
+                    "proba",
+                    "latency_ms",
+                    "input_hash",
+                    "label",
+                    "feedback_at",
+                )  # fmt: skip
+            }
+            for r in rows
+        ],
+        "versions": versions,
+        "log": log.display,
+    }
+
+
+def format_audit(a: dict[str, Any]) -> str:
+    lines = [f"request {a['request_id']} ({len(a['rows'])} row(s), log {a['log']})", ""]
+    for r in a["rows"]:
+        fb = f"label {r['label']!r} at {r['feedback_at']}" if r["label"] is not None else "-"
+        lines.append(
+            f"  row {r['row']:<4} {r['at']}  v{r['version']:<9} {r['role']:<10} "
+            f"prediction {r['prediction']!r}  feedback: {fb}"
+        )
+    for v, info in a["versions"].items():
+        lines += ["", f"v{v} ({', '.join(info['roles'])}): registry entry from {info['registry']}"]
+        e = info["entry"]
+        if e:
+            art = e.get("artifact") or {}
+            lines.append(
+                f"  created {e.get('created')}  bump {e.get('bump')}  code {str(e.get('code_commit'))[:12]}"
+            )
+            lines.append(f"  artifact {art.get('path')} sha256 {art.get('sha256')}")
+        ev = info["put_in_production_by"]
+        if ev:
+            lines.append(
+                f"  put in production by {ev['event']} {ev['commit'][:12]} at {ev['at']}: "
+                f"{ev['subject']}"
+            )
+        elif "production" in info["roles"]:
+            lines.append("  no promotion of it on this branch's history (--ref?)")
+        else:
+            then = info["production_then"]
+            lines.append(
+                f"  not production when it answered ({', '.join(info['roles'])}); production "
+                + (f"then: v{then['version']} ({then['commit'][:12]})" if then else "then: none")
+            )
+    return "\n".join(lines)

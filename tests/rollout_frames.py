@@ -1,0 +1,46 @@
+"""Synthetic prediction-log frames for the rollout tests (seeded, shaped like the log)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+CLASSES = ["rain", "sun", "fog"]
+
+
+def served(
+    version: str,
+    role: str,
+    n: int,
+    *,
+    accuracy: float,
+    error_rate: float = 0.0,
+    latency_ms: float = 5.0,
+    labelled: float = 1.0,
+    seed: int = 0,
+    ids: list[str] | None = None,
+    labels: np.ndarray | None = None,
+    start: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    y = labels if labels is not None else rng.choice(CLASSES, size=n)
+    right = rng.random(n) < accuracy
+    other = np.array([CLASSES[(CLASSES.index(v) + 1) % 3] for v in y])
+    pred = np.where(right, y, other).astype(object)
+    err = rng.random(n) < error_rate
+    pred[err] = None
+    label = np.where(rng.random(n) < labelled, y, None)
+    start = start if start is not None else pd.Timestamp("2026-11-25T10:00:00Z")
+    return pd.DataFrame(
+        {
+            "request_id": ids or [f"{version}-{role}-{i}" for i in range(n)],
+            "row": 0,
+            "at": [start + pd.Timedelta(seconds=i) for i in range(n)],
+            "version": version,
+            "role": role,
+            "prediction": pred,
+            "proba": None,
+            "latency_ms": rng.gamma(4.0, latency_ms / 4.0, size=n),
+            "label": label,
+        }
+    )

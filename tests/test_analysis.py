@@ -1,0 +1,198 @@
+"""Live analysis on synthetic prediction-log frames (issue 9, item 4).
+
+Frames are built like the prediction log (one row per served row, with its feedback label)
+from a seeded generator; each test names the verdict it expects and the reason.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from retrain.core.config import RolloutConfig
+from retrain.rollout import analysis
+from tests.rollout_frames import CLASSES, served
+
+CFG = RolloutConfig.model_validate(
+    {
+        "strategy": "canary",
+        "steps": [10, 50],
+        "analysis": {"min_requests": 100, "min_labels": 80, "n_resamples": 400},
+        "challenger": {"min_labels": 150, "window": "1h", "min_delta": 0.02},
+    }
+)
+
+
+def canary(frame: pd.DataFrame, weight: int = 10):
+    return analysis.judge_canary(
+        analysis.check_frame(frame),
+        production="1.0.0",
+        canary="1.1.0",
+        weight=weight,
+        cfg=CFG,
+        metric="accuracy",
+        task="classification",
+    )
+
+
+def test_too_little_traffic_holds_and_says_how_much_is_missing():
+    frame = pd.concat(
+        [
+            served("1.0.0", "production", 500, accuracy=0.8),
+            served("1.1.0", "canary", 40, accuracy=0.8),
+        ]
+    )
+    verdict, _ = canary(frame)
+    assert verdict.action == "hold"
+    assert verdict.missing == {"requests": 60, "labels": 40}
+    assert "60 more requests" in verdict.summary
+
+
+def test_healthy_canary_advances_to_the_next_step_then_promotes():
+    frame = pd.concat(
+        [
+            served("1.0.0", "production", 1500, accuracy=0.8, seed=1),
+            served("1.1.0", "canary", 600, accuracy=0.82, seed=2),
+        ]
+    )
+    verdict, stats = canary(frame, weight=10)
+    assert verdict.action == "advance", verdict.summary
+    assert verdict.next_weight == 50
+    assert {c.name: c.verdict for c in verdict.checks}["metric"] == "pass"
+    can = stats[1]
+    assert can.lower is not None and can.lower < can.delta < can.upper
+    last, _ = canary(frame, weight=50)
+    assert last.action == "promote"
+
+
+def test_canary_failing_on_a_fifth_of_rows_rolls_back_naming_the_error_rate():
+    frame = pd.concat(
+        [
+            served("1.0.0", "production", 1000, accuracy=0.8),
+            served("1.1.0", "canary", 300, accuracy=0.8, error_rate=0.2, seed=3),
+        ]
+    )
+    verdict, stats = canary(frame)
+    assert verdict.action == "rollback"
+    assert "error_rate" in verdict.summary
+    assert stats[1].error_rate == pytest.approx(0.2, abs=0.06)
+
+
+def test_silently_wrong_canary_rolls_back_on_the_live_metric():
+    frame = pd.concat(
+        [
+            served("1.0.0", "production", 1000, accuracy=0.8),
+            served("1.1.0", "canary", 300, accuracy=0.34, seed=4),
+        ]
+    )
+    verdict, _ = canary(frame)
+    assert verdict.action == "rollback"
+    assert [c.name for c in verdict.checks if c.verdict == "fail"] == ["metric"]
+
+
+def test_slow_canary_rolls_back_on_the_latency_ratio():
+    frame = pd.concat(
+        [
+            served("1.0.0", "production", 1000, accuracy=0.8, latency_ms=5),
+            served("1.1.0", "canary", 300, accuracy=0.8, latency_ms=20, seed=5),
+        ]
+    )
+    verdict, _ = canary(frame)
+    assert verdict.action == "rollback"
+    assert "latency" in verdict.summary
+
+
+def test_an_interval_straddling_the_threshold_holds_for_more_labels():
+    frame = pd.concat(
+        [
+            served("1.0.0", "production", 1000, accuracy=0.8),
+            served("1.1.0", "canary", 120, accuracy=0.76, labelled=0.7, seed=6),
+        ]
+    )
+    verdict, _ = canary(frame)
+    checks = {c.name: c.verdict for c in verdict.checks}
+    assert checks["metric"] == "wait", verdict.summary
+    assert verdict.action == "hold"
+
+
+def shadow_frame(shadow_accuracy: float, n: int = 600) -> pd.DataFrame:
+    rng = np.random.default_rng(11)
+    y = rng.choice(CLASSES, size=n)
+    ids = [f"r{i}" for i in range(n)]
+    return pd.concat(
+        [
+            served("1.0.0", "production", n, accuracy=0.75, ids=ids, labels=y, seed=12),
+            served("1.1.0", "shadow", n, accuracy=shadow_accuracy, ids=ids, labels=y, seed=13),
+        ]
+    )
+
+
+def shadow(frame: pd.DataFrame, running: float = 7200.0):
+    return analysis.judge_shadow(
+        analysis.check_frame(frame),
+        production="1.0.0",
+        shadow="1.1.0",
+        cfg=CFG,
+        metric="accuracy",
+        task="classification",
+        running_seconds=running,
+        n_resamples=400,
+    )
+
+
+def test_better_shadow_is_promoted_with_paired_statistics():
+    verdict, st = shadow(shadow_frame(0.9))
+    assert verdict.action == "promote_challenger", verdict.summary
+    assert st.delta > 0.1 and st.lower > 0
+    assert st.agreement is not None and 0 < st.agreement < 1
+
+
+def test_worse_or_equal_shadow_keeps_production():
+    assert shadow(shadow_frame(0.6))[0].action == "keep"
+    same = shadow_frame(0.9)
+    prod = same["role"] == "production"
+    same.loc[~prod, "prediction"] = same.loc[prod, "prediction"].to_numpy()
+    verdict, st = shadow(same)
+    assert verdict.action == "keep" and st.delta == 0 and st.agreement == 1
+
+
+def test_shadow_waits_for_its_window():
+    verdict, _ = shadow(shadow_frame(0.9), running=600)
+    assert verdict.action == "hold"
+
+
+def health(frame: pd.DataFrame, *, in_window: bool = True, floor: float | None = 0.7):
+    return analysis.judge_health(
+        analysis.check_frame(frame),
+        production="1.0.0",
+        cfg=CFG,
+        metric="accuracy",
+        task="classification",
+        in_window=in_window,
+        floor=floor,
+    )
+
+
+def test_directly_promoted_version_breaking_health_in_its_window_rolls_back():
+    bad = served("1.0.0", "production", 300, accuracy=0.8, error_rate=0.2)
+    assert health(bad)[0].action == "rollback"
+    constant = served("1.0.0", "production", 300, accuracy=0.33)
+    verdict, _ = health(constant)
+    assert verdict.action == "rollback" and "metric" in verdict.summary
+    good = served("1.0.0", "production", 300, accuracy=0.8)
+    assert health(good)[0].action == "healthy"
+    assert health(bad, in_window=False)[0].action == "none"
+
+
+def test_frame_missing_a_log_column_is_refused_by_name():
+    frame = served("1.0.0", "production", 5, accuracy=0.8).drop(columns=["latency_ms"])
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['latency_ms'\]"):
+        analysis.check_frame(frame)
+
+
+def test_table_lists_each_version_and_role_production_first():
+    frame = analysis.check_frame(shadow_frame(0.9))
+    rows = analysis.table(frame, "accuracy", "classification")
+    assert [(s.version, s.role) for s in rows] == [("1.0.0", "production"), ("1.1.0", "shadow")]
+    assert rows[0].requests == 600 and rows[0].labels == 600
