@@ -113,7 +113,7 @@ def promote(cfg: Config, *, push_tags: bool = False, ref: str = "HEAD") -> Promo
         f"promote: verifying the artifact of v{new_prod} (sha256 {entry['artifact']['sha256'][:12]}…)"
     )
     path = artifacts.fetch(root, entry["artifact"], new_prod)
-    artifacts.load_verified(path, entry["artifact"]["sha256"])  # refuses a tampered file
+    artifacts.load_for_config(cfg, path, entry["artifact"]["sha256"])  # refuses tampering
     result.notes.append(f"artifact verified: {entry['artifact']['sha256'][:12]}…")
 
     reg_tag = versioning.tag_name(model, new_prod)
@@ -360,7 +360,7 @@ def verify(cfg: Config, *, base: str) -> list[str]:
         if head_reg.production is None:
             raise BadInput("registry.yaml: production: a PR may not empty production")
         entry = head_reg.get(head_reg.production)
-        _verify_artifact(root, entry)
+        _verify_artifact(root, entry, cfg)
         passed.append(
             f"production moves from {base_reg.production} to {head_reg.production} "
             "(a registered version; artifact verified)"
@@ -412,18 +412,18 @@ def verify(cfg: Config, *, base: str) -> list[str]:
     card = entry.get("model_card")
     if card and not (root / card).is_file():
         raise BadInput(f"{card}: model card referenced by registry.yaml is missing")
-    _verify_artifact(root, entry)
+    _verify_artifact(root, entry, cfg)
     passed.append(
         f"artifact in the DVC remote, sha256 {entry['artifact']['sha256'][:12]}… verified"
     )
     return passed
 
 
-def _verify_artifact(root: Path, entry: dict[str, Any]) -> None:
+def _verify_artifact(root: Path, entry: dict[str, Any], cfg: Config) -> None:
     if not artifacts.in_remote(root, entry["artifact"]):
         raise BadInput(
             f"registry.yaml: version {entry['version']}: artifact md5 "
             f"{entry['artifact']['md5']} is not in the DVC remote"
         )
     path = artifacts.fetch(root, entry["artifact"], entry["version"])
-    artifacts.load_verified(path, entry["artifact"]["sha256"])
+    artifacts.load_for_config(cfg, path, entry["artifact"]["sha256"])

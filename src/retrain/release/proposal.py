@@ -87,8 +87,8 @@ def judge(cfg: Config, registry: reg.Registry, *, bump_requested: str | None) ->
     validation = stages.load_json(root, stages.VALIDATION_FILE)
     holdout = dataset.load_holdout(ds, root)
     X = holdout[ds.feature_names]
-    candidate_model = artifacts.load_verified(
-        root / stages.MODEL_FILE, training["artifact"]["sha256"]
+    candidate_model = artifacts.load_for_config(
+        cfg, root / stages.MODEL_FILE, training["artifact"]["sha256"]
     )
     candidate = _scores(
         candidate_model,
@@ -105,7 +105,7 @@ def judge(cfg: Config, registry: reg.Registry, *, bump_requested: str | None) ->
             f"gates: fetching production v{prod['version']} and scoring it on the same holdout"
         )
         path = artifacts.fetch(root, prod["artifact"], prod["version"])
-        base_model = artifacts.load_verified(path, prod["artifact"]["sha256"])
+        base_model = artifacts.load_for_config(cfg, path, prod["artifact"]["sha256"])
         base_X = dataset.model_inputs(holdout, prod, ds.holdout)
         baseline = _scores(
             base_model,
@@ -180,7 +180,7 @@ def build_entry(
 ) -> dict[str, Any]:
     t = j.training
     card_rel = f"reports/v{j.version}/model_card.json"
-    return {
+    entry = {
         "version": j.version,
         "created": _now(),
         "reason": {"triggers": fired, "manual": reason},
@@ -211,6 +211,9 @@ def build_entry(
             },
         },
     }
+    if t.get("training"):  # model.yaml training.mode: warm_start names the parent version
+        entry["training"] = {k: t["training"].get(k) for k in ("mode", "parent", "note")}
+    return entry
 
 
 def model_card(cfg: Config, entry: dict[str, Any], j: Judgement) -> dict[str, Any]:
@@ -244,6 +247,11 @@ def model_card(cfg: Config, entry: dict[str, Any], j: Judgement) -> dict[str, An
         "artifact": entry["artifact"],
         "mlflow": entry["mlflow"],
         "known_limitations": list(cfg.release.known_limitations),
+        **(
+            {"training": entry["training"], "parent_version": entry["training"]["parent"]}
+            if entry.get("training")
+            else {}
+        ),
     }
 
 

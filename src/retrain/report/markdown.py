@@ -183,6 +183,10 @@ def _gate_cells(result: Mapping[str, Any], m: Mapping[str, Any]) -> tuple[str, s
         cell = " · ".join(f"{_short(v)} {units.get(k, k)}" for k, v in value.items())
         bound = " · ".join(f"≤ {_short(v)} {units.get(k, k)}" for k, v in thr.items())
         return cell, bound or "–"
+    if name == "guardrails" and isinstance(threshold, Mapping):
+        cells = value if isinstance(value, Mapping) else {}
+        cell = " · ".join(f"{k} {_num(cells.get(k), signed=True)}" for k in threshold) or "–"
+        return cell, " · ".join(f"{k} ≥ {_num(v, signed=True)}" for k, v in threshold.items())
     if name == "schema_bump":
         return _num(value), _num(threshold) if value == threshold else f"≥ {_num(threshold)}"
     return _num(value), _num(threshold)
