@@ -177,8 +177,8 @@ class ModelConfig(Strict):
             if not isinstance(name, str) or not re.match(_DOTTED, name):
                 raise PydanticCustomError(
                     "trusted_type",
-                    "{name!r} is not a dotted type name such as pkg.module.Class",
-                    {"name": name},
+                    "{name} is not a dotted type name such as pkg.module.Class",
+                    {"name": repr(name)},
                 )
         return value
 
@@ -311,8 +311,8 @@ class GatesConfig(Strict):
             if name not in ALL_METRICS:
                 raise PydanticCustomError(
                     "unknown_metric",
-                    "{name!r} is not a known metric; expected one of [{names}]",
-                    {"name": name, "names": ", ".join(ALL_METRICS)},
+                    "{name} is not a known metric; expected one of [{names}]",
+                    {"name": repr(name), "names": ", ".join(ALL_METRICS)},
                 )
             lower = name in metric_names.LOWER_IS_BETTER
             key, other = ("max_rise", "max_drop") if lower else ("max_drop", "max_rise")

@@ -183,9 +183,9 @@ def train(cfg: Config) -> dict[str, Any]:
     ds = cfg.dataset
     for rel in (MODEL_FILE, TRAINING_FILE):
         (root / rel).unlink(missing_ok=True)
+    pipe = build_pipeline(cfg)  # a bad model config fails before the data is read
     data = dataset.load_batches(ds, root)
     X, y = data.features(ds), data.frame[ds.target]
-    pipe = build_pipeline(cfg)
     warm = cfg.model.training.mode == "warm_start"
     plan = plan_training(cfg, data) if warm else WarmPlan("full")
     started = time.perf_counter()
