@@ -155,9 +155,20 @@ def _continue(cfg: Config, plan: WarmPlan, fresh: Any) -> tuple[Any, pd.DataFram
     steps = getattr(model, "steps", None)
     final = steps[-1][1] if steps else model
     if ds.task == "classification":
+        # partial_fit keeps the parent's classes and accepts a subset of them; refitting with
+        # warm_start (new trees) needs exactly the same class set.
         parent_classes = {str(c) for c in getattr(final, "classes_", [])}
-        if set(y.astype(str)) != parent_classes:
-            plan.note = "the new batches' classes differ from the parent's: full retrain"
+        new_classes = set(y.astype(str))
+        fits = (
+            new_classes <= parent_classes
+            if hasattr(final, "partial_fit")
+            else new_classes == parent_classes
+        )
+        if not fits:
+            plan.note = (
+                f"the new batches' classes {sorted(new_classes)} do not fit the parent's "
+                f"{sorted(parent_classes)}: full retrain"
+            )
             return None
     Xt = model[:-1].transform(X) if steps else X
     if hasattr(final, "partial_fit"):
