@@ -263,3 +263,23 @@ def test_init_then_bootstrap_new_batch_retrain_merge_promote_revert_with_no_othe
     assert st["production"] == "1.0.0"
     assert [e["event"] for e in st["history"]] == ["promote", "promote", "rollback"]
     assert cli("predict", "--version", "1.0.0", "--input", str(holdout)).stdout == before
+
+
+def test_a_numeric_target_is_regression_and_the_primary_metric_follows(template, tmp_path):
+    root = tmp_path / "fork"
+    shutil.copytree(template, root)
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 1, 400)
+    data = tmp_path / "house prices.parquet"
+    pd.DataFrame(
+        {"size m²": x * 20 + 90, "price (k€)": x * 50 + 300 + rng.normal(0, 5, 400)}
+    ).to_parquet(data)
+    res = _retrain(root, "init", "--data", str(data), "--target", "price (k€)")
+    assert res.returncode == 0, res.stderr
+    assert (
+        "gates.yaml: primary_metric accuracy is not a regression metric; set to rmse" in res.stdout
+    )
+    cfg = load_config(root)
+    assert cfg.dataset.task == "regression" and cfg.dataset.labels is None
+    assert cfg.gates.primary_metric == "rmse" and cfg.release.model_name == "house-prices"
+    assert len(pd.read_csv(root / "data" / "holdout.csv")) == 80  # a seeded random fifth
