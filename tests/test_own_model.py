@@ -4,9 +4,10 @@
   function in the fork's ``model.py``): refused before saving while the function's type is
   not in ``trusted_types``, then trained, proposed, merged, promoted, and predicted
   identically from a fresh clone that fetches the artifact from the DVC remote.
-- ``training: {mode: warm_start, full_every: 2}``: the child continues from its parent (the
-  parent's trees are the child's first trees), the registry entry and model card name the
-  parent, and the next training is a full retrain.
+- ``training: {mode: warm_start, full_every: 2}`` with an estimator named by import path
+  (``SGDClassifier``): the child is its parent trained further on the new batch only
+  (``partial_fit`` by hand reproduces its coefficients), the registry entry and model card
+  name the parent, and the next training is a full retrain.
 
 GitHub is not involved: proposals are merged with git as a PR merge would.
 """
@@ -22,6 +23,7 @@ import yaml
 
 from retrain import example
 from retrain.core.config import load_config
+from retrain.core.registry import ArtifactRef
 from retrain.pipeline import artifacts, dataset
 from tests.conftest import Cli, bootstrap
 
@@ -149,8 +151,9 @@ def test_warm_start_continues_from_its_parent_and_full_every_forces_a_full_retra
     cfg = load_config(sb.root)
     models = {}
     for e in (first, child):
-        path = artifacts.fetch(sb.root, e["artifact"], e["version"])
-        models[e["version"]] = artifacts.load_for_config(cfg, path, e["artifact"]["sha256"])
+        ref = ArtifactRef.model_validate(e["artifact"])
+        path = artifacts.fetch(sb.root, ref, e["version"])
+        models[e["version"]] = artifacts.load_for_config(cfg, path, ref.sha256)
     parent, grown = models["1.0.0"], models["1.0.1"]
     before = parent.steps[-1][1].coef_.copy()
     new = dataset.check_frame(

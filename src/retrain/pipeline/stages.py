@@ -82,25 +82,29 @@ class WarmPlan:
     """How this training run starts: from scratch, or from the production model."""
 
     mode: str  # "full" | "warm_start"
-    parent: dict[str, Any] | None = None  # the production registry entry continued from
+    parent: Any = None  # the production RegistryEntry continued from
     note: str = ""
     new_files: list[Path] = field(default_factory=list)
 
     def record(self, rows: int) -> dict[str, Any]:
         return {
             "mode": self.mode,
-            "parent": self.parent["version"] if self.parent else None,
+            "parent": self.parent.version if self.parent is not None else None,
             "note": self.note,
             "rows": rows,
         }
 
 
-def _warm_chain(registry: Any, entry: dict[str, Any]) -> int:
+def _training_record(entry: Any) -> dict[str, Any]:
+    return dict((entry.model_extra or {}).get("training") or {})
+
+
+def _warm_chain(registry: Any, entry: Any) -> int:
     """How many warm starts in a row led to ``entry`` (0 for a full retrain)."""
     n, seen = 0, set()
-    while (entry.get("training") or {}).get("mode") == "warm_start":
+    while _training_record(entry).get("mode") == "warm_start":
         n += 1
-        parent = entry["training"].get("parent")
+        parent = _training_record(entry).get("parent")
         if not parent or parent in seen or not registry.has(parent):
             break
         seen.add(parent)
@@ -121,20 +125,20 @@ def plan_training(cfg: Config, data: dataset.TrainingData) -> WarmPlan:
     if chain + 1 >= every:
         return WarmPlan(
             "full",
-            note=f"full_every {every}: v{prod['version']} ends a chain of {chain} warm "
+            note=f"full_every {every}: v{prod.version} ends a chain of {chain} warm "
             f"start(s), so this version is a full retrain",
         )
     schema = dataset.schema_of(cfg.dataset, None)
-    if (prod.get("schema") or {}).get("features") != schema["features"]:
+    if prod.to_dict().get("schema", {}).get("features") != schema["features"]:
         return WarmPlan("full", note="the input schema changed since production: full retrain")
-    seen = (prod.get("data") or {}).get("files") or {}
+    seen = prod.to_dict().get("data", {}).get("files") or {}
     new = [rel for rel, rows in data.files.items() if seen.get(rel) != rows]
     if not new:
         return WarmPlan("full", note="no batch is new since production: full retrain")
     return WarmPlan(
         "warm_start",
         parent=prod,
-        note=f"continues v{prod['version']} on {len(new)} new batch file(s)",
+        note=f"continues v{prod.version} on {len(new)} new batch file(s)",
         new_files=[cfg.root / rel for rel in new],
     )
 
@@ -149,9 +153,9 @@ def _continue(cfg: Config, plan: WarmPlan, fresh: Any) -> tuple[Any, pd.DataFram
     ]
     new = pd.concat(frames, ignore_index=True)
     X, y = new[ds.feature_names], new[ds.target]
-    ref = plan.parent["artifact"]
-    path = artifacts.fetch(cfg.root, ref, plan.parent["version"])
-    model = artifacts.load_for_config(cfg, path, ref["sha256"])
+    ref = plan.parent.artifact
+    path = artifacts.fetch(cfg.root, ref, plan.parent.version)
+    model = artifacts.load_for_config(cfg, path, ref.sha256)
     steps = getattr(model, "steps", None)
     final = steps[-1][1] if steps else model
     if ds.task == "classification":
@@ -259,7 +263,7 @@ def train(cfg: Config) -> dict[str, Any]:
     }
     if warm:
         tags["training_mode"] = plan.mode
-        tags["parent_version"] = plan.parent["version"] if plan.parent else ""
+        tags["parent_version"] = plan.parent.version if plan.parent is not None else ""
     info["mlflow"] = tracking.log_training(
         cfg,
         model=pipe,
