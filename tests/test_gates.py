@@ -29,7 +29,15 @@ from retrain.pipeline.latency import measure_latency
 
 CLASSES = ["fog", "rain", "sun"]
 FAST = {"p95_ms_single": 2.0, "p95_ms_batch": 20.0}
-GATE_ORDER = ["data_valid", "schema_bump", "improvement", "subgroups", "latency", "cost"]
+GATE_ORDER = [
+    "data_valid",
+    "schema_bump",
+    "improvement",
+    "subgroups",
+    "latency",
+    "cost",
+    "guardrails",
+]
 
 
 def labels(n: int, seed: int = 0) -> np.ndarray:
@@ -500,6 +508,7 @@ def test_bootstrap_without_production_skips_the_comparative_gates():
         "subgroups": "skip",
         "latency": "pass",
         "cost": "pass",
+        "guardrails": "skip",
     }
     for name in ("improvement", "subgroups"):
         assert report.result(name).detail == BOOTSTRAP_SKIP

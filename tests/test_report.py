@@ -159,7 +159,9 @@ def test_pr_body_opens_with_a_one_paragraph_verdict():
     assert paragraphs[0] == "## Promote seattle-weather v1.2.0 (minor: data_drift, new_data)"
     verdict = paragraphs[1]
     assert "\n" not in verdict
-    assert verdict.startswith("**✅ All 6 applicable gates passed.** Proposes seattle-weather")
+    assert verdict.startswith(
+        "**✅ All 6 applicable gates passed (1 skipped).** Proposes seattle-weather"
+    )
     assert "replacing production v1.1.0" in verdict
     assert "data_drift (0.4 vs threshold 0.3), new_data (182 vs threshold 100)" in verdict
     assert (
@@ -172,7 +174,7 @@ def test_pr_body_opens_with_a_one_paragraph_verdict():
 def test_a_failed_gate_is_named_in_the_verdict_with_its_shortfall():
     ctx = make_ctx(gate_report(candidate_wrong=390))
     verdict = markdown.render_pr_body(ctx).split("\n\n")[1]
-    assert verdict.startswith("**❌ 1 of 6 gates failed: `improvement`.**")
+    assert verdict.startswith("**❌ 1 of 7 gates failed: `improvement`.**")
     assert "gain is below min_delta 0.0100 by 0.0050" in verdict
 
 
@@ -186,6 +188,7 @@ def test_pr_body_has_the_gates_table_in_gate_order():
         "subgroups",
         "latency",
         "cost",
+        "guardrails",
     ]
     assert "|  | gate | value | threshold | detail |" in body
     improvement = next(r for r in rows if "`improvement`" in r)

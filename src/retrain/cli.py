@@ -396,6 +396,48 @@ def feedback_export(since: str, output: Path, version: str | None, as_json: bool
         click.echo(fb.report(exp, since))
 
 
+@cli.command(name="init")
+@click.option("--data", "data", required=True, help="your labelled data (CSV or Parquet)")
+@click.option("--target", required=True, help="the column to predict")
+@click.option("--time-column", default=None, help="timestamps: batches and holdout by time")
+@click.option("--name", default=None, help="the model's name (default: from the file name)")
+@click.option("--holdout-share", default="0.2", show_default=True, help="frozen holdout share")
+@click.option("--batches", "n_batches", default=None, help="number of batches (default: by size)")
+@click.option("--force", is_flag=True, help="reset a registry that already has versions")
+def init_cmd(
+    data: str,
+    target: str,
+    time_column: str | None,
+    name: str | None,
+    holdout_share: str,
+    n_batches: str | None,
+    force: bool,
+) -> None:
+    """Turn this fork into a project for your own data (configs, registry, batches, holdout)."""
+    from retrain import onboard
+    from retrain.core.errors import BadInput
+
+    try:
+        share = float(holdout_share)
+    except ValueError:
+        raise BadInput(f"--holdout-share: expected a number, got {holdout_share!r}") from None
+    try:
+        batches = int(n_batches) if n_batches is not None else None
+    except ValueError:
+        raise BadInput(f"--batches: expected a whole number, got {n_batches!r}") from None
+    result = onboard.init(
+        Path.cwd(),
+        Path(data),
+        target,
+        time_column=time_column,
+        name=name,
+        holdout_share=share,
+        n_batches=batches,
+        force=force,
+    )
+    click.echo(result.summary())
+
+
 def main() -> None:
     cli(prog_name="retrain")
 

@@ -110,19 +110,105 @@ class DatasetConfig(Strict):
 
 
 # --------------------------------------------------------------------------- model
-class ModelConfig(Strict):
-    """The estimator and its parameters (``configs/model.yaml``)."""
+BUILTIN_ESTIMATORS: tuple[str, ...] = (
+    "random_forest",
+    "hist_gradient_boosting",
+    "logistic_regression",
+    "decision_tree",
+    "ridge",
+    "linear_regression",
+)
+# Built-in names that can continue from a fitted model (``warm_start`` or ``partial_fit``).
+WARM_STARTABLE_BUILTINS = frozenset(
+    {"random_forest", "hist_gradient_boosting", "logistic_regression"}
+)
+_DOTTED = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
+_MODULE_FUNCTION = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 
-    estimator: Literal[
-        "random_forest",
-        "hist_gradient_boosting",
-        "logistic_regression",
-        "decision_tree",
-        "ridge",
-        "linear_regression",
-    ]
+
+class TrainingMode(Strict):
+    """``model.yaml: training``: retrain from scratch, or continue from production."""
+
+    mode: Literal["full", "warm_start"] = "full"
+    full_every: int = Field(
+        default=4, ge=1, description="every N-th version in a warm-start chain is a full retrain"
+    )
+
+
+class ModelConfig(Strict):
+    """The estimator and its parameters (``configs/model.yaml``).
+
+    Exactly one of ``estimator`` (a built-in name, or the import path of an estimator class)
+    and ``pipeline`` (``module:function`` in the fork's own code, returning an unfitted
+    estimator or Pipeline).  Whether an import path resolves is checked where the model is
+    built (``retrain.pipeline.estimators``); here only the shapes.
+    """
+
+    estimator: str | None = None
+    pipeline: str | None = Field(default=None, pattern=_MODULE_FUNCTION)
     params: dict[str, Any] = Field(default_factory=dict)
     random_state: int = 0
+    trusted_types: list[str] = Field(
+        default_factory=list,
+        description="types the saved model may contain beyond the built-in skops allow-list",
+    )
+    training: TrainingMode = TrainingMode()
+
+    @field_validator("estimator")
+    @classmethod
+    def _estimator_shape(cls, value: str | None) -> str | None:
+        import re
+
+        if value is None or value in BUILTIN_ESTIMATORS or re.match(_DOTTED, value):
+            return value
+        raise PydanticCustomError(
+            "estimator_name",
+            "expected a built-in name ({names}) or an import path such as "
+            "sklearn.ensemble.ExtraTreesClassifier",
+            {"names": ", ".join(BUILTIN_ESTIMATORS)},
+        )
+
+    @field_validator("trusted_types")
+    @classmethod
+    def _trusted_shape(cls, value: list[str]) -> list[str]:
+        import re
+
+        for name in value:
+            if not isinstance(name, str) or not re.match(_DOTTED, name):
+                raise PydanticCustomError(
+                    "trusted_type",
+                    "{name} is not a dotted type name such as pkg.module.Class",
+                    {"name": repr(name)},
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _one_model(self) -> ModelConfig:
+        if (self.estimator is None) == (self.pipeline is None):
+            raise ValueError("set exactly one of estimator and pipeline")
+        if self.pipeline is not None and self.params:
+            raise ValueError(
+                "params: not used with pipeline; the pipeline function sets its own parameters"
+            )
+        if (
+            self.training.mode == "warm_start"
+            and self.estimator in BUILTIN_ESTIMATORS
+            and self.estimator not in WARM_STARTABLE_BUILTINS
+        ):
+            raise ValueError(
+                f"training.mode: estimator {self.estimator!r} cannot warm-start (no warm_start "
+                f"or partial_fit); use one of {sorted(WARM_STARTABLE_BUILTINS)} or mode: full"
+            )
+        return self
+
+    @property
+    def builtin(self) -> bool:
+        return self.estimator in BUILTIN_ESTIMATORS
+
+    @property
+    def label(self) -> str:
+        """How the model is named in messages and records."""
+        return self.estimator or f"pipeline {self.pipeline}"
 
 
 # --------------------------------------------------------------------------- triggers
@@ -190,7 +276,15 @@ class GatesConfig(Strict):
     class Patch(Strict):
         max_regression: float = Field(default=0.005, ge=0, allow_inf_nan=False)
 
+    class Guardrail(Strict):
+        max_drop: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+        max_rise: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
     primary_metric: str = "accuracy"
+    guardrails: dict[str, Guardrail] = Field(
+        default_factory=dict,
+        description="secondary metrics that may not get worse beyond a limit (seventh gate)",
+    )
     improvement: Improvement = Improvement()
     subgroups: Subgroups = Subgroups()
     latency: Latency = Latency()
@@ -208,6 +302,27 @@ class GatesConfig(Strict):
                 "not a known metric; expected one of [{names}]",
                 {"names": ", ".join(ALL_METRICS)},
             )
+        return value
+
+    @field_validator("guardrails")
+    @classmethod
+    def _guardrail_metrics(cls, value: dict[str, Guardrail]) -> dict[str, Guardrail]:
+        for name, rail in value.items():
+            if name not in ALL_METRICS:
+                raise PydanticCustomError(
+                    "unknown_metric",
+                    "{name} is not a known metric; expected one of [{names}]",
+                    {"name": repr(name), "names": ", ".join(ALL_METRICS)},
+                )
+            lower = name in metric_names.LOWER_IS_BETTER
+            key, other = ("max_rise", "max_drop") if lower else ("max_drop", "max_rise")
+            if getattr(rail, other) is not None or getattr(rail, key) is None:
+                way = "lower" if lower else "higher"
+                raise PydanticCustomError(
+                    "guardrail_direction",
+                    "{name}: {way} is better, so give {key} (how much it may get worse)",
+                    {"name": name, "way": way, "key": key},
+                )
         return value
 
 
@@ -453,11 +568,19 @@ class Config(Strict):
     def _cross(self) -> Config:
         est = self.model.estimator
         regressors = {"ridge", "linear_regression"}
+        if self.model.pipeline is not None:
+            _check_pipeline_tracked(self.root, self.model.pipeline)
         if self.dataset.task == "regression" and est in {"logistic_regression"}:
             raise ValueError(f"model.yaml: estimator {est!r} cannot do regression")
         if self.dataset.task == "classification" and est in regressors:
             raise ValueError(f"model.yaml: estimator {est!r} cannot do classification")
         names = metric_names.metric_names(self.dataset.task)
+        for rail in self.gates.guardrails:
+            if rail not in names:
+                raise ValueError(
+                    f"gates.yaml: guardrails.{rail}: not a {self.dataset.task} metric; "
+                    f"expected one of {names}"
+                )
         if self.gates.primary_metric not in names:
             raise ValueError(
                 f"gates.yaml: primary_metric: {self.gates.primary_metric!r} is not a "
@@ -466,10 +589,27 @@ class Config(Strict):
         return self
 
 
+def _check_pipeline_tracked(root: Path, spec: str) -> None:
+    """A fork's own model code must be a dependency of the train stage, so editing it
+    retrains (``dvc.yaml: stages.train.deps``)."""
+    module = spec.split(":", 1)[0]
+    rel = module.replace(".", "/") + ".py"
+    if not (root / rel).is_file():
+        raise ValueError(f"model.yaml: pipeline: {rel} not found (for {spec!r})")
+    path = root / "dvc.yaml"
+    doc = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    deps = (((doc or {}).get("stages") or {}).get("train") or {}).get("deps") or []
+    if rel not in deps:
+        raise ValueError(
+            f"model.yaml: pipeline: {rel} is not a dependency of the train stage; add "
+            f"`- {rel}` under stages.train.deps in dvc.yaml so a change to it retrains"
+        )
+
+
 def _format_error(path: str, err: ValidationError) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"])
-    msg = first["msg"]
+    msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
     if "input" in first and first["type"] not in ("missing", "extra_forbidden"):

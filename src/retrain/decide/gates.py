@@ -12,7 +12,9 @@ the same frozen holdout rows and returns a :class:`GateReport` whose results are
 ``subgroups``    no declared subgroup level with enough rows regresses beyond
                  ``max_regression``; smaller levels are reported "too small to judge";
 ``latency``      measured p95 of single-row and batch prediction within budget;
-``cost``         model size and training time within budget.
+``cost``         model size and training time within budget;
+``guardrails``   secondary metrics (``guardrails``) get no worse than their limits, even
+                 when the primary metric improves.
 
 At bootstrap (no production model) the comparative gates are ``skip`` and the bump is
 ``initial``.  The method and its reasons are written down in ``docs/gates.md``.
@@ -461,6 +463,46 @@ def _cost_gate(inputs: GateInputs, cfg: GatesConfig) -> GateResult:
     return _budget_gate("cost", value, threshold, {"model_mb": "MB", "train_seconds": "s"}, ok)
 
 
+def _guardrail_gate(inputs: GateInputs, cfg: GatesConfig) -> GateResult:
+    """Secondary metrics (``gates.yaml: guardrails``) may not get worse beyond their limit,
+    even when the primary metric improves."""
+    rails = cfg.guardrails
+    limits = {
+        name: -(rail.max_drop if rail.max_drop is not None else rail.max_rise or 0.0)
+        for name, rail in sorted(rails.items())
+    }
+    if not rails:
+        return GateResult("guardrails", "skip", None, None, "no guardrails declared")
+    if inputs.baseline is None:
+        return GateResult("guardrails", "skip", None, limits, BOOTSTRAP_SKIP)
+    changes: dict[str, float | None] = {}
+    broken, undefined, parts = [], [], []
+    for name, limit in limits.items():
+        cand = _safe_score(name, inputs.y_true, inputs.candidate)
+        base = _safe_score(name, inputs.y_true, inputs.baseline)
+        if metrics.needs_proba(name) and (
+            inputs.candidate.proba is None or inputs.baseline.proba is None
+        ):
+            cand = base = None
+        if cand is None or base is None:
+            changes[name] = None
+            undefined.append(name)
+            continue
+        gain = _sign(name) * (cand - base)
+        changes[name] = _r(gain)
+        word = "drop" if metrics.greater_is_better(name) else "rise"
+        text = f"{name} {_f(cand)} vs production {_f(base)} ({word} allowed {_f(-limit)})"
+        if gain < limit - _EPS:
+            broken.append(f"{text}: worse by {_f(-gain)}, beyond the limit by {_f(limit - gain)}")
+        else:
+            parts.append(text)
+    if undefined:
+        broken.append(f"undefined for candidate or production: {', '.join(undefined)}")
+    if broken:
+        return GateResult("guardrails", "fail", changes, limits, "; ".join(broken))
+    return GateResult("guardrails", "pass", changes, limits, "; ".join(parts))
+
+
 def evaluate_gates(inputs: GateInputs, cfg: GatesConfig) -> GateReport:
     """Run every promotion gate and decide the version bump.
 
@@ -491,6 +533,7 @@ def evaluate_gates(inputs: GateInputs, cfg: GatesConfig) -> GateReport:
         subgroups,
         _latency_gate(inputs, cfg),
         _cost_gate(inputs, cfg),
+        _guardrail_gate(inputs, cfg),
     ]
 
     def _summary(s: ModelScores) -> dict[str, float | None]:

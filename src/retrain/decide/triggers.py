@@ -251,7 +251,7 @@ def check(
     need_model = (t.prediction_drift.enabled or t.performance.enabled) and len(new) > 0
     if need_model:
         path = artifacts.fetch(cfg.root, prod.artifact, prod.version)
-        model = artifacts.load_verified(path, prod.artifact.sha256)
+        model = artifacts.load_for_config(cfg, path, prod.artifact.sha256)
         new_pred = model.predict(dataset.model_inputs(new, prod, "new batches"))
         if t.prediction_drift.enabled and len(reference):
             ref_pred = model.predict(dataset.model_inputs(reference, prod, "reference batches"))

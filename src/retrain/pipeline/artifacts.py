@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import skops.io as sio
 
+from retrain.core.config import Config
 from retrain.core.errors import ArtifactError, ExternalCommandError, RemoteError, RetrainError
 from retrain.core.registry import ArtifactRef
 
@@ -48,26 +50,44 @@ def md5_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def untrusted_types(path: Path) -> list[str]:
-    """Types in the file outside skops' defaults and our allow-list."""
+def untrusted_types(path: Path, trusted: Sequence[str] = ()) -> list[str]:
+    """Types in the file outside skops' defaults, our allow-list and ``trusted``."""
     try:
         found = sio.get_untrusted_types(file=path)
     except Exception as exc:  # skops raises many kinds on a corrupt zip
         raise ArtifactError(f"{path}: not a readable skops file ({type(exc).__name__})") from None
-    return [t for t in found if t not in TRUSTED_TYPES]
+    allowed = set(TRUSTED_TYPES) | set(trusted)
+    return [t for t in found if t not in allowed]
 
 
-def save_model(model: Any, path: Path) -> dict[str, Any]:
-    """Write ``model`` with skops and return its reference (path, format, sha256, md5, size)."""
+def trusted_types(extra: Sequence[str] = ()) -> list[str]:
+    """The built-in allow-list plus ``configs/model.yaml: trusted_types`` (for MLflow too)."""
+    return list(dict.fromkeys([*TRUSTED_TYPES, *extra]))
+
+
+def save_model(model: Any, path: Path, trusted: Sequence[str] = ()) -> dict[str, Any]:
+    """Write ``model`` with skops and return its reference (path, format, sha256, md5, size).
+
+    A model containing a type outside the allow-list (built-in + ``trusted``) is refused
+    before anything is saved, with the line to add to ``configs/model.yaml``.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    sio.dump(model, tmp)
-    bad = untrusted_types(tmp)
+    try:
+        sio.dump(model, tmp)
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        raise ArtifactError(
+            f"{path}: the model cannot be saved with skops ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
+    bad = untrusted_types(tmp, trusted)
     if bad:
         tmp.unlink()
         raise ArtifactError(
-            f"{path}: the model contains types not on the reviewed allow-list {bad}; "
-            "review them and add to retrain.pipeline.artifacts.TRUSTED_TYPES"
+            f"configs/model.yaml: trusted_types: the model contains type {bad[0]!r}, which is "
+            f"not trusted; review it, then add `  - {bad[0]}` under trusted_types"
+            + (f" (and {len(bad) - 1} more: {bad[1:]})" if len(bad) > 1 else "")
         )
     tmp.replace(path)
     return describe(path)
@@ -82,8 +102,21 @@ def describe(path: Path) -> dict[str, Any]:
     }
 
 
-def load_verified(path: Path, sha256: str, *, display: str | None = None) -> Any:
-    """Deserialise a model file only after its sha256 matches the registry's."""
+def load_verified(
+    path: Path,
+    sha256: str,
+    *,
+    trusted: Sequence[str] = (),
+    code_root: Path | None = None,
+    display: str | None = None,
+) -> Any:
+    """Deserialise a model file only after its sha256 matches the registry's.
+
+    ``trusted`` are the extra types ``configs/model.yaml: trusted_types`` allows; any other
+    type outside skops' defaults and :data:`TRUSTED_TYPES` is refused.  ``code_root`` (the
+    repository root) is put on ``sys.path`` while loading, for models that reference the
+    fork's own code (``pipeline: model:build``).  Prefer :func:`load_for_config`.
+    """
     display = display or str(path)
     if not path.is_file():
         raise ArtifactError(f"{display}: artifact file not found")
@@ -97,11 +130,35 @@ def load_verified(path: Path, sha256: str, *, display: str | None = None) -> Any
         head = fh.read(4)
     if head != b"PK\x03\x04":
         raise ArtifactError(f"{display}: unknown artifact format (expected a skops zip file)")
-    bad = untrusted_types(path)
+    bad = untrusted_types(path, trusted)
     if bad:
-        raise ArtifactError(f"{display}: artifact contains untrusted types {bad}; refusing to load")
+        raise ArtifactError(
+            f"{display}: artifact contains untrusted types {bad}; refusing to load "
+            "(configs/model.yaml: trusted_types lists the reviewed ones)"
+        )
     found = sio.get_untrusted_types(file=path)
-    return sio.load(path, trusted=list(found))
+    if code_root is None:
+        return sio.load(path, trusted=list(found))
+    from retrain.pipeline.estimators import code_on_path
+
+    with code_on_path(code_root):
+        try:
+            return sio.load(path, trusted=list(found))
+        except (ImportError, AttributeError) as exc:
+            raise ArtifactError(
+                f"{display}: the model refers to code that is not importable here "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
+
+
+def load_for_config(cfg: Config, path: Path, sha256: str, *, display: str | None = None) -> Any:
+    """:func:`load_verified` with the trusted types and code root of this repository's config.
+
+    Every load goes through here (evaluate, gates, triggers, predict, promote, verify, serve).
+    """
+    return load_verified(
+        path, sha256, trusted=cfg.model.trusted_types, code_root=cfg.root, display=display
+    )
 
 
 # ------------------------------------------------------------------------ fetching
@@ -285,9 +342,18 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
-def load_registered(root: Path, ref: ArtifactRef, version: str) -> Any:
+def load_registered(
+    root: Path, ref: ArtifactRef, version: str, *, trusted: Sequence[str] = ()
+) -> Any:
     """The one way to load a registered version: fetch by md5 (cache, then remote), check
-    sha256, then deserialise with the skops allow-list.  Everything that serves or scores a
-    registered model (predict, promote, verify, the server) goes through here."""
+    sha256, then deserialise with the skops allow-list plus ``trusted``
+    (``configs/model.yaml: trusted_types``).  Everything that serves or scores a registered
+    model (predict, promote, verify, the server) goes through here."""
     path = fetch(root, ref, version)
-    return load_verified(path, ref.sha256, display=f"registry.yaml: version {version}")
+    return load_verified(
+        path,
+        ref.sha256,
+        trusted=trusted,
+        code_root=root,
+        display=f"registry.yaml: version {version}",
+    )

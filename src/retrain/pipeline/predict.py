@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,13 @@ from retrain.core.config import Config
 from retrain.pipeline import artifacts, dataset
 
 
-def load_version(root: Path, entry: reg.RegistryEntry | dict[str, Any]) -> Any:
-    """The model of a registry entry: fetched by md5 (DVC cache, then remote), sha256 verified."""
+def load_version(
+    root: Path, entry: reg.RegistryEntry | dict[str, Any], *, trusted: Sequence[str] = ()
+) -> Any:
+    """The model of a registry entry: fetched by md5 (DVC cache, then remote), sha256 verified,
+    deserialised with the skops allow-list plus ``trusted``."""
     entry = reg.RegistryEntry.coerce(entry)
-    return artifacts.load_registered(Path(root), entry.artifact, entry.version)
+    return artifacts.load_registered(Path(root), entry.artifact, entry.version, trusted=trusted)
 
 
 def predict_rows(
@@ -53,7 +57,7 @@ def predict_file(cfg: Config, version: str, input_path: Path) -> str:
     X, ignored = dataset.load_features_file(cfg.dataset, input_path)
     if ignored:
         print(f"[retrain] predict: ignoring column(s) {ignored}", file=sys.stderr)
-    model = load_version(cfg.root, entry)
+    model = load_version(cfg.root, entry, trusted=cfg.model.trusted_types)
     y_pred, proba, classes = predict_rows(model, X, cfg.dataset.task)
     out = pd.DataFrame({"prediction": y_pred})
     if proba is not None and classes is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from retrain.core.config import Config
 from retrain.core.errors import ConfigError, DataError
 from retrain.core.progress import progress
 from retrain.core.registry import write_atomic
-from retrain.pipeline import artifacts, dataset, metrics
+from retrain.pipeline import artifacts, dataset, estimators, metrics
 from retrain.pipeline.latency import measure_latency
 
 VALIDATION_FILE = "artifacts/validation.json"
@@ -65,62 +66,12 @@ def validate(cfg: Config) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- train
-def _estimator_class(name: str, task: str) -> type:
-    from sklearn import ensemble, linear_model, tree
-
-    table: dict[str, tuple[type | None, type | None]] = {
-        "random_forest": (ensemble.RandomForestClassifier, ensemble.RandomForestRegressor),
-        "hist_gradient_boosting": (
-            ensemble.HistGradientBoostingClassifier,
-            ensemble.HistGradientBoostingRegressor,
-        ),
-        "decision_tree": (tree.DecisionTreeClassifier, tree.DecisionTreeRegressor),
-        "logistic_regression": (linear_model.LogisticRegression, None),
-        "ridge": (None, linear_model.Ridge),
-        "linear_regression": (None, linear_model.LinearRegression),
-    }
-    cls = table[name][0 if task == "classification" else 1]
-    if cls is None:  # config validation already refuses this; kept for direct API use
-        raise ConfigError(f"configs/model.yaml: estimator: {name!r} cannot do {task}")
-    return cls
-
-
 def build_pipeline(cfg: Config) -> Any:
-    """Preprocessing + estimator as one scikit-learn pipeline (saved and loaded as a whole)."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    """Preprocessing + estimator as one unfitted model (saved and loaded as a whole).
 
-    ds = cfg.dataset
-    cls = _estimator_class(cfg.model.estimator, ds.task)
-    valid = cls().get_params()
-    unknown = sorted(set(cfg.model.params) - set(valid))
-    if unknown:
-        raise ConfigError(
-            f"configs/model.yaml: params.{unknown[0]}: not a parameter of {cls.__name__}"
-        )
-    params = dict(cfg.model.params)
-    if "random_state" in valid:
-        params.setdefault("random_state", cfg.model.random_state)
-    estimator = cls(**params)
-
-    numeric = [f.name for f in ds.features if f.type == "numeric"]
-    categorical = [f.name for f in ds.features if f.type == "categorical"]
-    num_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
-    if cfg.model.estimator in {"logistic_regression", "ridge", "linear_regression"}:
-        num_steps.append(("scale", StandardScaler()))
-    cat_steps = [
-        ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
-        ("onehot", OneHotEncoder(handle_unknown="ignore")),
-    ]
-    transformers = []
-    if numeric:
-        transformers.append(("num", Pipeline(num_steps), numeric))
-    if categorical:
-        transformers.append(("cat", Pipeline(cat_steps), categorical))
-    pre = ColumnTransformer(transformers)
-    return Pipeline([("pre", pre), ("model", estimator)])
+    See :func:`retrain.pipeline.estimators.build_model`.
+    """
+    return estimators.build_model(cfg)
 
 
 def git_commit(root: Path) -> str:
@@ -128,9 +79,121 @@ def git_commit(root: Path) -> str:
     return res.stdout.strip() if res.returncode == 0 else "unknown"
 
 
+@dataclass
+class WarmPlan:
+    """How this training run starts: from scratch, or from the production model."""
+
+    mode: str  # "full" | "warm_start"
+    parent: Any = None  # the production RegistryEntry continued from
+    note: str = ""
+    new_files: list[Path] = field(default_factory=list)
+
+    def record(self, rows: int) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "parent": self.parent.version if self.parent is not None else None,
+            "note": self.note,
+            "rows": rows,
+        }
+
+
+def _training_record(entry: Any) -> dict[str, Any]:
+    return dict((entry.model_extra or {}).get("training") or {})
+
+
+def _warm_chain(registry: Any, entry: Any) -> int:
+    """How many warm starts in a row led to ``entry`` (0 for a full retrain)."""
+    n, seen = 0, set()
+    while _training_record(entry).get("mode") == "warm_start":
+        n += 1
+        parent = _training_record(entry).get("parent")
+        if not parent or parent in seen or not registry.has(parent):
+            break
+        seen.add(parent)
+        entry = registry.get(parent)
+    return n
+
+
+def plan_training(cfg: Config, data: dataset.TrainingData) -> WarmPlan:
+    """Full retrain or warm start (``model.yaml: training``), and why."""
+    from retrain.core import registry as reg
+
+    every = cfg.model.training.full_every
+    registry = reg.load(cfg.root, expected_model=cfg.release.model_name)
+    prod = registry.production_entry
+    if prod is None:
+        return WarmPlan("full", note="no production model to continue from (bootstrap)")
+    chain = _warm_chain(registry, prod)
+    if chain + 1 >= every:
+        return WarmPlan(
+            "full",
+            note=f"full_every {every}: v{prod.version} ends a chain of {chain} warm "
+            f"start(s), so this version is a full retrain",
+        )
+    schema = dataset.schema_of(cfg.dataset, None)
+    if prod.to_dict().get("schema", {}).get("features") != schema["features"]:
+        return WarmPlan("full", note="the input schema changed since production: full retrain")
+    seen = prod.to_dict().get("data", {}).get("files") or {}
+    new = [rel for rel, rows in data.files.items() if seen.get(rel) != rows]
+    if not new:
+        return WarmPlan("full", note="no batch is new since production: full retrain")
+    return WarmPlan(
+        "warm_start",
+        parent=prod,
+        note=f"continues v{prod.version} on {len(new)} new batch file(s)",
+        new_files=[cfg.root / rel for rel in new],
+    )
+
+
+def _continue(cfg: Config, plan: WarmPlan, fresh: Any) -> tuple[Any, pd.DataFrame, Any] | None:
+    """The production model, trained further on the new batches only (None: cannot)."""
+    assert plan.parent is not None
+    ds = cfg.dataset
+    frames = [
+        dataset.check_frame(dataset.read_table(p, str(p.relative_to(cfg.root))), ds, p.name)
+        for p in plan.new_files
+    ]
+    new = pd.concat(frames, ignore_index=True)
+    X, y = new[ds.feature_names], new[ds.target]
+    ref = plan.parent.artifact
+    path = artifacts.fetch(cfg.root, ref, plan.parent.version)
+    model = artifacts.load_for_config(cfg, path, ref.sha256)
+    steps = getattr(model, "steps", None)
+    final = steps[-1][1] if steps else model
+    if ds.task == "classification":
+        # partial_fit keeps the parent's classes and accepts a subset of them; refitting with
+        # warm_start (new trees) needs exactly the same class set.
+        parent_classes = {str(c) for c in getattr(final, "classes_", [])}
+        new_classes = set(y.astype(str))
+        fits = (
+            new_classes <= parent_classes
+            if hasattr(final, "partial_fit")
+            else new_classes == parent_classes
+        )
+        if not fits:
+            plan.note = (
+                f"the new batches' classes {sorted(new_classes)} do not fit the parent's "
+                f"{sorted(parent_classes)}: full retrain"
+            )
+            return None
+    Xt = model[:-1].transform(X) if steps else X
+    if hasattr(final, "partial_fit"):
+        final.partial_fit(Xt, y)
+    else:
+        fresh_final = fresh.steps[-1][1] if getattr(fresh, "steps", None) else fresh
+        grow = {}
+        for key in ("n_estimators", "max_iter"):
+            if key in final.get_params() and isinstance(final.get_params()[key], int):
+                grow[key] = final.get_params()[key] + int(fresh_final.get_params()[key])
+        final.set_params(warm_start=True, **grow)
+        final.fit(Xt, y)
+        final.set_params(warm_start=False)
+    return model, X, y
+
+
 def train(cfg: Config) -> dict[str, Any]:
-    """Fit the model on the training window; write the model (skops) and training.json;
-    log an MLflow run and register a model version."""
+    """Fit the model on the training window (or continue production's on the new batches);
+    write the model (skops) and training.json; log an MLflow run and register a version."""
     from retrain.pipeline import tracking
 
     root = cfg.root
@@ -138,24 +201,41 @@ def train(cfg: Config) -> dict[str, Any]:
     for rel in (MODEL_FILE, TRAINING_FILE):
         (root / rel).unlink(missing_ok=True)
     faults.point("stage:train")
+    pipe = build_pipeline(cfg)  # a bad model config fails before the data is read
     data = dataset.load_batches(ds, root)
     X, y = data.features(ds), data.frame[ds.target]
-    pipe = build_pipeline(cfg)
-    progress(f"train: fitting {cfg.model.estimator} on {len(X)} rows ({data.start} … {data.end})")
+    warm = cfg.model.training.mode == "warm_start"
+    plan = plan_training(cfg, data) if warm else WarmPlan("full")
     started = time.perf_counter()
-    try:
-        pipe.fit(X, y)
-    except ValueError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise ConfigError(f"configs/model.yaml: params: {first}") from None
+    continued = None
+    if plan.mode == "warm_start":
+        progress(f"train: warm start, {plan.note}")
+        try:
+            continued = _continue(cfg, plan, pipe)
+        except ValueError as exc:
+            plan.note = f"warm start failed ({str(exc).strip().splitlines()[0]}): full retrain"
+        if continued is None:
+            plan.mode, plan.parent = "full", None
+    if continued is not None:
+        pipe, X, y = continued
+    else:
+        if warm:
+            progress(f"train: full retrain ({plan.note})")
+        progress(f"train: fitting {cfg.model.label} on {len(X)} rows ({data.start} … {data.end})")
+        try:
+            pipe.fit(X, y)
+        except ValueError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise ConfigError(f"configs/model.yaml: params: {first}") from None
     seconds = time.perf_counter() - started
     classes = [str(c) for c in pipe.classes_] if ds.task == "classification" else None
     schema = dataset.schema_of(ds, classes)
-    ref = artifacts.save_model(pipe, root / MODEL_FILE)
+    trusted = artifacts.trusted_types(cfg.model.trusted_types)
+    ref = artifacts.save_model(pipe, root / MODEL_FILE, trusted)
     commit = git_commit(root)
     data_hash = dataset.dvc_data_hash(root)
     params = {
-        "estimator": cfg.model.estimator,
+        "estimator": cfg.model.label,
         "random_state": cfg.model.random_state,
         **cfg.model.params,
     }
@@ -174,22 +254,28 @@ def train(cfg: Config) -> dict[str, Any]:
         "artifact": {"path": MODEL_FILE, **ref},
         "train_seconds": round(seconds, 3),
     }
+    if warm:
+        info["training"] = plan.record(len(X))
     card_tmp = root / "artifacts" / "train" / ".card-for-mlflow.json"
     write_json(card_tmp, {k: info[k] for k in ("data", "params", "schema", "code_commit")})
     progress("train: logging the run to MLflow and registering a model version")
+    tags = {
+        "git_commit": commit,
+        "dvc_data_hash": str(data_hash),
+        "schema_fingerprint": schema["fingerprint"],
+    }
+    if warm:
+        tags["training_mode"] = plan.mode
+        tags["parent_version"] = plan.parent.version if plan.parent is not None else ""
     info["mlflow"] = tracking.log_training(
         cfg,
         model=pipe,
         params=params,
         metrics={"train_seconds": seconds, "train_rows": len(X)},
-        tags={
-            "git_commit": commit,
-            "dvc_data_hash": str(data_hash),
-            "schema_fingerprint": schema["fingerprint"],
-        },
+        tags=tags,
         card_path=card_tmp,
         example=X.head(3),
-        trusted_types=list(artifacts.TRUSTED_TYPES),
+        trusted_types=trusted,
     )
     card_tmp.unlink(missing_ok=True)
     write_json(root / TRAINING_FILE, info)
@@ -255,8 +341,8 @@ def evaluate(cfg: Config) -> dict[str, Any]:
         (root / rel).unlink(missing_ok=True)
     faults.point("stage:evaluate")
     info = json.loads((root / TRAINING_FILE).read_text())
-    model = artifacts.load_verified(
-        root / MODEL_FILE, info["artifact"]["sha256"], display=MODEL_FILE
+    model = artifacts.load_for_config(
+        cfg, root / MODEL_FILE, info["artifact"]["sha256"], display=MODEL_FILE
     )
     holdout = dataset.load_holdout(ds, root)
     X = holdout[ds.feature_names]

@@ -153,7 +153,7 @@ def _promote(cfg: Config, *, push_tags: bool, ref: str) -> PromoteResult:
         f"promote: verifying the artifact of v{new_prod} (sha256 {entry.artifact.sha256[:12]}…)"
     )
     path = artifacts.fetch(root, entry.artifact, new_prod)
-    artifacts.load_verified(path, entry.artifact.sha256)  # refuses a tampered file
+    artifacts.load_for_config(cfg, path, entry.artifact.sha256)  # refuses tampering
     result.notes.append(f"artifact verified: {entry.artifact.sha256[:12]}…")
     faults.point("promote:verified")
 
@@ -470,7 +470,7 @@ def verify(cfg: Config, *, base: str) -> list[str]:
         if head_reg.production is None:
             raise BadInput("registry.yaml: production: a PR may not empty production")
         entry = head_reg.get(head_reg.production)
-        _verify_artifact(root, entry)
+        _verify_artifact(root, entry, cfg)
         passed.append(
             f"production moves from {base_reg.production} to {head_reg.production} "
             "(a registered version; artifact verified)"
@@ -542,20 +542,20 @@ def verify(cfg: Config, *, base: str) -> list[str]:
     card = entry.model_card
     if card and not (root / card).is_file():
         raise BadInput(f"{card}: model card referenced by registry.yaml is missing")
-    _verify_artifact(root, entry)
+    _verify_artifact(root, entry, cfg)
     passed.append(f"artifact in the DVC remote, sha256 {entry.artifact.sha256[:12]}… verified")
     passed.extend(recheck.recheck(cfg, entry, prod, where=reg.REGISTRY_FILE))
     return passed
 
 
-def _verify_artifact(root: Path, entry: reg.RegistryEntry) -> None:
+def _verify_artifact(root: Path, entry: reg.RegistryEntry, cfg: Config) -> None:
     if not artifacts.in_remote(root, entry.artifact):
         raise BadInput(
             f"registry.yaml: version {entry.version}: artifact md5 "
             f"{entry.artifact.md5} is not in the DVC remote"
         )
     path = artifacts.fetch(root, entry.artifact, entry.version)
-    artifacts.load_verified(path, entry.artifact.sha256)
+    artifacts.load_for_config(cfg, path, entry.artifact.sha256)
 
 
 def _verify_rollout(root: Path, head: reg.Registry, base: reg.Registry) -> list[str]:

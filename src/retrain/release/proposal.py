@@ -87,8 +87,8 @@ def judge(cfg: Config, registry: reg.Registry, *, bump_requested: str | None) ->
     validation = stages.load_json(root, stages.VALIDATION_FILE)
     holdout = dataset.load_holdout(ds, root)
     X = holdout[ds.feature_names]
-    candidate_model = artifacts.load_verified(
-        root / stages.MODEL_FILE, training["artifact"]["sha256"]
+    candidate_model = artifacts.load_for_config(
+        cfg, root / stages.MODEL_FILE, training["artifact"]["sha256"]
     )
     candidate = _scores(
         candidate_model,
@@ -103,7 +103,7 @@ def judge(cfg: Config, registry: reg.Registry, *, bump_requested: str | None) ->
     if prod is not None:
         progress(f"gates: fetching production v{prod.version} and scoring it on the same holdout")
         path = artifacts.fetch(root, prod.artifact, prod.version)
-        base_model = artifacts.load_verified(path, prod.artifact.sha256)
+        base_model = artifacts.load_for_config(cfg, path, prod.artifact.sha256)
         base_X = dataset.model_inputs(holdout, prod, ds.holdout)
         baseline = _scores(
             base_model,
@@ -223,6 +223,12 @@ def build_entry(
                 for r in j.gates.results
             },
         ),
+        # model.yaml training.mode: warm_start names the parent version (an extra key)
+        **(
+            {"training": {k: t["training"].get(k) for k in ("mode", "parent", "note")}}
+            if t.get("training")
+            else {}
+        ),
     )
 
 
@@ -254,6 +260,11 @@ def model_card(cfg: Config, entry: reg.RegistryEntry, j: Judgement) -> dict[str,
         "artifact": entry.artifact.to_dict(),
         "mlflow": entry.mlflow.to_dict(),
         "known_limitations": list(cfg.release.known_limitations),
+        **(
+            {"training": extra["training"], "parent_version": extra["training"]["parent"]}
+            if (extra := entry.model_extra or {}).get("training")
+            else {}
+        ),
     }
 
 

@@ -119,7 +119,7 @@ def recheck(
 
     progress(f"verify: fetching v{version}'s artifact and scoring it on the frozen holdout")
     path = artifacts.fetch(root, entry.artifact, version)
-    model = artifacts.load_verified(path, entry.artifact.sha256)
+    model = artifacts.load_for_config(cfg, path, entry.artifact.sha256)
     y_pred, proba, classes = stages.predict_frame(model, X, ds.task)
     recorded_cost = entry.gates.results.get("cost")
     cost_value = recorded_cost.value if recorded_cost is not None else None
@@ -137,7 +137,7 @@ def recheck(
     if baseline is not None:
         progress(f"verify: fetching production v{baseline.version} and scoring it")
         bpath = artifacts.fetch(root, baseline.artifact, baseline.version)
-        bmodel = artifacts.load_verified(bpath, baseline.artifact.sha256)
+        bmodel = artifacts.load_for_config(cfg, bpath, baseline.artifact.sha256)
         b_pred, b_proba, b_classes = stages.predict_frame(
             bmodel, dataset.model_inputs(holdout, baseline, ds.holdout), ds.task
         )

@@ -61,6 +61,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
             holder,
             settings.dataset,
             settings.model_name,
+            trusted=settings.trusted,
             on_reload=telemetry.reload,
         )
         state = ServeState(

@@ -80,6 +80,7 @@ class Reconciler:
         holder: ModelHolder,
         dataset: DatasetConfig,
         model_name: str,
+        trusted: tuple[str, ...] = (),
         on_reload: Callable[[str, ServedModel | None], None] = lambda outcome, m: None,
     ) -> None:
         self.root = root
@@ -87,6 +88,7 @@ class Reconciler:
         self.holder = holder
         self.dataset = dataset
         self.model_name = model_name
+        self.trusted = trusted
         self.on_reload = on_reload
 
     def once(self) -> str:
@@ -123,7 +125,9 @@ class Reconciler:
             new = (
                 cur
                 if same(cur, entry) and cur is not None
-                else load_served(self.root, self.model_name, entry, snap.commit, self.dataset)
+                else load_served(
+                    self.root, self.model_name, entry, snap.commit, self.dataset, self.trusted
+                )
             )
         except Exception as exc:
             return self._failed(
@@ -137,7 +141,9 @@ class Reconciler:
                 others[v] = (
                     have
                     if have is not None and same(have, e)
-                    else load_served(self.root, self.model_name, e, snap.commit, self.dataset)
+                    else load_served(
+                        self.root, self.model_name, e, snap.commit, self.dataset, self.trusted
+                    )
                 )
             except Exception as exc:
                 return self._failed(

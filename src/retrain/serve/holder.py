@@ -43,10 +43,15 @@ class ServedModel:
 
 
 def load_served(
-    root: Path, name: str, entry: RegistryEntry, commit: str | None, dataset: DatasetConfig
+    root: Path,
+    name: str,
+    entry: RegistryEntry,
+    commit: str | None,
+    dataset: DatasetConfig,
+    trusted: tuple[str, ...] = (),
 ) -> ServedModel:
     """Fetch (DVC cache, then remote), verify (sha256) and load a registry entry's model."""
-    model = load_version(root, entry)
+    model = load_version(root, entry, trusted=trusted)
     schema = InputSchema.of(entry, dataset)
     return ServedModel(
         model=model,

@@ -22,6 +22,7 @@ def settings_for(
         config=load_serve_config(cfg.root),
         follow=follow,
         interval=interval,
+        trusted=tuple(cfg.model.trusted_types),
     )
 
 

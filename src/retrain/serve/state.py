@@ -26,6 +26,7 @@ class ServeSettings:
     config: ServeConfig
     follow: str | None = None
     interval: float | None = None
+    trusted: tuple[str, ...] = ()  # configs/model.yaml: trusted_types
 
     @property
     def reconcile_interval(self) -> float:
