@@ -508,7 +508,9 @@ class LogWriter:
                 return False
             self._queue.extend(records)
             self._submitted += n
-            if len(self._queue) >= self.batch_size:
+            # Wake the thread when the queue was empty (it sleeps until there is work, then
+            # waits flush_interval for a fuller batch) or when a batch is full.
+            if len(self._queue) == n or len(self._queue) >= self.batch_size:
                 self._cond.notify_all()
         return True
 
