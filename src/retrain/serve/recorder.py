@@ -2,7 +2,9 @@
 
 The route only appends a tuple to a queue; a thread turns it into one record per row (with
 the input hash) and submits them to :class:`retrain.serve.predlog.LogWriter`, which batches
-the writes and counts what it has to drop.
+the writes and counts what it has to drop.  The thread wakes at most every ``LINGER``
+seconds (or at once for a :meth:`Recorder.flush`): a thread woken per request would take the
+GIL from the event loop hundreds of times a second.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import threading
 from typing import Any
 
 log = logging.getLogger("retrain.serve")
+LINGER = 0.05  # seconds the thread lets records gather before handing them over
 
 
 def input_hash(row: dict[str, Any]) -> str:
@@ -33,6 +36,7 @@ class Recorder:
         self._put = 0  # items queued, ever
         self._done = 0  # items handed to the writer (or counted as failed), ever
         self._cond = threading.Condition()
+        self._hurry = threading.Event()  # set by flush() and close(): do not linger
         self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
@@ -60,6 +64,7 @@ class Recorder:
         """Wait until everything recorded so far was handed to the writer."""
         with self._cond:
             target = self._put
+            self._hurry.set()
             return self._cond.wait_for(lambda: self._done >= target, timeout)
 
     def _records(self, item: tuple[Any, ...]) -> list[dict[str, Any]]:
@@ -100,11 +105,13 @@ class Recorder:
             item = self._queue.get()
             if item is None:
                 return
+            self._hurry.wait(LINGER)
+            self._hurry.clear()
             batch = self._records(item)
             taken = 1
             stop = False
             # Drain what else is queued into the same submit: fewer, larger writes.
-            while len(batch) < 1024:
+            while len(batch) < 4096:
                 try:
                     more = self._queue.get_nowait()
                 except queue.Empty:
@@ -133,5 +140,6 @@ class Recorder:
 
     def close(self) -> None:
         """Hand over everything queued, then stop the thread."""
+        self._hurry.set()
         self._queue.put(None)
         self._thread.join(timeout=30)
