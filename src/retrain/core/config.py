@@ -179,6 +179,9 @@ class GatesConfig(Strict):
         batch_size: int = Field(default=256, ge=1)
         repeats: int = Field(default=50, ge=5, le=10_000)
         batch_repeats: int = Field(default=20, ge=5, le=10_000)
+        rounds: int = Field(
+            default=3, ge=1, le=100, description="median over rounds of each round's p95"
+        )
 
     class Cost(Strict):
         max_model_mb: float = Field(default=100.0, gt=0, allow_inf_nan=False)

@@ -3,6 +3,13 @@
 Written by the tool, reviewed by humans in PR diffs.  Output is deterministic (fixed key
 order, no timestamps other than the entry's own ``created``) so a bump PR changes only
 ``production`` and one appended entry.
+
+Every entry is a typed :class:`RegistryEntry`, read and written here and nowhere else; the
+rest of the package reads attributes (``entry.artifact.sha256``), never string keys.  The
+models validate strictly (no silent coercion, so what was read is what is written back) and
+keep unknown keys (a hand-added note survives a rewrite: at the end of its entry, sorted, or at
+the end of its sub-mapping).  Only keys that were present are written back, so a rewrite is
+byte-identical to what was read.
 """
 
 from __future__ import annotations
@@ -10,14 +17,23 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from retrain.core import versioning
 from retrain.core.errors import RegistryError
+from retrain.core.versioning import BumpKind
 
 REGISTRY_FILE = "registry.yaml"
 TOP_KEYS = ("model", "production", "versions")
@@ -41,55 +57,193 @@ SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MD5 = re.compile(r"^[0-9a-f]{32}$")
 
 
-@dataclass
-class Registry:
+class Record(BaseModel):
+    """Base for registry records: strict types, unknown keys kept as they were read.
+
+    Fields are declared in the order the tool has always written them, since that order is
+    the order on disk.  No float fields: a strict float would turn ``2`` into ``2.0``.
+    """
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as registry.yaml has it: aliases as keys, only the keys that were set."""
+        return self.model_dump(by_alias=True, exclude_unset=True)
+
+
+class ArtifactRef(Record):
+    """Where a model file is and how to check it: DVC finds it by md5, we verify its sha256."""
+
+    path: str
+    format: str | None = None
+    md5: str
+    sha256: str
+    size_bytes: int | None = None
+    remote: str | None = None
+
+    @field_validator("md5", "sha256")
+    @classmethod
+    def _hex(cls, value: str, info: ValidationInfo) -> str:
+        pattern, digits = (SHA256, 64) if info.field_name == "sha256" else (MD5, 32)
+        if not pattern.match(value):
+            raise PydanticCustomError(
+                "hex_digest",
+                "expected {digits} lowercase hex digits, got {got}",
+                {"digits": digits, "got": repr(value)},
+            )
+        return value
+
+
+class DataRecord(Record):
+    """The training data: DVC's hash of ``data/``, rows used, and each batch file's rows."""
+
+    dvc_hash: str | None = None
+    rows: int | None = None
+    total_rows: int | None = None
+    start: str | None = None
+    end: str | None = None
+    files: dict[str, int] = Field(default_factory=dict)
+
+
+class SchemaRecord(Record):
+    """The model's input and output schema (keys sorted, as training.json has them)."""
+
+    classes: list[str] | None = None
+    features: dict[str, str] = Field(default_factory=dict)
+    fingerprint: str | None = None
+    target: str | None = None
+    task: str | None = None
+
+
+class ReasonRecord(Record):
+    """Why the retrain ran: the triggers that fired and the manual reason, if any."""
+
+    triggers: list[str] = Field(default_factory=list)
+    manual: str | None = None
+
+
+class MlflowRecord(Record):
+    """The MLflow run and registered model version of this training."""
+
+    run_id: str | None = None
+    model_version: str | None = None
+    experiment: str | None = None
+
+
+class MetricsRecord(Record):
+    """Holdout metrics: overall (metric -> value) and per subgroup level (free-form)."""
+
+    overall: dict[str, Any] = Field(default_factory=dict)
+    subgroups: dict[str, Any] = Field(default_factory=dict)
+
+
+class GateOutcome(Record):
+    """One gate's verdict; value and threshold are a number, a string or a mapping."""
+
+    verdict: str
+    value: Any = None
+    threshold: Any = None
+
+
+class GatesRecord(Record):
+    """The gates this version passed, and the production version it was judged against."""
+
+    baseline: str | None = None
+    passed: bool = False
+    results: dict[str, GateOutcome] = Field(default_factory=dict)
+
+
+class RegistryEntry(Record):
+    """One registered version (one list item under ``versions``)."""
+
+    version: str
+    created: str
+    reason: ReasonRecord = Field(default_factory=ReasonRecord)
+    bump: BumpKind
+    code_commit: str | None = None
+    data: DataRecord = Field(default_factory=DataRecord)
+    params: dict[str, Any] = Field(default_factory=dict)
+    schema_: SchemaRecord = Field(alias="schema")
+    artifact: ArtifactRef
+    model_card: str | None = None
+    mlflow: MlflowRecord = Field(default_factory=MlflowRecord)
+    metrics: MetricsRecord = Field(default_factory=MetricsRecord)
+    gates: GatesRecord = Field(default_factory=GatesRecord)
+
+    @classmethod
+    def coerce(cls, entry: RegistryEntry | dict[str, Any]) -> RegistryEntry:
+        return entry if isinstance(entry, RegistryEntry) else cls.model_validate(entry)
+
+    def to_dict(self) -> dict[str, Any]:
+        return ordered_entry(super().to_dict())
+
+    def __getitem__(self, key: str) -> Any:
+        """Read a key as registry.yaml spells it (for scripts and tests); code uses attributes."""
+        return self.to_dict()[key]
+
+
+class Registry(BaseModel):
+    """The whole file: the model's name, the version in production, the entries oldest first."""
+
+    model_config = ConfigDict(extra="forbid")
+
     model: str
     production: str | None = None
-    versions: list[dict[str, Any]] = field(default_factory=list)
+    versions: list[RegistryEntry] = Field(default_factory=list)
 
     # ------------------------------------------------------------------ queries
-    def get(self, version: str) -> dict[str, Any]:
+    def get(self, version: str) -> RegistryEntry:
         for entry in self.versions:
-            if entry["version"] == version:
+            if entry.version == version:
                 return entry
         raise RegistryError(f"{REGISTRY_FILE}: no version {version!r} is registered")
 
     def has(self, version: str) -> bool:
-        return any(e["version"] == version for e in self.versions)
+        return any(e.version == version for e in self.versions)
 
     @property
     def latest(self) -> str | None:
-        return self.versions[-1]["version"] if self.versions else None
+        return self.versions[-1].version if self.versions else None
 
     @property
-    def production_entry(self) -> dict[str, Any] | None:
+    def production_entry(self) -> RegistryEntry | None:
         return self.get(self.production) if self.production else None
 
     # ------------------------------------------------------------------ changes
     def with_new_version(
-        self, entry: dict[str, Any], *, promote: bool, retention: int, keep: set[str]
+        self,
+        entry: RegistryEntry | dict[str, Any],
+        *,
+        promote: bool,
+        retention: int,
+        keep: set[str],
     ) -> Registry:
         """A new registry with ``entry`` appended (and made production when ``promote``).
 
         Retention keeps the last ``retention`` entries plus every version in ``keep`` (the
         versions that were ever in production) and the production version.
         """
-        if self.has(entry["version"]):
-            raise RegistryError(f"{REGISTRY_FILE}: version {entry['version']} already exists")
-        if self.latest and not versioning.is_newer(entry["version"], self.latest):
+        entry = RegistryEntry.coerce(entry)
+        if self.has(entry.version):
+            raise RegistryError(f"{REGISTRY_FILE}: version {entry.version} already exists")
+        if self.latest and not versioning.is_newer(entry.version, self.latest):
             raise RegistryError(
-                f"{REGISTRY_FILE}: new version {entry['version']} is not above {self.latest}"
+                f"{REGISTRY_FILE}: new version {entry.version} is not above {self.latest}"
             )
-        versions = [*self.versions, ordered_entry(entry)]
-        production = entry["version"] if promote else self.production
+        versions = [*self.versions, entry]
+        production = entry.version if promote else self.production
         protected = set(keep) | {production} if production else set(keep)
         if len(versions) > retention:
             cut = len(versions) - retention
-            versions = [v for i, v in enumerate(versions) if i >= cut or v["version"] in protected]
+            versions = [v for i, v in enumerate(versions) if i >= cut or v.version in protected]
         return Registry(model=self.model, production=production, versions=versions)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "production": self.production, "versions": self.versions}
+        return {
+            "model": self.model,
+            "production": self.production,
+            "versions": [e.to_dict() for e in self.versions],
+        }
 
 
 def ordered_entry(entry: dict[str, Any]) -> dict[str, Any]:
@@ -139,24 +293,28 @@ def parse_text(
         raise RegistryError(f"{where}: versions: expected a list of entries")
     seen: set[str] = set()
     previous = None
-    for i, entry in enumerate(versions):
+    entries: list[RegistryEntry] = []
+    for i, raw in enumerate(versions):
         at = f"{where}: versions[{i}]"
-        if not isinstance(entry, dict):
+        if not isinstance(raw, dict):
             raise RegistryError(f"{at}: expected a mapping")
         for key in REQUIRED_ENTRY_KEYS:
-            if key not in entry:
+            if key not in raw:
                 raise RegistryError(f"{at}: missing key {key!r}")
-        parsed = versioning.parse(entry["version"], f"{at}.version")
-        if entry["version"] in seen:
-            raise RegistryError(f"{at}.version: duplicate version {entry['version']}")
+        parsed = versioning.parse(raw["version"], f"{at}.version")
+        if raw["version"] in seen:
+            raise RegistryError(f"{at}.version: duplicate version {raw['version']}")
         if previous is not None and parsed <= previous:
             raise RegistryError(
-                f"{at}.version: {entry['version']} is not above the entry before it ({previous}); "
+                f"{at}.version: {raw['version']} is not above the entry before it ({previous}); "
                 "versions only go up, newest last"
             )
-        seen.add(entry["version"])
+        seen.add(raw["version"])
         previous = parsed
-        _check_artifact(entry.get("artifact"), f"{at}.artifact")
+        try:
+            entries.append(RegistryEntry.model_validate(raw))
+        except ValidationError as exc:
+            raise _entry_error(at, exc) from None
     production = doc.get("production")
     if production is not None:
         if not isinstance(production, str):
@@ -164,19 +322,26 @@ def parse_text(
         versioning.parse(production, f"{where}: production")
         if production not in seen:
             raise RegistryError(f"{where}: production: {production} names no entry in versions")
-    return Registry(model=model, production=production, versions=versions)
+    return Registry(model=model, production=production, versions=entries)
 
 
-def _check_artifact(art: Any, at: str) -> None:
-    if not isinstance(art, dict):
-        raise RegistryError(f"{at}: expected a mapping with path, md5 and sha256")
-    for key in ("path", "md5", "sha256"):
-        if key not in art:
-            raise RegistryError(f"{at}: missing key {key!r}")
-    if not isinstance(art["sha256"], str) or not SHA256.match(art["sha256"]):
-        raise RegistryError(f"{at}.sha256: expected 64 lowercase hex digits, got {art['sha256']!r}")
-    if not isinstance(art["md5"], str) or not MD5.match(art["md5"]):
-        raise RegistryError(f"{at}.md5: expected 32 lowercase hex digits, got {art['md5']!r}")
+def _entry_error(at: str, err: ValidationError) -> RegistryError:
+    """The first validation error as one line naming the key, e.g.
+    ``registry.yaml: versions[0].artifact.sha256: expected 64 lowercase hex digits, got 'abc'``."""
+    first = err.errors()[0]
+    loc = list(first["loc"])
+
+    def path(parts: list[Any]) -> str:
+        return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
+
+    if first["type"] == "missing":
+        return RegistryError(f"{at}{path(loc[:-1])}: missing key {loc[-1]!r}")
+    msg = first["msg"]
+    if first["type"] in ("model_type", "dict_type"):
+        msg = "expected a mapping"
+    elif first["type"] != "hex_digest" and not isinstance(first.get("input"), dict | list):
+        msg = f"{msg} (got {first.get('input')!r})"
+    return RegistryError(f"{at}{path(loc)}: {msg}")
 
 
 def load(root: Path, *, expected_model: str | None = None) -> Registry:

@@ -444,6 +444,9 @@ def _latency_gate(inputs: GateInputs, cfg: GatesConfig) -> GateResult:
         if None not in value.values()
         else ""
     )
+    base = inputs.baseline.latency if inputs.baseline is not None else None
+    if ok and base and base.get("p95_ms_single") is not None:
+        ok += f" (production {base['p95_ms_single']:.2f} ms per row, measured interleaved)"
     return _budget_gate("latency", value, threshold, dict.fromkeys(threshold, "ms"), ok)
 
 

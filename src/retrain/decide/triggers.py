@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from retrain.core.config import Config
-from retrain.core.registry import Registry
+from retrain.core.registry import Registry, RegistryEntry
 from retrain.pipeline import artifacts, dataset, metrics
 
 
@@ -96,11 +96,11 @@ def _performance_verdict(
     return threshold, fired
 
 
-def _live_performance(cfg: Config, prod: dict[str, Any], live: LiveFeedback) -> dict[str, Any]:
+def _live_performance(cfg: Config, prod: RegistryEntry, live: LiveFeedback) -> dict[str, Any]:
     """The production version's primary metric on its labelled live traffic."""
     p = cfg.triggers.performance
     metric = cfg.gates.primary_metric
-    recorded = (prod.get("metrics") or {}).get("overall", {}).get(metric)
+    recorded = prod.metrics.overall.get(metric)
     threshold = p.min_metric
     if threshold is None and recorded is not None and p.max_drop is not None:
         higher = metrics.greater_is_better(metric)
@@ -119,8 +119,8 @@ def _live_performance(cfg: Config, prod: dict[str, Any], live: LiveFeedback) -> 
     if live.error:
         return out | {"note": live.error}
     frame = live.frame
-    if live.version != prod["version"]:
-        return out | {"note": f"feedback is for v{live.version}, production is v{prod['version']}"}
+    if live.version != prod.version:
+        return out | {"note": f"feedback is for v{live.version}, production is v{prod.version}"}
     out["rows"] = len(frame)
     if len(frame) < p.min_rows:
         return out | {
@@ -151,12 +151,12 @@ def _age_days(created: str, now: datetime) -> float:
     return (now - ts).total_seconds() / 86400.0
 
 
-def _split_new_rows(cfg: Config, prod: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+def _split_new_rows(cfg: Config, prod: RegistryEntry) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """(reference rows the production model trained on, rows newer than them, total rows)."""
     ds = cfg.dataset
     data = dataset.load_batches(ds, cfg.root)
-    pdata = prod.get("data", {})
-    known = pdata.get("files") or {}
+    pdata = prod.data
+    known = pdata.files
     frames_old: list[pd.DataFrame] = []
     frames_new: list[pd.DataFrame] = []
     for path in dataset.batch_files(ds, cfg.root):
@@ -165,10 +165,10 @@ def _split_new_rows(cfg: Config, prod: dict[str, Any]) -> tuple[pd.DataFrame, pd
         (frames_old if known.get(rel) == len(frame) else frames_new).append(frame)
     old = pd.concat(frames_old, ignore_index=True) if frames_old else data.frame.iloc[0:0]
     new = pd.concat(frames_new, ignore_index=True) if frames_new else data.frame.iloc[0:0]
-    if ds.time_column and pdata.get("start") and len(old):
+    if ds.time_column and pdata.start and len(old):
         t = old[ds.time_column]
-        start = pd.Timestamp(pdata["start"], tz="UTC")
-        end = pd.Timestamp(pdata["end"], tz="UTC") + pd.Timedelta(days=1)
+        start = pd.Timestamp(pdata.start, tz="UTC")
+        end = pd.Timestamp(pdata.end, tz="UTC") + pd.Timedelta(days=1)
         old = old[(t >= start) & (t < end)]
     return old.reset_index(drop=True), new.reset_index(drop=True), data.total_rows
 
@@ -206,7 +206,7 @@ def check(
         return TriggerReport(retrain=True, fired=fired, checks=checks)
 
     if t.calendar.enabled:
-        age = round(_age_days(prod["created"], now), 2)
+        age = round(_age_days(prod.created, now), 2)
         checks["calendar"] = {
             "value": age,
             "threshold": t.calendar.max_age_days,
@@ -250,8 +250,8 @@ def check(
 
     need_model = (t.prediction_drift.enabled or t.performance.enabled) and len(new) > 0
     if need_model:
-        path = artifacts.fetch(cfg.root, prod["artifact"], prod["version"])
-        model = artifacts.load_verified(path, prod["artifact"]["sha256"])
+        path = artifacts.fetch(cfg.root, prod.artifact, prod.version)
+        model = artifacts.load_verified(path, prod.artifact.sha256)
         new_pred = model.predict(dataset.model_inputs(new, prod, "new batches"))
         if t.prediction_drift.enabled and len(reference):
             ref_pred = model.predict(dataset.model_inputs(reference, prod, "reference batches"))
@@ -279,7 +279,7 @@ def check(
                 ),
                 4,
             )
-            recorded = (prod.get("metrics") or {}).get("overall", {}).get(metric)
+            recorded = prod.metrics.overall.get(metric)
             threshold, perf_fired = _performance_verdict(value, metric, recorded, t.performance)
             checks["performance"] = {
                 "value": value,
@@ -303,7 +303,7 @@ def check(
     note = ""
     retrain = bool(fired)
     if retrain and not manual and registry.latest:
-        last = registry.get(registry.latest)["created"]
+        last = registry.get(registry.latest).created
         since = _age_days(last, now)
         if since < t.cooldown_days:
             retrain = False
@@ -312,7 +312,7 @@ def check(
                 "a manual run overrides it"
             )
     cooldown = {
-        "value": round(_age_days(registry.get(registry.latest)["created"], now), 2)
+        "value": round(_age_days(registry.get(registry.latest).created, now), 2)
         if registry.latest
         else None,
         "threshold": t.cooldown_days,

@@ -16,6 +16,7 @@ from typing import Any
 import skops.io as sio
 
 from retrain.core.errors import ArtifactError, ExternalCommandError
+from retrain.core.registry import ArtifactRef
 
 MODEL_FORMAT = "skops"
 
@@ -132,10 +133,10 @@ def cache_path(root: Path, md5: str) -> Path:
     return Path(_repo(root).cache.local.path) / md5[:2] / md5[2:]
 
 
-def in_remote(root: Path, ref: dict[str, Any]) -> bool:
+def in_remote(root: Path, ref: ArtifactRef) -> bool:
     """True when the default DVC remote holds the artifact's object."""
     try:
-        return bool(_remote_odb(root).exists(ref["md5"]))
+        return bool(_remote_odb(root).exists(ref.md5))
     except ArtifactError:
         raise
     except Exception as exc:
@@ -144,36 +145,36 @@ def in_remote(root: Path, ref: dict[str, Any]) -> bool:
         ) from None
 
 
-def fetch(root: Path, ref: dict[str, Any], version: str) -> Path:
+def fetch(root: Path, ref: ArtifactRef, version: str) -> Path:
     """A local, verified copy of a registered artifact, fetched from the DVC remote if needed.
 
     Returns a path under ``.retrain/artifacts/`` named by sha256; the file there has been
-    checked against ``ref['sha256']``.
+    checked against ``ref.sha256``.
     """
     root = Path(root)
     store = root / ".retrain" / "artifacts"
-    target = store / f"{ref['sha256']}.{ref.get('format', MODEL_FORMAT)}"
-    if target.is_file() and sha256_of(target) == ref["sha256"]:
+    target = store / f"{ref.sha256}.{ref.format or MODEL_FORMAT}"
+    if target.is_file() and sha256_of(target) == ref.sha256:
         return target
     store.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".part")
-    source = cache_path(root, ref["md5"])
+    source = cache_path(root, ref.md5)
     if source.is_file():
         shutil.copyfile(source, tmp)
     else:
         odb = _remote_odb(root)
-        if not odb.exists(ref["md5"]):
+        if not odb.exists(ref.md5):
             raise ArtifactError(
-                f"registry.yaml: version {version}: artifact md5 {ref['md5']} is in neither the "
+                f"registry.yaml: version {version}: artifact md5 {ref.md5} is in neither the "
                 "DVC cache nor the DVC remote"
             )
-        odb.fs.get_file(odb.oid_to_path(ref["md5"]), str(tmp))
+        odb.fs.get_file(odb.oid_to_path(ref.md5), str(tmp))
     actual = sha256_of(tmp)
-    if actual != ref["sha256"]:
+    if actual != ref.sha256:
         tmp.unlink()
         raise ArtifactError(
             f"registry.yaml: version {version}: artifact sha256 mismatch (registry "
-            f"{ref['sha256'][:12]}…, stored object {actual[:12]}…); refusing to use it"
+            f"{ref.sha256[:12]}…, stored object {actual[:12]}…); refusing to use it"
         )
     tmp.replace(target)
     return target

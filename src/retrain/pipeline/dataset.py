@@ -18,6 +18,7 @@ import pandas as pd
 
 from retrain.core.config import DatasetConfig
 from retrain.core.errors import DataError
+from retrain.core.registry import RegistryEntry
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
@@ -233,13 +234,13 @@ def load_features_file(cfg: DatasetConfig, path: Path) -> tuple[pd.DataFrame, li
     return checked[cfg.feature_names], ignored
 
 
-def model_inputs(frame: pd.DataFrame, entry: dict[str, Any], display: str) -> pd.DataFrame:
+def model_inputs(frame: pd.DataFrame, entry: RegistryEntry, display: str) -> pd.DataFrame:
     """The columns a registered model was trained on, from its registry entry's schema."""
-    features = list(entry["schema"]["features"])
+    features = list(entry.schema_.features)
     missing = [c for c in features if c not in frame.columns]
     if missing:
         raise DataError(
-            f"{display}: column(s) {missing} that v{entry['version']} needs are gone; keep them "
+            f"{display}: column(s) {missing} that v{entry.version} needs are gone; keep them "
             "in the data (dataset.yaml ignore_columns) while the schema change is reviewed"
         )
     return frame[features]

@@ -22,8 +22,8 @@ def predict_file(cfg: Config, version: str, input_path: Path) -> str:
     X, ignored = dataset.load_features_file(cfg.dataset, input_path)
     if ignored:
         print(f"[retrain] predict: ignoring column(s) {ignored}", file=sys.stderr)
-    path = artifacts.fetch(cfg.root, entry["artifact"], version)
-    model = artifacts.load_verified(path, entry["artifact"]["sha256"])
+    path = artifacts.fetch(cfg.root, entry.artifact, version)
+    model = artifacts.load_verified(path, entry.artifact.sha256)
     y_pred, proba, classes = predict_frame(model, X, cfg.dataset.task)
     out = pd.DataFrame({"prediction": y_pred})
     if proba is not None and classes is not None:

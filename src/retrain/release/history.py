@@ -71,13 +71,13 @@ def status(root: Path, cfg: Config) -> dict[str, Any]:
     for e in registry.versions:
         versions.append(
             {
-                "version": e["version"],
-                "created": e.get("created"),
-                "bump": e.get("bump"),
-                "triggers": (e.get("reason") or {}).get("triggers", []),
+                "version": e.version,
+                "created": e.created,
+                "bump": e.bump,
+                "triggers": e.reason.triggers,
                 "metric": metric,
-                "value": ((e.get("metrics") or {}).get("overall") or {}).get(metric),
-                "sha256": e["artifact"]["sha256"],
+                "value": e.metrics.overall.get(metric),
+                "sha256": e.artifact.sha256,
             }
         )
     hist = events(root)

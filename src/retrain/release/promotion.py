@@ -110,11 +110,11 @@ def promote(cfg: Config, *, push_tags: bool = False, ref: str = "HEAD") -> Promo
 
     entry = new_reg.get(new_prod)
     progress(
-        f"promote: verifying the artifact of v{new_prod} (sha256 {entry['artifact']['sha256'][:12]}…)"
+        f"promote: verifying the artifact of v{new_prod} (sha256 {entry.artifact.sha256[:12]}…)"
     )
-    path = artifacts.fetch(root, entry["artifact"], new_prod)
-    artifacts.load_verified(path, entry["artifact"]["sha256"])  # refuses a tampered file
-    result.notes.append(f"artifact verified: {entry['artifact']['sha256'][:12]}…")
+    path = artifacts.fetch(root, entry.artifact, new_prod)
+    artifacts.load_verified(path, entry.artifact.sha256)  # refuses a tampered file
+    result.notes.append(f"artifact verified: {entry.artifact.sha256[:12]}…")
 
     reg_tag = versioning.tag_name(model, new_prod)
     if event == "promote" and gitops.tag(
@@ -124,7 +124,7 @@ def promote(cfg: Config, *, push_tags: bool = False, ref: str = "HEAD") -> Promo
     target = gitops.git(root, "rev-list", "-n1", reg_tag, check=False) or commit
     _record_stage(cfg, result, target=target)
 
-    mv = (entry.get("mlflow") or {}).get("model_version")
+    mv = entry.mlflow.model_version
     if mv:
         result.notes.append(tracking.set_aliases(cfg, str(mv)))
     result.notes.append(deploy(cfg, entry, path, event=event, previous=old_prod))
@@ -153,7 +153,7 @@ def _record_stage(cfg: Config, result: PromoteResult, *, target: str | None) -> 
 
 
 def deploy(
-    cfg: Config, entry: dict[str, Any], path: Path, *, event: str, previous: str | None
+    cfg: Config, entry: reg.RegistryEntry, path: Path, *, event: str, previous: str | None
 ) -> str:
     """The embedded deploy: copy the verified artifact to ``.retrain/deployed/``; then the
     configured hook, if any, with RETRAIN_* variables."""
@@ -164,23 +164,23 @@ def deploy(
     shutil.copyfile(path, model_file)
     record = {
         "model": cfg.release.model_name,
-        "version": entry["version"],
+        "version": entry.version,
         "event": event,
         "previous": previous,
-        "sha256": entry["artifact"]["sha256"],
+        "sha256": entry.artifact.sha256,
         "at": datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
     }
     (out / "current.json").write_text(json.dumps(record, indent=2) + "\n")
-    note = f"deployed v{entry['version']} to {model_file.relative_to(root)}"
+    note = f"deployed v{entry.version} to {model_file.relative_to(root)}"
     if cfg.release.deploy_command:
         env = {
             **os.environ,
             "RETRAIN_MODEL": cfg.release.model_name,
-            "RETRAIN_VERSION": entry["version"],
+            "RETRAIN_VERSION": entry.version,
             "RETRAIN_EVENT": event,
             "RETRAIN_PREVIOUS": previous or "",
             "RETRAIN_ARTIFACT": str(model_file),
-            "RETRAIN_SHA256": entry["artifact"]["sha256"],
+            "RETRAIN_SHA256": entry.artifact.sha256,
         }
         res = subprocess.run(cfg.release.deploy_command, cwd=root, env=env)
         if res.returncode != 0:
@@ -344,15 +344,14 @@ def verify(cfg: Config, *, base: str) -> list[str]:
     head_reg = reg.load(root, expected_model=model)
     base_reg = _registry_at(root, base_sha, model) or reg.Registry(model=model)
     passed = ["registry.yaml parses and is consistent"]
-    base_versions = {e["version"]: e for e in base_reg.versions}
+    base_versions = {e.version: e for e in base_reg.versions}
     for e in head_reg.versions:
-        old = base_versions.get(e["version"])
-        if old is not None and old != e:
+        old = base_versions.get(e.version)
+        if old is not None and old.to_dict() != e.to_dict():
             raise BadInput(
-                f"registry.yaml: version {e['version']} was rewritten; merged versions "
-                "are immutable"
+                f"registry.yaml: version {e.version} was rewritten; merged versions are immutable"
             )
-    new = [e for e in head_reg.versions if e["version"] not in base_versions]
+    new = [e for e in head_reg.versions if e.version not in base_versions]
     if not new:
         if head_reg.production == base_reg.production:
             passed.append("production unchanged; nothing to verify")
@@ -370,60 +369,56 @@ def verify(cfg: Config, *, base: str) -> list[str]:
         raise BadInput(f"registry.yaml: {len(new)} new versions; a proposal appends exactly one")
     entry = new[0]
     if head_reg.versions[-1] is not entry:
-        raise BadInput(f"registry.yaml: new version {entry['version']} must be the last entry")
-    if head_reg.production != entry["version"]:
+        raise BadInput(f"registry.yaml: new version {entry.version} must be the last entry")
+    if head_reg.production != entry.version:
         raise BadInput(
             f"registry.yaml: production is {head_reg.production}, expected the new "
-            f"version {entry['version']}"
+            f"version {entry.version}"
         )
-    expected = versioning.next_version(base_reg.latest, entry["bump"])
-    if entry["version"] != expected:
+    expected = versioning.next_version(base_reg.latest, entry.bump)
+    if entry.version != expected:
         raise BadInput(
-            f"registry.yaml: version {entry['version']} with bump {entry['bump']} "
+            f"registry.yaml: version {entry.version} with bump {entry.bump} "
             f"should be {expected} (after {base_reg.latest})"
         )
     prod = base_reg.production_entry
-    if prod is None and entry["bump"] != "initial":
-        raise BadInput(
-            f"registry.yaml: first version must have bump 'initial', got {entry['bump']}"
-        )
+    if prod is None and entry.bump != "initial":
+        raise BadInput(f"registry.yaml: first version must have bump 'initial', got {entry.bump}")
     if prod is not None:
-        changed = prod["schema"].get("fingerprint") != entry["schema"].get("fingerprint")
-        if changed and entry["bump"] != "major":
+        changed = prod.schema_.fingerprint != entry.schema_.fingerprint
+        if changed and entry.bump != "major":
             raise BadInput(
-                f"registry.yaml: schema fingerprint changed since v{prod['version']} "
-                f"but bump is {entry['bump']}; a schema change must be MAJOR"
+                f"registry.yaml: schema fingerprint changed since v{prod.version} "
+                f"but bump is {entry.bump}; a schema change must be MAJOR"
             )
-        if (entry.get("gates") or {}).get("baseline") != prod["version"]:
+        if entry.gates.baseline != prod.version:
             raise BadInput(
                 f"registry.yaml: gates were run against "
-                f"{(entry.get('gates') or {}).get('baseline')}, but production is "
-                f"{prod['version']}; re-run the retrain job"
+                f"{entry.gates.baseline}, but production is "
+                f"{prod.version}; re-run the retrain job"
             )
-    passed.append(f"semver: {base_reg.latest or 'none'} -> {entry['version']} ({entry['bump']})")
-    gates = (entry.get("gates") or {}).get("results") or {}
-    failed = [n for n, g in gates.items() if g.get("verdict") == "fail"]
-    if not gates or failed or not entry["gates"].get("passed"):
+    passed.append(f"semver: {base_reg.latest or 'none'} -> {entry.version} ({entry.bump})")
+    gates = entry.gates.results
+    failed = [n for n, g in gates.items() if g.verdict == "fail"]
+    if not gates or failed or not entry.gates.passed:
         raise BadInput(
-            f"registry.yaml: version {entry['version']}: gate(s) failed or missing: "
+            f"registry.yaml: version {entry.version}: gate(s) failed or missing: "
             f"{failed or 'no gate results'}"
         )
     passed.append(f"gates: {len(gates)} recorded, none failed")
-    card = entry.get("model_card")
+    card = entry.model_card
     if card and not (root / card).is_file():
         raise BadInput(f"{card}: model card referenced by registry.yaml is missing")
     _verify_artifact(root, entry)
-    passed.append(
-        f"artifact in the DVC remote, sha256 {entry['artifact']['sha256'][:12]}… verified"
-    )
+    passed.append(f"artifact in the DVC remote, sha256 {entry.artifact.sha256[:12]}… verified")
     return passed
 
 
-def _verify_artifact(root: Path, entry: dict[str, Any]) -> None:
-    if not artifacts.in_remote(root, entry["artifact"]):
+def _verify_artifact(root: Path, entry: reg.RegistryEntry) -> None:
+    if not artifacts.in_remote(root, entry.artifact):
         raise BadInput(
-            f"registry.yaml: version {entry['version']}: artifact md5 "
-            f"{entry['artifact']['md5']} is not in the DVC remote"
+            f"registry.yaml: version {entry.version}: artifact md5 "
+            f"{entry.artifact.md5} is not in the DVC remote"
         )
-    path = artifacts.fetch(root, entry["artifact"], entry["version"])
-    artifacts.load_verified(path, entry["artifact"]["sha256"])
+    path = artifacts.fetch(root, entry.artifact, entry.version)
+    artifacts.load_verified(path, entry.artifact.sha256)

@@ -24,7 +24,7 @@ from retrain.core.config import Config
 from retrain.core.errors import BadInput, ExternalCommandError
 from retrain.core.progress import progress
 from retrain.decide.gates import GateInputs, GateReport, ModelScores, SchemaChange, evaluate_gates
-from retrain.pipeline import artifacts, dataset, stages, tracking
+from retrain.pipeline import artifacts, dataset, latency, stages, tracking
 from retrain.release import dvcops, forge, gitops, history
 from retrain.report import markdown
 
@@ -44,11 +44,11 @@ class Judgement:
     plots: list[Path] = field(default_factory=list)
 
 
-def schema_change(old: dict[str, Any] | None, new: dict[str, Any]) -> SchemaChange:
-    if not old:
+def schema_change(old: reg.SchemaRecord | None, new: reg.SchemaRecord) -> SchemaChange:
+    if old is None:
         return SchemaChange()
-    of, nf = old.get("features", {}), new.get("features", {})
-    oc, nc = set(old.get("classes") or []), set(new.get("classes") or [])
+    of, nf = old.features, new.features
+    oc, nc = set(old.classes or []), set(new.classes or [])
     return SchemaChange(
         added=sorted(set(nf) - set(of)),
         removed=sorted(set(of) - set(nf)),
@@ -101,21 +101,28 @@ def judge(cfg: Config, registry: reg.Registry, *, bump_requested: str | None) ->
     prod = registry.production_entry
     baseline = None
     if prod is not None:
-        progress(
-            f"gates: fetching production v{prod['version']} and scoring it on the same holdout"
-        )
-        path = artifacts.fetch(root, prod["artifact"], prod["version"])
-        base_model = artifacts.load_verified(path, prod["artifact"]["sha256"])
+        progress(f"gates: fetching production v{prod.version} and scoring it on the same holdout")
+        path = artifacts.fetch(root, prod.artifact, prod.version)
+        base_model = artifacts.load_verified(path, prod.artifact.sha256)
         base_X = dataset.model_inputs(holdout, prod, ds.holdout)
         baseline = _scores(
             base_model,
             cfg,
             base_X,
             latency={},
-            size=prod["artifact"]["size_bytes"],
+            size=prod.artifact.size_bytes or 0,
             train_seconds=None,
         )
-    change = schema_change(prod["schema"] if prod else None, training["schema"])
+        progress("gates: measuring candidate and production latency, interleaved")
+        lat = latency.measure_latencies(
+            {"candidate": candidate_model, "production": base_model},
+            {"candidate": X, "production": base_X},
+            cfg.gates.latency,
+        )
+        candidate.latency, baseline.latency = lat["candidate"], lat["production"]
+    change = schema_change(
+        prod.schema_ if prod else None, reg.SchemaRecord.model_validate(training["schema"])
+    )
     inputs = GateInputs(
         task=ds.task,
         metric=cfg.gates.primary_metric,
@@ -137,7 +144,7 @@ def judge(cfg: Config, registry: reg.Registry, *, bump_requested: str | None) ->
         gates=gate_report,
         version=version,
         bump=bump,
-        base_version=prod["version"] if prod else None,
+        base_version=prod.version if prod else None,
         training=training,
         evaluation=evaluation,
         schema_change=change,
@@ -170,72 +177,81 @@ def _now() -> str:
 
 def build_entry(
     cfg: Config, j: Judgement, *, fired: list[str], reason: str | None
-) -> dict[str, Any]:
+) -> reg.RegistryEntry:
+    """The registry entry of the judged candidate (from training.json and the gates)."""
     t = j.training
-    card_rel = f"reports/v{j.version}/model_card.json"
-    return {
-        "version": j.version,
-        "created": _now(),
-        "reason": {"triggers": fired, "manual": reason},
-        "bump": j.bump,
-        "code_commit": t["code_commit"],
-        "data": {
-            k: t["data"][k] for k in ("dvc_hash", "rows", "total_rows", "start", "end", "files")
-        },
-        "params": t["params"],
-        "schema": t["schema"],
-        "artifact": {
-            "path": t["artifact"]["path"],
-            "format": t["artifact"]["format"],
-            "md5": t["artifact"]["md5"],
-            "sha256": t["artifact"]["sha256"],
-            "size_bytes": t["artifact"]["size_bytes"],
-            "remote": "dvc",
-        },
-        "model_card": card_rel,
-        "mlflow": {k: t["mlflow"].get(k) for k in ("run_id", "model_version", "experiment")},
-        "metrics": {"overall": j.evaluation["overall"], "subgroups": j.evaluation["subgroups"]},
-        "gates": {
-            "baseline": j.base_version,
-            "passed": j.gates.passed,
-            "results": {
-                r.name: {"verdict": r.verdict, "value": r.value, "threshold": r.threshold}
+    art = t["artifact"]
+    return reg.RegistryEntry(
+        version=j.version,
+        created=_now(),
+        reason=reg.ReasonRecord(triggers=fired, manual=reason),
+        bump=j.bump,  # type: ignore[arg-type]
+        code_commit=t["code_commit"],
+        data=reg.DataRecord(
+            dvc_hash=t["data"]["dvc_hash"],
+            rows=t["data"]["rows"],
+            total_rows=t["data"]["total_rows"],
+            start=t["data"]["start"],
+            end=t["data"]["end"],
+            files=t["data"]["files"],
+        ),
+        params=t["params"],
+        schema=reg.SchemaRecord.model_validate(t["schema"]),
+        artifact=reg.ArtifactRef(
+            path=art["path"],
+            format=art["format"],
+            md5=art["md5"],
+            sha256=art["sha256"],
+            size_bytes=art["size_bytes"],
+            remote="dvc",
+        ),
+        model_card=f"reports/v{j.version}/model_card.json",
+        mlflow=reg.MlflowRecord(
+            run_id=t["mlflow"].get("run_id"),
+            model_version=t["mlflow"].get("model_version"),
+            experiment=t["mlflow"].get("experiment"),
+        ),
+        metrics=reg.MetricsRecord(
+            overall=j.evaluation["overall"], subgroups=j.evaluation["subgroups"]
+        ),
+        gates=reg.GatesRecord(
+            baseline=j.base_version,
+            passed=j.gates.passed,
+            results={
+                r.name: reg.GateOutcome(verdict=r.verdict, value=r.value, threshold=r.threshold)
                 for r in j.gates.results
             },
-        },
-    }
+        ),
+    )
 
 
-def model_card(cfg: Config, entry: dict[str, Any], j: Judgement) -> dict[str, Any]:
+def model_card(cfg: Config, entry: reg.RegistryEntry, j: Judgement) -> dict[str, Any]:
+    schema = entry.schema_
     return {
         "model": cfg.release.model_name,
-        "version": entry["version"],
-        "created": entry["created"],
-        "bump": entry["bump"],
-        "reason": entry["reason"],
-        "code_commit": entry["code_commit"],
+        "version": entry.version,
+        "created": entry.created,
+        "bump": entry.bump,
+        "reason": entry.reason.to_dict(),
+        "code_commit": entry.code_commit,
         "training_data": {
             "source": f"{cfg.dataset.name} ({cfg.dataset.batches}, tracked by data.dvc)",
-            **entry["data"],
+            **entry.data.to_dict(),
         },
-        "parameters": entry["params"],
-        "input_schema": entry["schema"]["features"],
-        "output_schema": {
-            "target": entry["schema"]["target"],
-            "task": entry["schema"]["task"],
-            "classes": entry["schema"]["classes"],
-        },
-        "schema_fingerprint": entry["schema"]["fingerprint"],
+        "parameters": entry.params,
+        "input_schema": schema.features,
+        "output_schema": {"target": schema.target, "task": schema.task, "classes": schema.classes},
+        "schema_fingerprint": schema.fingerprint,
         "metrics": {
             "holdout": j.evaluation["overall"],
             "subgroups": j.evaluation["subgroups"],
             "latency_ms": j.evaluation["latency"],
-            "size_bytes": entry["artifact"]["size_bytes"],
+            "size_bytes": entry.artifact.size_bytes,
             "train_seconds": j.training["train_seconds"],
         },
         "gates": j.gates.to_dict(),
-        "artifact": entry["artifact"],
-        "mlflow": entry["mlflow"],
+        "artifact": entry.artifact.to_dict(),
+        "mlflow": entry.mlflow.to_dict(),
         "known_limitations": list(cfg.release.known_limitations),
     }
 
@@ -319,10 +335,11 @@ def propose(
         raise BadInput(
             "refusing to propose: a promotion gate failed (see reports/latest/gate.json)"
         )
+    entry = build_entry(cfg, j, fired=fired, reason=reason)
     if dvcops.has_remote(root):
         progress("propose: pushing the model and data to the DVC remote")
         dvcops.push(root)
-        if not artifacts.in_remote(root, j.training["artifact"]):
+        if not artifacts.in_remote(root, entry.artifact):
             raise ExternalCommandError(
                 "dvc push finished but the remote lacks the model; not proposing"
             )
@@ -331,7 +348,6 @@ def propose(
             ".dvc/config: no DVC remote configured; a proposal needs the model pushed "
             "(dvc remote add -d <name> <url>)"
         )
-    entry = build_entry(cfg, j, fired=fired, reason=reason)
     ever = history.ever_in_production(root, cfg)
     new_registry = registry.with_new_version(
         entry, promote=True, retention=cfg.release.retention, keep=ever
@@ -400,16 +416,15 @@ def _raw_base_url(branch: str) -> str | None:
     return f"{server}/{repo}/raw/{branch}"
 
 
-def _commit_body(entry: dict[str, Any]) -> str:
-    g = entry["gates"]
+def _commit_body(entry: reg.RegistryEntry) -> str:
     lines = [
-        f"bump: {entry['bump']}",
-        f"baseline: {g['baseline'] or 'none (bootstrap)'}",
-        f"triggers: {', '.join(entry['reason']['triggers']) or '-'}",
+        f"bump: {entry.bump}",
+        f"baseline: {entry.gates.baseline or 'none (bootstrap)'}",
+        f"triggers: {', '.join(entry.reason.triggers) or '-'}",
     ]
-    if entry["reason"].get("manual"):
-        lines.append(f"reason: {entry['reason']['manual']}")
-    lines.append(f"artifact sha256: {entry['artifact']['sha256']}")
+    if entry.reason.manual:
+        lines.append(f"reason: {entry.reason.manual}")
+    lines.append(f"artifact sha256: {entry.artifact.sha256}")
     return "\n".join(lines)
 
 
