@@ -29,7 +29,7 @@ def find_entry(root: Path, version: str, ref: str = "HEAD") -> tuple[reg.Registr
         except RegistryError:
             current = None
         if current is not None and current.has(version):
-            return current.get(version), reg.REGISTRY_FILE
+            return current.get(version).to_dict(), reg.REGISTRY_FILE
     if not gitops.ok(root, "rev-parse", "--verify", "--quiet", ref):
         return None, f"not in {reg.REGISTRY_FILE} (and {ref} is not a git revision)"
     shas = gitops.git(root, "log", "--format=%H", ref, "--", reg.REGISTRY_FILE, check=False)
@@ -42,7 +42,7 @@ def find_entry(root: Path, version: str, ref: str = "HEAD") -> tuple[reg.Registr
         except RegistryError:
             continue
         if old.has(version):
-            return old.get(version), f"{reg.REGISTRY_FILE}@{sha[:12]} (removed since)"
+            return old.get(version).to_dict(), f"{reg.REGISTRY_FILE}@{sha[:12]} (removed since)"
     return None, f"not in {reg.REGISTRY_FILE} nor in its git history on {ref}"
 
 
