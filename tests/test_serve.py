@@ -168,6 +168,12 @@ def served_predictions(client: Client, frame: pd.DataFrame) -> tuple[str, pd.Dat
     return body["model_version"], out
 
 
+def served_id(client: Client, frame: pd.DataFrame) -> tuple[str, str]:
+    status, body = client.post("/invocations", split(frame))
+    assert status == 200, body
+    return body["model_version"], body["request_id"]
+
+
 def push_registry(sb: example.Sandbox, change: Callable[[dict[str, Any]], None], msg: str) -> str:
     doc = yaml.safe_load((sb.root / "registry.yaml").read_text())
     change(doc)
@@ -202,6 +208,7 @@ def test_merge_and_revert_are_followed_and_answer_like_retrain_predict(fork, ser
     version, before = served_predictions(server, rows)
     assert version == "1.0.0"
     pd.testing.assert_frame_equal(before, v1_cli, check_exact=False, atol=1e-6)
+    asked = {"before the merge": served_id(server, rows.head(1))}
 
     # The reviewer merges the proposal: the server picks it up from origin/main, no restart.
     merge = example.merge_proposal(sb, "retrain/v1.1.0")
@@ -217,6 +224,7 @@ def test_merge_and_revert_are_followed_and_answer_like_retrain_predict(fork, ser
         after_merge, cli_predictions(cli, sb, "1.1.0", tmp_path), check_exact=False, atol=1e-6
     )
     assert not after_merge.equals(before)  # a different model really answers
+    asked["after the merge"] = served_id(server, rows.head(1))
 
     # 3 a.m.: git revert of the merge, pushed. The old version is back, answers identical.
     sb.git("revert", "--no-edit", "-m", "1", merge)
@@ -226,6 +234,38 @@ def test_merge_and_revert_are_followed_and_answer_like_retrain_predict(fork, ser
     assert version == "1.0.0"
     pd.testing.assert_frame_equal(after_revert, before)
     assert metric(server, "retrain_serve_reloads_total", outcome="success") >= 3
+    asked["after the revert"] = served_id(server, rows.head(1))
+
+    # "Which model served this prediction?" has one answer, before and after each swap.
+    assert [v for v, _ in asked.values()] == ["1.0.0", "1.1.0", "1.0.0"]
+    for when, (version, rid) in asked.items():
+        server.post("/feedback", {"request_id": rid, "label": "sun"})  # flushes the log writer
+        audit = cli.json("audit", rid)
+        assert {r["version"] for r in audit["rows"]} == {version}, (when, audit)
+        assert version in audit["versions"], (when, audit)
+
+
+def test_labels_posted_for_served_rows_move_the_performance_trigger(fork, server):
+    """Live feedback through the running server reaches `retrain triggers`: the production
+    version's live metric on its labelled rows, judged by the performance thresholds."""
+    sb, cli = fork
+    production = reg.load(sb.root).production
+    server.wait_for(f"v{production} to serve", lambda: server.version() == production)
+    before = cli.json("triggers")["checks"]["live_performance"]
+    frame = holdout(sb, 40)
+    status, out = server.post("/invocations", split(frame))
+    assert status == 200 and out["model_version"] == production
+    labels = ["drizzle", "fog", "rain", "snow", "sun"]
+    wrong = [
+        {"request_id": out["request_id"], "row": i, "label": next(c for c in labels if c != p)}
+        for i, p in enumerate(out["predictions"])
+    ]
+    status, res = server.post("/feedback", wrong)
+    assert status == 200 and res == {"stored": 40}
+    after = cli.json("triggers")["checks"]["live_performance"]
+    assert after["version"] == production
+    assert after["rows"] >= before["rows"] + 40, (before, after)
+    assert after["fired"] is True and after["value"] < after["threshold"], after
 
 
 def test_an_mlflow_client_works_unchanged_in_all_four_payload_shapes(fork, server):

@@ -20,7 +20,7 @@ from retrain.serve.predlog import PredictionLog
 ENTRY_SUMMARY = ("version", "created", "bump", "code_commit", "artifact", "mlflow", "reason")
 
 
-def find_entry(root: Path, version: str, ref: str = "HEAD") -> tuple[reg.RegistryEntry | None, str]:
+def find_entry(root: Path, version: str, ref: str = "HEAD") -> tuple[dict[str, Any] | None, str]:
     """``(registry entry of version, where it was found)``; ``(None, why)`` when nowhere."""
     path = Path(root) / reg.REGISTRY_FILE
     if path.is_file():
@@ -95,7 +95,7 @@ def audit(root: Path, log: PredictionLog, request_id: str, *, ref: str = "HEAD")
         versions[v] = {
             "roles": roles,
             "registry": source,
-            "entry": _summary(entry.to_dict()) if entry else None,
+            "entry": _summary(entry) if entry else None,
             "put_in_production_by": _event(event),
             "production_then": _event(then[-1]) if then else None,
         }
