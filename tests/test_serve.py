@@ -384,7 +384,7 @@ def test_an_artifact_that_cannot_be_fetched_or_fails_sha256_keeps_the_old_model(
         (
             "9.0.0",
             {"md5": "0" * 32, "sha256": "a" * 64},
-            "neither the DVC cache nor the DVC remote",
+            "is in neither the DVC cache nor",
         ),
         # The real object, but the registry's sha256 is not its hash.
         ("9.1.0", {"sha256": "f" * 64}, "sha256 mismatch"),

@@ -274,16 +274,21 @@ def _object_exists(remote: Remote, md5: str) -> bool:
     return True
 
 
-def in_remote(root: Path, ref: ArtifactRef) -> bool:
+def _as_ref(ref: ArtifactRef | dict[str, Any]) -> ArtifactRef:
+    """An artifact reference as the registry types it (scripts may hand in the raw mapping)."""
+    return ref if isinstance(ref, ArtifactRef) else ArtifactRef.model_validate(ref)
+
+
+def in_remote(root: Path, ref: ArtifactRef | dict[str, Any]) -> bool:
     """True when the default DVC remote holds the artifact's object.
 
     Raises :class:`RemoteError` (exit 2) when the remote refuses the credentials or its
     bucket does not exist, rather than answering "not there".
     """
-    return _object_exists(_remote(root), ref.md5)
+    return _object_exists(_remote(root), _as_ref(ref).md5)
 
 
-def fetch(root: Path, ref: ArtifactRef, version: str) -> Path:
+def fetch(root: Path, ref: ArtifactRef | dict[str, Any], version: str) -> Path:
     """A local, verified copy of a registered artifact, fetched from the DVC remote if needed.
 
     Returns a path under ``.retrain/artifacts/`` named by sha256; the file there has been
@@ -291,6 +296,7 @@ def fetch(root: Path, ref: ArtifactRef, version: str) -> Path:
     tampered object in the remote, a swapped file in the DVC cache, a hand-edited registry
     entry) are refused with one line naming where they came from, before anything loads.
     """
+    ref = _as_ref(ref)
     root = Path(root)
     store = root / ".retrain" / "artifacts"
     target = store / f"{ref.sha256}.{ref.format or MODEL_FORMAT}"

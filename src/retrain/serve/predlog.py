@@ -430,6 +430,8 @@ class PredictionLog:
             with self.engine.connect() as conn:
                 return [_record(r) for r in conn.execute(query)]
 
+        import pandas as pd
+
         rows: list[dict[str, Any]] = self._run(go)
         return pd.DataFrame(rows, columns=[*RECORD_KEYS, "label", "feedback_at"])
 
