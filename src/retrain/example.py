@@ -243,8 +243,8 @@ def merge_proposal(sb: Sandbox, branch: str) -> str:
 
 
 # --------------------------------------------------------------------------- demo
-def _step(msg: str) -> None:
-    print(f"\n==> {msg}", flush=True)
+def _step(msg: str, *, err: bool = False) -> None:
+    print(f"\n==> {msg}", flush=True, file=sys.stderr if err else sys.stdout)
 
 
 def export_report(sb: Sandbox, branch: str, version: str, dest: Path) -> list[Path]:
@@ -333,10 +333,10 @@ def drill(project: Path, workdir: Path, *, traffic: int = 120) -> Any:
     workdir = Path(workdir).resolve()
     if workdir.exists():
         shutil.rmtree(workdir)
-    _step(f"Drill: forking the project into a sandbox at {workdir}")
+    _step(f"Drill: forking the project into a sandbox at {workdir}", err=True)
     sb = make_sandbox(workdir, project)
     env = {**os.environ, **sb.env}
-    _step("Drill: bootstrapping v1.0.0 (train, merge, promote)")
+    _step("Drill: bootstrapping v1.0.0 (train, merge, promote)", err=True)
     res = subprocess.run(
         [sys.executable, "-m", "retrain", "run", "--json"],
         cwd=sb.root,
@@ -349,5 +349,5 @@ def drill(project: Path, workdir: Path, *, traffic: int = 120) -> Any:
         raise DrillFailed(f"bootstrap did not propose v1.0.0: {res.stderr.strip()[-300:]}")
     merge_proposal(sb, out["branch"])
     _run([sys.executable, "-m", "retrain", "promote"], sb.root, env)
-    _step("Drill: serving, promoting bad versions, sending labelled traffic, monitoring")
+    _step("Drill: serving, promoting bad versions, sending labelled traffic, monitoring", err=True)
     return run_drill(sb.root, env, traffic=traffic)

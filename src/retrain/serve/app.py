@@ -63,6 +63,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
             settings.model_name,
             trusted=settings.trusted,
             on_reload=telemetry.reload,
+            on_relabel=telemetry.relabel,
         )
         state = ServeState(
             settings=settings,

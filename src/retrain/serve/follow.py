@@ -82,6 +82,7 @@ class Reconciler:
         model_name: str,
         trusted: tuple[str, ...] = (),
         on_reload: Callable[[str, ServedModel | None], None] = lambda outcome, m: None,
+        on_relabel: Callable[[ServedModel], None] = lambda m: None,
     ) -> None:
         self.root = root
         self.source = source
@@ -90,6 +91,7 @@ class Reconciler:
         self.model_name = model_name
         self.trusted = trusted
         self.on_reload = on_reload
+        self.on_relabel = on_relabel
 
     def once(self) -> str:
         """``"unchanged"``, ``"loaded"`` or ``"failed"`` (the reason is on the holder)."""
@@ -117,7 +119,9 @@ class Reconciler:
             and rollout == cur_rollout
             and all(same(cur_others.get(v), registry.get(v)) for v in wanted)
         ):
-            self.holder.touch(snap.commit)
+            relabelled = self.holder.touch(snap.commit)
+            if relabelled is not None:
+                self.on_relabel(relabelled)
             return "unchanged"
         # Load everything that is new off the request path, then swap it all at once; any
         # failure keeps serving what was there (production and rollout alike).
@@ -156,8 +160,7 @@ class Reconciler:
                 rollout.to_dict() if rollout else "none",
                 (snap.commit or "-")[:12],
             )
-            self.holder.touch(snap.commit)
-            self.on_reload("success", new)
+            self.on_reload("success", self.holder.touch(snap.commit) or new)
             return "loaded"
         log.warning(
             "serving %s v%s (was %s), registry commit %s",

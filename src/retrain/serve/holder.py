@@ -107,13 +107,18 @@ class ModelHolder:
             old, self._current, self._problem = self._current, new, None
         return old
 
-    def touch(self, commit: str | None) -> None:
-        """Same model, newer registry commit (e.g. a merge that changed another entry)."""
+    def touch(self, commit: str | None) -> ServedModel | None:
+        """Same model, newer registry commit (e.g. a merge that changed another entry).
+
+        Returns the served model when its registry commit changed (so its labels can follow).
+        """
         with self._lock:
             cur = self._current
+            changed = None
             if cur is not None and cur.registry_commit != commit:
-                self._current = dataclasses.replace(cur, registry_commit=commit)
+                self._current = changed = dataclasses.replace(cur, registry_commit=commit)
             self._problem = None
+            return changed
 
     def fail(self, reason: str) -> None:
         """A reload failed: keep serving what we have, remember why."""

@@ -87,10 +87,14 @@ class Telemetry:
     def reload(self, outcome: str, model: ServedModel | None) -> None:
         self.reloads.labels(outcome).inc()
         if model is not None:
-            self.model_info.clear()
-            self.model_info.labels(
-                model.name, model.version, model.sha256, model.registry_commit or ""
-            ).set(1)
+            self.relabel(model)
+
+    def relabel(self, model: ServedModel) -> None:
+        """``model_info`` names the model serving and the registry commit it follows."""
+        self.model_info.clear()
+        self.model_info.labels(
+            model.name, model.version, model.sha256, model.registry_commit or ""
+        ).set(1)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
