@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
-from retrain.serve.predlog import LogWriter, open_log  # noqa: E402
+from retrain.serve.logwriter import LogWriter  # noqa: E402
+from retrain.serve.predlog import open_log  # noqa: E402
 
 
 def _records(prefix: str, n: int) -> list[dict]:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from retrain.core.config import RolloutConfig
-from retrain.rollout import analysis
+from retrain.rollout import analysis, judges
 from tests.rollout_frames import CLASSES, served
 
 CFG = RolloutConfig.model_validate(
@@ -25,7 +25,7 @@ CFG = RolloutConfig.model_validate(
 
 
 def canary(frame: pd.DataFrame, weight: int = 10):
-    return analysis.judge_canary(
+    return judges.judge_canary(
         analysis.check_frame(frame),
         production="1.0.0",
         canary="1.1.0",
@@ -129,7 +129,7 @@ def shadow_frame(shadow_accuracy: float, n: int = 600) -> pd.DataFrame:
 
 
 def shadow(frame: pd.DataFrame, running: float = 7200.0):
-    return analysis.judge_shadow(
+    return judges.judge_shadow(
         analysis.check_frame(frame),
         production="1.0.0",
         shadow="1.1.0",
@@ -163,7 +163,7 @@ def test_shadow_waits_for_its_window():
 
 
 def health(frame: pd.DataFrame, *, in_window: bool = True, floor: float | None = 0.7):
-    return analysis.judge_health(
+    return judges.judge_health(
         analysis.check_frame(frame),
         production="1.0.0",
         cfg=CFG,

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from retrain.core.errors import BadInput
-from retrain.serve.predlog import LogUnavailable, LogWriter, PredictionLog, open_log
+from retrain.serve.logwriter import LogWriter
+from retrain.serve.predlog import LogUnavailable, PredictionLog, open_log
 
 SQLITE_URL = "sqlite:///.retrain/predictions.db"
 

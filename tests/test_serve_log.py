@@ -28,7 +28,8 @@ from retrain.core.config import load_config
 from retrain.decide import triggers
 from retrain.pipeline import dataset
 from retrain.serve import audit, feedback
-from retrain.serve.predlog import LogWriter, open_log
+from retrain.serve.logwriter import LogWriter
+from retrain.serve.predlog import open_log
 from tests.conftest import PROJECT
 
 FILES = {

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from retrain.report.plots import _save
-from retrain.rollout.analysis import Check, VersionStats, _labelled, _metric
+from retrain.rollout.analysis import Check, VersionStats, labelled_rows, live_metric
 
 BINS = 12
 
@@ -33,7 +33,7 @@ def _series(frame: pd.DataFrame, metric: str, task: str) -> dict[str, Any]:
             if part.empty:
                 continue
             xs.append(lo + (hi - lo) / 2)
-            value = _metric(part, metric, task) if len(_labelled(part)) >= 5 else None
+            value = live_metric(part, metric, task) if len(labelled_rows(part)) >= 5 else None
             m.append(np.nan if value is None else value)
             lat.append(float(np.percentile(part["latency_ms"].dropna(), 95)))
         out[f"{version} ({role})"] = (xs, m, lat)

@@ -2,7 +2,7 @@
 
 :func:`observe` reads the registry (what is live), the time of the last change of
 registry.yaml on the first-parent line (when the current rollout step began) and the log
-rows since then, and asks :mod:`retrain.rollout.analysis` for a verdict:
+rows since then, and asks :mod:`retrain.rollout.judges` for a verdict:
 
 ==================  ======================================================================
 canary declared     advance (PR to the next weight), promote (PR: canary becomes
@@ -39,7 +39,7 @@ from retrain.core.progress import progress
 from retrain.pipeline import metrics
 from retrain.pipeline.dataset import read_table
 from retrain.release import forge, gitops, history, promotion
-from retrain.rollout import analysis, evidence
+from retrain.rollout import analysis, evidence, judges
 from retrain.rollout.analysis import Verdict, VersionStats
 
 EVIDENCE_DIR = "reports/rollout"
@@ -198,7 +198,7 @@ def observe(
     stats = analysis.table(frame, metric, task)
     by_key = {(s.version, s.role): s for s in stats}
     if rollout is not None and rollout.canary is not None:
-        v, pair = analysis.judge_canary(
+        v, pair = judges.judge_canary(
             frame,
             production=prod,
             canary=rollout.canary.version,
@@ -213,7 +213,7 @@ def observe(
     if rollout is not None:
         for shadow in rollout.shadow:
             started = present_since(root, shadow, "shadow") or since
-            v, st = analysis.judge_shadow(
+            v, st = judges.judge_shadow(
                 frame,
                 production=prod,
                 shadow=shadow,
@@ -239,7 +239,7 @@ def observe(
             and last["version"] == prod
             and (now - datetime.fromisoformat(last["at"])).total_seconds() < rc.watch_window_seconds
         )
-        v, st = analysis.judge_health(
+        v, st = judges.judge_health(
             frame,
             production=prod,
             cfg=rc,

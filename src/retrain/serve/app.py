@@ -31,8 +31,9 @@ def _open_log(settings: ServeSettings) -> tuple[Any, str | None]:
         return None, None
     try:
         from retrain.serve import predlog
+        from retrain.serve.logwriter import LogWriter
 
-        return predlog.LogWriter(predlog.open_log(cfg.log_url, settings.root)), None
+        return LogWriter(predlog.open_log(cfg.log_url, settings.root)), None
     except Exception as exc:
         log.warning("prediction log %s unavailable: %s", cfg.log_url, exc)
         return None, f"{type(exc).__name__}: {exc}"

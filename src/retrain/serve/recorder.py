@@ -1,7 +1,7 @@
 """Hands every served row to the prediction log's writer, off the request path.
 
 The route only appends a tuple to a queue; a thread turns it into one record per row (with
-the input hash) and submits them to :class:`retrain.serve.predlog.LogWriter`, which batches
+the input hash) and submits them to :class:`retrain.serve.logwriter.LogWriter`, which batches
 the writes and counts what it has to drop.  The thread wakes at most every ``LINGER``
 seconds (or at once for a :meth:`Recorder.flush`): a thread woken per request would take the
 GIL from the event loop hundreds of times a second.

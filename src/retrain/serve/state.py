@@ -41,7 +41,7 @@ class ServeState:
     batcher: Batcher
     reconciler: Reconciler
     recorder: Recorder | None
-    writer: Any  # retrain.serve.predlog.LogWriter, or None when the log is off or unreachable
+    writer: Any  # retrain.serve.logwriter.LogWriter, or None when the log is off or unreachable
     log_error: str | None
 
     def log_counts(self) -> tuple[int, int]:

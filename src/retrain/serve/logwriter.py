@@ -1,0 +1,169 @@
+"""The prediction log's writer: records submitted on the request path, written in batches by
+a background thread (see :mod:`retrain.serve.predlog` for the tables).
+
+:meth:`LogWriter.submit` never blocks and never raises: an unreachable log drops the batch and
+counts it (``dropped``, ``last_error``), and the next batch tries again, so a log that comes
+back resumes by itself.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from retrain.serve.predlog import LogUnavailable, PredictionLog, utc_text
+
+
+class LogWriter:
+    """Writes submitted records to a :class:`PredictionLog` from a background thread.
+
+    :meth:`submit` never blocks and never raises: a full queue drops the records, a failed
+    batch is dropped, and both are counted in ``dropped`` (with ``last_error``).  Batches of
+    at most ``batch_size`` records are written every ``flush_interval`` seconds or as soon as
+    a batch is full.  The next batch after a failure tries again, so a log that comes back
+    resumes.  :meth:`close` writes what is queued, stops the thread and closes the log.
+    """
+
+    def __init__(
+        self,
+        log: PredictionLog,
+        *,
+        batch_size: int = 256,
+        flush_interval: float = 0.2,
+        max_queue: int = 100_000,
+    ) -> None:
+        if batch_size < 1 or max_queue < 1 or flush_interval <= 0 or math.isnan(flush_interval):
+            raise ValueError("batch_size and max_queue must be >= 1, flush_interval > 0")
+        self.log = log
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.max_queue = max_queue
+        self.written = 0
+        self.dropped = 0
+        self.batches = 0
+        self.failed_batches = 0
+        self.last_error: str | None = None
+        self.last_error_at: str | None = None
+        self.down = False
+        self._queue: deque[dict[str, Any]] = deque()
+        self._submitted = 0  # records accepted into the queue, ever
+        self._done = 0  # accepted records written or dropped by the thread, ever
+        self._cond = threading.Condition()
+        self._flush_upto = 0  # a flush() waits for records up to here: write them now
+        self._closing = False
+        self._thread = threading.Thread(target=self._loop, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ producers
+    def submit(self, records: Sequence[dict[str, Any]]) -> bool:
+        """Queue ``records``; False when they were dropped (queue full or writer closed)."""
+        n = len(records)
+        if n == 0:
+            return True
+        with self._cond:
+            if self._closing or len(self._queue) + n > self.max_queue:
+                self.dropped += n
+                if not self._closing:
+                    self._note_error(f"prediction log queue full ({self.max_queue} records)")
+                return False
+            # Wake the writer when the queue was empty (it sleeps until then) or a batch
+            # is full; otherwise rows below a batch would wait for the next flush forever.
+            was_empty = not self._queue
+            self._queue.extend(records)
+            self._submitted += n
+            if was_empty or len(self._queue) >= self.batch_size:
+                self._cond.notify_all()
+        return True
+
+    @property
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._queue)
+
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        """Wait until every record submitted so far is written or dropped; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            target = self._submitted
+            self._flush_upto = max(self._flush_upto, target)
+            self._cond.notify_all()
+            while self._done < target:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cond.wait(left if left is None else min(left, 0.5))
+        return True
+
+    def add_feedback(self, items: Iterable[dict[str, Any]]) -> list[str]:
+        """Flush pending records, then :meth:`PredictionLog.add_feedback` (may raise
+        :class:`LogUnavailable`), so a label posted right after its prediction finds it."""
+        self.flush()
+        return self.log.add_feedback(list(items))
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write what is queued, stop the thread and release the log's connections."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        self.log.close()
+
+    def stats(self) -> dict[str, Any]:
+        with self._cond:
+            return {
+                "written": self.written,
+                "dropped": self.dropped,
+                "pending": len(self._queue),
+                "down": self.down,
+                "last_error": self.last_error,
+                "last_error_at": self.last_error_at,
+            }
+
+    # ------------------------------------------------------------------ the thread
+    def _note_error(self, message: str) -> None:
+        self.last_error = message
+        self.last_error_at = utc_text()
+
+    def _take(self) -> list[dict[str, Any]]:
+        with self._cond:
+            while not self._queue and not self._closing:
+                self._cond.wait()
+            flushing = self._flush_upto > self._done
+            if len(self._queue) < self.batch_size and not (self._closing or flushing):
+                # Wait a little for a fuller batch; a flush() or a full batch wakes us early.
+                self._cond.wait(self.flush_interval)
+            n = min(self.batch_size, len(self._queue))
+            return [self._queue.popleft() for _ in range(n)]
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._take()
+            if not batch:
+                with self._cond:
+                    if self._closing and not self._queue:
+                        self._cond.notify_all()
+                        return
+                continue
+            error: str | None = None
+            try:
+                self.log.write(batch)
+            except LogUnavailable as exc:
+                error = str(exc)
+            except Exception as exc:  # a record the log cannot store: counted, never fatal
+                error = f"prediction log: {type(exc).__name__}: {exc}"
+            with self._cond:
+                self.batches += 1
+                if error is None:
+                    self.written += len(batch)
+                    self.down = False
+                else:
+                    self.dropped += len(batch)
+                    self.failed_batches += 1
+                    self.down = True
+                    self._note_error(error)
+                self._done += len(batch)
+                self._cond.notify_all()
