@@ -201,9 +201,9 @@ def promote(push_tags: bool, as_json: bool, summary_file: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def rollback(to: str | None, push: bool, open_pr: bool, as_json: bool) -> None:
     """Revert the merge that promoted the current version (no retraining)."""
-    from retrain.release import promotion
+    from retrain.release import rollback as rb
 
-    res = promotion.rollback(_cfg(), to=to, push=push, open_pr=open_pr)
+    res = rb.rollback(_cfg(), to=to, push=push, open_pr=open_pr)
     if as_json:
         _emit(res.to_dict())
         return
@@ -224,10 +224,10 @@ def rollback(to: str | None, push: bool, open_pr: bool, as_json: bool) -> None:
 @click.option("--summary", "summary_file", default=None)
 def verify(base: str, summary_file: str | None) -> None:
     """Re-check a proposal against its base: semver, gates, artifact in the DVC remote."""
-    from retrain.release import promotion
+    from retrain.release import verify as vf
 
     try:
-        passed = promotion.verify(_cfg(), base=base)
+        passed = vf.verify(_cfg(), base=base)
     except RetrainError as exc:
         _append_summary(summary_file, f"### Promotion gate\n\n❌ {exc}")
         raise

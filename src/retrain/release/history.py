@@ -20,16 +20,23 @@ from retrain.release import gitops
 PR_NUMBER = re.compile(r"(?:Merge pull request #|\(#)(\d+)")
 
 
-def _production_at(root: Path, rev: str | None) -> str | None:
+def _registry_at(root: Path, rev: str | None) -> reg.Registry | None:
+    """The registry at a revision; None when absent or unreadable (an old broken registry
+    is history, not a reason to fail today)."""
     if rev is None:
         return None
     text = gitops.show(root, rev, reg.REGISTRY_FILE)
     if text is None:
         return None
     try:
-        return reg.parse_text(text, f"{reg.REGISTRY_FILE}@{rev[:8]}").production
+        return reg.parse_text(text, f"{reg.REGISTRY_FILE}@{rev[:8]}")
     except RegistryError:
-        return None  # an old broken registry is history, not a reason to fail today
+        return None
+
+
+def _production_at(root: Path, rev: str | None) -> str | None:
+    r = _registry_at(root, rev)
+    return r.production if r else None
 
 
 def events(root: Path, ref: str = "HEAD") -> list[dict[str, Any]]:
@@ -61,15 +68,8 @@ def events(root: Path, ref: str = "HEAD") -> list[dict[str, Any]]:
 
 def rollout_at(root: Path, rev: str | None) -> reg.Rollout | None:
     """The ``rollout`` block at a revision (None when absent or unreadable)."""
-    if rev is None:
-        return None
-    text = gitops.show(root, rev, reg.REGISTRY_FILE)
-    if text is None:
-        return None
-    try:
-        return reg.parse_text(text, f"{reg.REGISTRY_FILE}@{rev[:8]}").rollout
-    except RegistryError:
-        return None
+    r = _registry_at(root, rev)
+    return r.rollout if r else None
 
 
 def rollout_events(root: Path, ref: str = "HEAD") -> list[dict[str, Any]]:
@@ -77,10 +77,12 @@ def rollout_events(root: Path, ref: str = "HEAD") -> list[dict[str, Any]]:
     started, advanced, promoted, rolled back; shadow started, promoted (challenger), ended."""
     out: list[dict[str, Any]] = []
     for change in gitops.first_parent_changes(root, reg.REGISTRY_FILE, ref):
-        new, old = rollout_at(root, change.sha), rollout_at(root, change.parent)
+        at, before = _registry_at(root, change.sha), _registry_at(root, change.parent)
+        new = at.rollout if at else None
+        old = before.rollout if before else None
         if new == old:
             continue
-        prod = _production_at(root, change.sha)
+        prod = at.production if at else None
         nc = new.canary if new else None
         oc = old.canary if old else None
         base = {"commit": change.sha, "at": change.at, "why": change.subject}

@@ -38,7 +38,7 @@ from retrain.core.errors import BadInput, DataError
 from retrain.core.progress import progress
 from retrain.pipeline import metrics
 from retrain.pipeline.dataset import read_table
-from retrain.release import forge, gitops, history, promotion
+from retrain.release import forge, gitops, history, rollback
 from retrain.rollout import analysis, evidence, judges
 from retrain.rollout.analysis import Verdict, VersionStats
 
@@ -347,7 +347,7 @@ def act(cfg: Config, obs: Observation, *, push: bool = False, open_pr: bool = Fa
     rollback_push = verdict.action == "rollback" and (push or rc.auto_rollback == "push")
     if obs.mode == "watch":
         # A directly promoted version broke its health: the revert `retrain rollback` makes.
-        res = promotion.rollback(cfg, push=rollback_push, open_pr=not rollback_push)
+        res = rollback.rollback(cfg, push=rollback_push, open_pr=not rollback_push)
         return Action(
             kind="push" if rollback_push else "pr",
             branch=res.branch,
