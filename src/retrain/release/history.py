@@ -7,6 +7,7 @@ in registry.yaml.  A move to a higher version is a promotion, a move back a roll
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,22 @@ def tag_registration(root: Path, model: str, version: str) -> Registration | Non
     return Registration(version=version, sha256=sha, where=f"tag {name}")
 
 
+def registries(
+    root: Path, ref: str = "HEAD", *, oldest_first: bool = False
+) -> Iterator[tuple[str, reg.Registry]]:
+    """``(commit, registry)`` for every commit in the history of ``ref`` that changed
+    registry.yaml (newest first unless ``oldest_first``).  Unreadable registries are skipped:
+    an old broken registry is history, not a reason to fail today."""
+    log = gitops.git(
+        root, "log", "--full-history", "--format=%H", ref, "--", reg.REGISTRY_FILE, check=False
+    )
+    shas = log.split()
+    for sha in reversed(shas) if oldest_first else shas:
+        r = _registry_at(root, sha)
+        if r is not None:
+            yield sha, r
+
+
 def registered_versions(
     root: Path, model: str, ref: str = "HEAD", *, fetch: bool = True
 ) -> dict[str, Registration]:
@@ -180,17 +197,7 @@ def registered_versions(
             found[version] = got
     if not gitops.ok(root, "rev-parse", "--verify", "--quiet", ref):
         return found
-    log = gitops.git(
-        root, "log", "--full-history", "--format=%H", ref, "--", reg.REGISTRY_FILE, check=False
-    )
-    for sha in reversed(log.split()):
-        text = gitops.show(root, sha, reg.REGISTRY_FILE)
-        if text is None:
-            continue
-        try:
-            old = reg.parse_text(text, f"{reg.REGISTRY_FILE}@{sha[:8]}")
-        except RegistryError:
-            continue  # an old broken registry is history, not a reason to fail today
+    for sha, old in registries(root, ref, oldest_first=True):
         for entry in old.versions:
             v = entry.version
             if v not in found:

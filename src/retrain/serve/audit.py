@@ -15,8 +15,11 @@ from typing import Any
 from retrain.core import registry as reg
 from retrain.core.errors import BadInput, RegistryError
 from retrain.release import gitops, history
-from retrain.serve.predlog import PredictionLog
+from retrain.serve.predlog import RECORD_KEYS, PredictionLog
 
+# What a row of the audit shows: the log's record but the request id (the audit's key) and the
+# raw inputs, plus the feedback.
+ROW_KEYS = (*(k for k in RECORD_KEYS if k not in ("request_id", "inputs")), "label", "feedback_at")
 ENTRY_SUMMARY = ("version", "created", "bump", "code_commit", "artifact", "mlflow", "reason")
 
 
@@ -32,15 +35,7 @@ def find_entry(root: Path, version: str, ref: str = "HEAD") -> tuple[dict[str, A
             return current.get(version).to_dict(), reg.REGISTRY_FILE
     if not gitops.ok(root, "rev-parse", "--verify", "--quiet", ref):
         return None, f"not in {reg.REGISTRY_FILE} (and {ref} is not a git revision)"
-    shas = gitops.git(root, "log", "--format=%H", ref, "--", reg.REGISTRY_FILE, check=False)
-    for sha in shas.split():
-        text = gitops.show(root, sha, reg.REGISTRY_FILE)
-        if text is None:
-            continue
-        try:
-            old = reg.parse_text(text, f"{reg.REGISTRY_FILE}@{sha[:8]}")
-        except RegistryError:
-            continue
+    for sha, old in history.registries(root, ref):
         if old.has(version):
             return old.get(version).to_dict(), f"{reg.REGISTRY_FILE}@{sha[:12]} (removed since)"
     return None, f"not in {reg.REGISTRY_FILE} nor in its git history on {ref}"
@@ -101,24 +96,7 @@ def audit(root: Path, log: PredictionLog, request_id: str, *, ref: str = "HEAD")
         }
     return {
         "request_id": request_id,
-        "rows": [
-            {
-                k: r[k]
-                for k in (
-                    "row",
-                    "at",
-                    "version",
-                    "role",
-                    "prediction",
-                    "proba",
-                    "latency_ms",
-                    "input_hash",
-                    "label",
-                    "feedback_at",
-                )  # fmt: skip
-            }
-            for r in rows
-        ],
+        "rows": [{k: r[k] for k in ROW_KEYS} for r in rows],
         "versions": versions,
         "log": log.display,
     }

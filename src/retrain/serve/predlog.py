@@ -402,6 +402,20 @@ class PredictionLog:
             query = query.where(predictions.c.version == str(version))
         if since is not None:
             query = query.where(predictions.c.at >= utc_text(since))
+        return self._frame(query)
+
+    def served(self, since: str | None = None) -> pd.DataFrame:
+        """Every served row (all versions and roles) at or after ``since``, oldest first,
+        with its feedback ``label`` when one came (else None): what ``retrain monitor``
+        judges, errors included (a failed prediction is logged with prediction None)."""
+        query = self._joined()
+        if since is not None:
+            query = query.where(predictions.c.at >= utc_text(since))
+        return self._frame(query)
+
+    def _frame(self, query: sa.Select[Any]) -> pd.DataFrame:
+        """The joined rows of ``query``, oldest first, as a frame (empty, and nothing created,
+        for a SQLite log that was never written)."""
         query = query.order_by(predictions.c.at, predictions.c.id)
 
         def go() -> list[dict[str, Any]]:
@@ -411,25 +425,6 @@ class PredictionLog:
         import pandas as pd
 
         rows: list[dict[str, Any]] = self._run(go, empty=[])
-        columns = [*RECORD_KEYS, "label", "feedback_at"]
-        return pd.DataFrame(rows, columns=columns)
-
-    def served(self, since: str | None = None) -> pd.DataFrame:
-        """Every served row (all versions and roles) at or after ``since``, oldest first,
-        with its feedback ``label`` when one came (else None): what ``retrain monitor``
-        judges, errors included (a failed prediction is logged with prediction None)."""
-        query = self._joined()
-        if since is not None:
-            query = query.where(predictions.c.at >= utc_text(since))
-        query = query.order_by(predictions.c.at, predictions.c.id)
-
-        def go() -> list[dict[str, Any]]:
-            with self.engine.connect() as conn:
-                return [_record(r) for r in conn.execute(query)]
-
-        import pandas as pd
-
-        rows: list[dict[str, Any]] = self._run(go)
         return pd.DataFrame(rows, columns=[*RECORD_KEYS, "label", "feedback_at"])
 
     def count(self) -> int:
