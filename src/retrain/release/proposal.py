@@ -223,6 +223,12 @@ def build_entry(
                 for r in j.gates.results
             },
         ),
+        # the software it was trained with (training.json of older runs has none)
+        **(
+            {"environment": reg.EnvironmentRecord.model_validate(t["environment"])}
+            if t.get("environment")
+            else {}
+        ),
         # model.yaml training.mode: warm_start names the parent version (an extra key)
         **(
             {"training": {k: t["training"].get(k) for k in ("mode", "parent", "note")}}
@@ -260,6 +266,7 @@ def model_card(cfg: Config, entry: reg.RegistryEntry, j: Judgement) -> dict[str,
         "artifact": entry.artifact.to_dict(),
         "mlflow": entry.mlflow.to_dict(),
         "known_limitations": list(cfg.release.known_limitations),
+        **({"environment": entry.environment.to_dict()} if entry.environment else {}),
         **(
             {"training": extra["training"], "parent_version": extra["training"]["parent"]}
             if (extra := entry.model_extra or {}).get("training")
