@@ -244,3 +244,35 @@ def test_the_server_warns_in_its_log_health_and_version_and_still_answers(mismat
     while expected not in log_path.read_text() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert expected in log_path.read_text()
+
+
+# --------------------------------------------------------------------------- the lock
+def test_every_install_goes_through_the_lock():
+    """make install and every workflow install with .ci/install (uv sync --locked); no step
+    installs with pip, so nothing is resolved anew on a runner."""
+    install = (PROJECT / ".ci" / "install").read_text()
+    assert re.search(r'"\$uv" sync --locked ', install)
+    makefile = (PROJECT / "Makefile").read_text()
+    recipe = makefile.split("$(BIN)/retrain:", 1)[1].split("\ninstall:", 1)[0]
+    assert "uv.lock" in recipe.splitlines()[0] and ".ci/install --extra dev" in recipe
+    assert "pip install" not in recipe
+    lock = (PROJECT / "uv.lock").read_text()
+    registries = set(re.findall(r'source = \{ registry = "([^"]+)" \}', lock))
+    assert registries == {"https://pypi.org/simple"}  # no machine's mirror in the lock
+    for path in sorted((PROJECT / ".github" / "workflows").glob("*.yml")):
+        wf = yaml.safe_load(path.read_text())
+        for name, job in wf["jobs"].items():
+            runs = [step.get("run", "") for step in job["steps"]]
+            assert not any("pip install" in r for r in runs), f"{path.name}: {name}"
+            if any("retrain " in r or "make test" in r for r in runs):
+                assert any("bash .ci/install" in r or "make test" in r for r in runs), path.name
+
+
+def test_the_dvc_remote_plugins_of_the_workflows_are_locked_extras():
+    import tomllib
+
+    project = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]
+    lock = (PROJECT / "uv.lock").read_text()
+    for extra in ("s3", "gs", "azure", "ssh"):
+        assert project["optional-dependencies"][extra] == [f"dvc[{extra}]"]
+        assert f'name = "dvc-{extra}"' in lock
