@@ -66,10 +66,8 @@ def run_case(ref: str, what: str, cold: bool, timeout: float) -> tuple[str, floa
         if cold:
             env["PIP_NO_CACHE_DIR"] = "1"
             env["UV_NO_CACHE"] = "1"
-        if what == "make install":
-            cmd = "make install"
-        else:
-            cmd = LOCK_STEP if locked else PIP_STEP
+        step = LOCK_STEP if locked else PIP_STEP
+        cmd = "make install" if what == "make install" else step
         return ("uv.lock" if locked else "pip"), timed(cmd, clone, env, timeout)
 
 
