@@ -16,9 +16,9 @@ $(BIN)/retrain: pyproject.toml uv.lock .ci/install
 
 install: $(BIN)/retrain  ## create .venv and install the locked packages with the dev tools
 
-lock: install  ## re-resolve uv.lock after editing pyproject.toml; `make lock UPGRADE=1` upgrades all
-	$(VENV)/.uv/bin/uv lock $(if $(UPGRADE),--upgrade)
-	VENV=$(VENV) PYTHON=$(PYTHON) bash .ci/install --extra dev
+lock:  ## re-resolve uv.lock after editing pyproject.toml; `make lock UPGRADE=1` upgrades all
+	VENV=$(VENV) PYTHON=$(PYTHON) bash .ci/install lock $(if $(UPGRADE),--upgrade)
+	$(MAKE) install
 
 demo: install  ## one full retraining cycle on the bundled example, offline, in .demo/
 	$(BIN)/retrain demo --dir .demo
