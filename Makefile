@@ -6,15 +6,19 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export DVC_NO_UPDATE_CHECK := 1
 
-.PHONY: install demo test lint typecheck lint-workflows bench docs-example clean
+.PHONY: install demo test lint typecheck lint-workflows bench docs-example clean lock
 
-$(BIN)/retrain: pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+# The environment is uv.lock, installed as it is (.ci/install: uv sync --locked, never a
+# re-resolution); the stamp makes a second `make install` a no-op until the lock changes.
+$(BIN)/retrain: pyproject.toml uv.lock .ci/install
+	VENV=$(VENV) PYTHON=$(PYTHON) bash .ci/install --extra dev
 	@touch $@
 
-install: $(BIN)/retrain  ## create .venv and install the package with its dev tools
+install: $(BIN)/retrain  ## create .venv and install the locked packages with the dev tools
+
+lock:  ## re-resolve uv.lock after editing pyproject.toml; `make lock UPGRADE=1` upgrades all
+	VENV=$(VENV) PYTHON=$(PYTHON) bash .ci/install lock $(if $(UPGRADE),--upgrade)
+	$(MAKE) install
 
 demo: install  ## one full retraining cycle on the bundled example, offline, in .demo/
 	$(BIN)/retrain demo --dir .demo

@@ -52,6 +52,7 @@ ENTRY_KEYS = (
     "mlflow",
     "metrics",
     "gates",
+    "environment",
 )
 REQUIRED_ENTRY_KEYS = ("version", "created", "bump", "artifact", "schema")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -154,6 +155,15 @@ class GatesRecord(Record):
     results: dict[str, GateOutcome] = Field(default_factory=dict)
 
 
+class EnvironmentRecord(Record):
+    """The software the model was trained with (retrain.core.environment): Python, the
+    libraries the model depends on (name -> version) and the sha256 of uv.lock."""
+
+    python: str | None = None
+    packages: dict[str, str] = Field(default_factory=dict)
+    lock_sha256: str | None = None
+
+
 class RegistryEntry(Record):
     """One registered version (one list item under ``versions``)."""
 
@@ -170,6 +180,8 @@ class RegistryEntry(Record):
     mlflow: MlflowRecord = Field(default_factory=MlflowRecord)
     metrics: MetricsRecord = Field(default_factory=MetricsRecord)
     gates: GatesRecord = Field(default_factory=GatesRecord)
+    # Entries registered before the environment was recorded have none (and stay as written).
+    environment: EnvironmentRecord | None = None
 
     @classmethod
     def coerce(cls, entry: RegistryEntry | dict[str, Any]) -> RegistryEntry:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from retrain.core import environment
 from retrain.core import registry as reg
 from retrain.core.config import Config
 from retrain.pipeline import artifacts, dataset
@@ -29,6 +30,13 @@ def load_version(
     deserialised with the skops allow-list plus ``trusted``."""
     entry = reg.RegistryEntry.coerce(entry)
     return artifacts.load_registered(Path(root), entry.artifact, entry.version, trusted=trusted)
+
+
+def environment_differences(entry: reg.RegistryEntry | dict[str, Any]) -> list[str]:
+    """How the running Python and libraries differ from those the entry was trained with
+    (none for an entry that recorded no environment)."""
+    env = reg.RegistryEntry.coerce(entry).environment
+    return environment.differences(env.to_dict() if env is not None else None)
 
 
 def predict_rows(
@@ -58,6 +66,9 @@ def predict_file(cfg: Config, version: str, input_path: Path) -> str:
     if ignored:
         print(f"[retrain] predict: ignoring column(s) {ignored}", file=sys.stderr)
     model = load_version(cfg.root, entry, trusted=cfg.model.trusted_types)
+    diffs = environment_differences(entry)
+    if diffs:
+        print(f"[retrain] predict: warning: {environment.warning(version, diffs)}", file=sys.stderr)
     y_pred, proba, classes = predict_rows(model, X, cfg.dataset.task)
     out = pd.DataFrame({"prediction": y_pred})
     if proba is not None and classes is not None:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from retrain.core import faults
+from retrain.core import environment, faults
 from retrain.core.config import Config
 from retrain.core.errors import ConfigError, DataError
 from retrain.core.progress import progress
@@ -253,6 +253,7 @@ def train(cfg: Config) -> dict[str, Any]:
         "schema": schema,
         "artifact": {"path": MODEL_FILE, **ref},
         "train_seconds": round(seconds, 3),
+        "environment": environment.capture(root, pipe),
     }
     if warm:
         info["training"] = plan.record(len(X))

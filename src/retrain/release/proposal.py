@@ -223,13 +223,20 @@ def build_entry(
                 for r in j.gates.results
             },
         ),
-        # model.yaml training.mode: warm_start names the parent version (an extra key)
-        **(
-            {"training": {k: t["training"].get(k) for k in ("mode", "parent", "note")}}
-            if t.get("training")
-            else {}
-        ),
+        **_optional(t),
     )
+
+
+def _optional(t: dict[str, Any]) -> dict[str, Any]:
+    """The entry's keys that only some trainings have (absent keys are not written)."""
+    out: dict[str, Any] = {}
+    # the software it was trained with (training.json of older runs has none)
+    if t.get("environment"):
+        out["environment"] = reg.EnvironmentRecord.model_validate(t["environment"])
+    # model.yaml training.mode: warm_start names the parent version (an extra key)
+    if t.get("training"):
+        out["training"] = {k: t["training"].get(k) for k in ("mode", "parent", "note")}
+    return out
 
 
 def model_card(cfg: Config, entry: reg.RegistryEntry, j: Judgement) -> dict[str, Any]:
@@ -260,6 +267,7 @@ def model_card(cfg: Config, entry: reg.RegistryEntry, j: Judgement) -> dict[str,
         "artifact": entry.artifact.to_dict(),
         "mlflow": entry.mlflow.to_dict(),
         "known_limitations": list(cfg.release.known_limitations),
+        **({"environment": entry.environment.to_dict()} if entry.environment else {}),
         **(
             {"training": extra["training"], "parent_version": extra["training"]["parent"]}
             if (extra := entry.model_extra or {}).get("training")

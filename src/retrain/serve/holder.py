@@ -9,16 +9,20 @@ which ``/health`` reports as degraded.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from retrain.core import environment
 from retrain.core.config import DatasetConfig
 from retrain.core.registry import RegistryEntry, Rollout
-from retrain.pipeline.predict import load_version
+from retrain.pipeline.predict import environment_differences, load_version
 from retrain.serve.inputs import InputSchema
+
+log = logging.getLogger("retrain.serve")
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,9 @@ class ServedModel:
     schema: InputSchema
     task: str
     loaded_at: str
+    # How the running libraries differ from those it was trained with (empty: they match,
+    # or the entry recorded none); logged at load, reported by /health and /version.
+    environment_mismatch: tuple[str, ...] = ()
 
     def identity(self) -> dict[str, Any]:
         return {
@@ -53,6 +60,9 @@ def load_served(
     """Fetch (DVC cache, then remote), verify (sha256) and load a registry entry's model."""
     model = load_version(root, entry, trusted=trusted)
     schema = InputSchema.of(entry, dataset)
+    diffs = environment_differences(entry)
+    if diffs:
+        log.warning("%s", environment.warning(entry.version, diffs))
     return ServedModel(
         model=model,
         name=name,
@@ -62,6 +72,7 @@ def load_served(
         schema=schema,
         task=entry.schema_.task or dataset.task,
         loaded_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        environment_mismatch=tuple(diffs),
     )
 
 

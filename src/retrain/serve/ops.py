@@ -35,6 +35,7 @@ async def health(state: State) -> Response:
         "model_version": served.version if served else None,
         "following": state.reconciler.source.description,
         "failed_reloads": state.holder.failed_reloads,
+        "environment_mismatch": list(served.environment_mismatch) if served else [],
         "prediction_log": {
             "url": state.settings.config.log_url if state.settings.config.log_enabled else None,
             "written": written,
@@ -59,6 +60,7 @@ async def version(state: State) -> Response:
             **served.identity(),
             "following": state.reconciler.source.description,
             "rollout": rollout.to_dict() if rollout else None,
+            "environment_mismatch": list(served.environment_mismatch),
         },
         200,
         None,
