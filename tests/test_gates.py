@@ -37,6 +37,7 @@ GATE_ORDER = [
     "latency",
     "cost",
     "guardrails",
+    "churn",
 ]
 
 
@@ -509,8 +510,9 @@ def test_bootstrap_without_production_skips_the_comparative_gates():
         "latency": "pass",
         "cost": "pass",
         "guardrails": "skip",
+        "churn": "skip",
     }
-    for name in ("improvement", "subgroups"):
+    for name in ("improvement", "subgroups", "churn"):
         assert report.result(name).detail == BOOTSTRAP_SKIP
     assert report.metrics["baseline"] is None
     assert report.metrics["bootstrap"] is None

@@ -276,6 +276,18 @@ class GatesConfig(Strict):
     class Patch(Strict):
         max_regression: float = Field(default=0.005, ge=0, allow_inf_nan=False)
 
+    class Churn(Strict):
+        # None: churn is measured and reported but does not gate (docs/decisions.md)
+        max_share: float | None = Field(
+            default=None, ge=0, le=1, description="classification: share of labels that flip"
+        )
+        max_change: float | None = Field(
+            default=None,
+            ge=0,
+            allow_inf_nan=False,
+            description="regression: median |change| / holdout target IQR",
+        )
+
     class Guardrail(Strict):
         max_drop: float | None = Field(default=None, ge=0, allow_inf_nan=False)
         max_rise: float | None = Field(default=None, ge=0, allow_inf_nan=False)
@@ -290,6 +302,7 @@ class GatesConfig(Strict):
     latency: Latency = Latency()
     cost: Cost = Cost()
     patch: Patch = Patch()
+    churn: Churn = Churn()
 
     @field_validator("primary_metric")
     @classmethod

@@ -52,6 +52,7 @@ ENTRY_KEYS = (
     "mlflow",
     "metrics",
     "gates",
+    "churn",
 )
 REQUIRED_ENTRY_KEYS = ("version", "created", "bump", "artifact", "schema")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -154,6 +155,26 @@ class GatesRecord(Record):
     results: dict[str, GateOutcome] = Field(default_factory=dict)
 
 
+class ChurnRecord(Record):
+    """Prediction churn against the baseline on the frozen holdout (``decide/churn.py``).
+
+    ``kind`` is ``share`` (classification: share of rows whose label changes) or
+    ``relative_change`` (regression: median |change| / the holdout target's IQR);
+    ``transitions`` maps production label -> candidate label -> rows.  Entries written
+    before churn was measured have no ``churn`` key.
+    """
+
+    kind: str
+    value: Any = None
+    lower: Any = None
+    upper: Any = None
+    confidence: Any = None
+    rows: int | None = None
+    changed: int | None = None
+    max: Any = None
+    transitions: dict[str, dict[str, int]] | None = None
+
+
 class RegistryEntry(Record):
     """One registered version (one list item under ``versions``)."""
 
@@ -170,6 +191,7 @@ class RegistryEntry(Record):
     mlflow: MlflowRecord = Field(default_factory=MlflowRecord)
     metrics: MetricsRecord = Field(default_factory=MetricsRecord)
     gates: GatesRecord = Field(default_factory=GatesRecord)
+    churn: ChurnRecord | None = None
 
     @classmethod
     def coerce(cls, entry: RegistryEntry | dict[str, Any]) -> RegistryEntry:

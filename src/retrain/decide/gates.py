@@ -14,7 +14,12 @@ the same frozen holdout rows and returns a :class:`GateReport` whose results are
 ``latency``      measured p95 of single-row and batch prediction within budget;
 ``cost``         model size and training time within budget;
 ``guardrails``   secondary metrics (``guardrails``) get no worse than their limits, even
-                 when the primary metric improves.
+                 when the primary metric improves;
+``churn``        the share of holdout predictions that change (regression: the median
+                 relative change) stays within ``churn.max_share`` / ``max_change``
+                 (:mod:`retrain.decide.churn`; reported, not gating, when no limit is set);
+``key_examples`` every key example with an ``expected`` label is still predicted right
+                 (:mod:`retrain.decide.key_examples`; only when the file exists).
 
 At bootstrap (no production model) the comparative gates are ``skip`` and the bump is
 ``initial``.  The method and its reasons are written down in ``docs/gates.md``.
@@ -30,6 +35,8 @@ import numpy as np
 
 from retrain.core.config import GatesConfig
 from retrain.core.errors import ConfigError
+from retrain.decide import churn as churn_mod
+from retrain.decide.key_examples import KeyExampleReport
 from retrain.pipeline import metrics
 
 Verdict = Literal["pass", "fail", "skip"]
@@ -97,6 +104,7 @@ class GateInputs:
     schema_change: SchemaChange
     data_valid: bool
     data_detail: str = ""
+    key_examples: KeyExampleReport | None = None  # None: no data/key_examples.csv
 
 
 @dataclass
@@ -503,6 +511,51 @@ def _guardrail_gate(inputs: GateInputs, cfg: GatesConfig) -> GateResult:
     return GateResult("guardrails", "pass", changes, limits, "; ".join(parts))
 
 
+def _churn_gate(inputs: GateInputs, cfg: GatesConfig) -> tuple[GateResult, dict[str, Any] | None]:
+    """Eighth gate: how many answers change for the consumers (:mod:`retrain.decide.churn`)."""
+    classification = inputs.task == "classification"
+    key = "max_share" if classification else "max_change"
+    limit = cfg.churn.max_share if classification else cfg.churn.max_change
+    if inputs.baseline is None:
+        return GateResult("churn", "skip", None, limit, BOOTSTRAP_SKIP), None
+    imp = cfg.improvement
+    c = churn_mod.measure(
+        inputs.task,
+        inputs.y_true,
+        inputs.baseline.y_pred,
+        inputs.candidate.y_pred,
+        confidence=imp.confidence,
+        n_resamples=imp.n_resamples,
+        seed=imp.seed,
+    )
+    table = c.to_dict()
+    text = churn_mod.describe(c)
+    value = table["value"]
+    if value is None:
+        return GateResult("churn", "skip", None, limit, f"churn undefined: {text}"), table
+    if limit is None:
+        return GateResult(
+            "churn", "skip", value, None, f"{text}; reported only (set churn.{key} to gate it)"
+        ), table
+    if value > limit + _EPS:
+        return GateResult(
+            "churn",
+            "fail",
+            value,
+            limit,
+            f"{text}; above churn.{key} {_f(limit)} by {_f(value - limit)}",
+        ), table
+    return GateResult("churn", "pass", value, limit, f"{text}; within {_f(limit)}"), table
+
+
+def _key_examples_gate(inputs: GateInputs) -> GateResult:
+    rep = inputs.key_examples
+    if rep is None:
+        return GateResult("key_examples", "skip", None, None, "no data/key_examples.csv")
+    verdict, value, detail = rep.verdict()
+    return GateResult("key_examples", verdict, value, rep.with_expected, detail)
+
+
 def evaluate_gates(inputs: GateInputs, cfg: GatesConfig) -> GateReport:
     """Run every promotion gate and decide the version bump.
 
@@ -535,6 +588,10 @@ def evaluate_gates(inputs: GateInputs, cfg: GatesConfig) -> GateReport:
         _cost_gate(inputs, cfg),
         _guardrail_gate(inputs, cfg),
     ]
+    churn_result, churn_table = _churn_gate(inputs, cfg)
+    results.append(churn_result)
+    if inputs.key_examples is not None:
+        results.append(_key_examples_gate(inputs))
 
     def _summary(s: ModelScores) -> dict[str, float | None]:
         return metrics.summary(inputs.task, inputs.y_true, s.y_pred, s.proba, s.classes)
@@ -554,7 +611,10 @@ def evaluate_gates(inputs: GateInputs, cfg: GatesConfig) -> GateReport:
         "delta": delta,
         "subgroups": sub_table,
         "bootstrap": boot,
+        "churn": churn_table,
     }
+    if inputs.key_examples is not None:
+        report_metrics["key_examples"] = inputs.key_examples.to_dict()
     passed = all(r.verdict != "fail" for r in results)
     return GateReport(
         passed=passed, bump=bump, metric=metric, results=results, metrics=report_metrics
