@@ -79,6 +79,18 @@ def test_new_data_is_proposed_promoted_reverted_and_rolled_back(sandbox, cli: Cl
     new = proposed["versions"][-1]
     assert new["bump"] == "minor" and new["gates"]["baseline"] == "1.0.0"
     assert new["data"]["dvc_hash"] != _registry(sb)["versions"][0]["data"]["dvc_hash"]
+    # Churn against 1.0.0 is recorded, gated (gates.yaml max_share 0.10) and shown in the PR
+    # with its transition table, next to the key examples and what the retrain cost.
+    assert new["churn"]["kind"] == "share" and new["churn"]["max"] == 0.1
+    assert new["churn"]["lower"] <= new["churn"]["value"] <= new["churn"]["upper"]
+    assert new["gates"]["results"]["churn"]["verdict"] == "pass"
+    assert out["gates"]["gates"]["key_examples"]["verdict"] == "pass"
+    assert out["cost"]["wall_seconds"] > 0 and out["cost"]["fit_seconds"] > 0
+    pr = sb.git("show", "retrain/v1.1.0:reports/v1.1.0/PR.md")
+    assert "### Prediction churn" in pr and "| production ↓ · candidate → |" in pr
+    assert f"**{new['churn']['changed']} of {new['churn']['rows']}** holdout rows" in pr
+    assert "### Key examples" in pr and "a hot dry summer day" in pr
+    assert "### What the retrain cost" in pr
 
     # The promotion gate (what CI runs on the PR) accepts the branch.
     sb.git("checkout", "-q", "retrain/v1.1.0")

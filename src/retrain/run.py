@@ -17,7 +17,7 @@ from retrain.core import registry as reg
 from retrain.core.config import Config
 from retrain.core.errors import BadInput
 from retrain.core.progress import progress
-from retrain.decide import triggers
+from retrain.decide import key_examples, triggers
 from retrain.release import dvcops, gitops, proposal
 from retrain.report import markdown
 
@@ -150,6 +150,7 @@ def _run(
         return result
 
     dvcops.check_data_matches(root)
+    key_examples.load(root, cfg.dataset)  # a malformed file is refused before any training
     progress("running the pipeline: dvc repro (validate → train → evaluate)")
     try:
         dvcops.repro(root)
