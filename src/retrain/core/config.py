@@ -237,7 +237,17 @@ class TriggersConfig(Strict):
         max_drop: float | None = Field(default=0.05, ge=0)
         min_rows: int = Field(default=30, ge=1)
 
+    class MinExpectedGain(Strict):
+        # A scheduled run fired only by weak triggers is skipped (docs/gates.md).
+        new_rows: int | None = Field(
+            default=None, ge=1, description="new_data firing with fewer new rows is weak"
+        )
+        drift_share: float | None = Field(
+            default=None, ge=0, le=1, description="data_drift firing below this share is weak"
+        )
+
     cooldown_days: float = Field(default=1, ge=0)
+    min_expected_gain: MinExpectedGain | None = None
     calendar: Calendar = Calendar()
     new_data: NewData = NewData()
     data_drift: DataDrift = DataDrift()
