@@ -153,3 +153,18 @@ def test_a_malformed_file_is_refused_in_one_line(tmp_path: Path, ds, kind):
     assert "\n" not in message and message.startswith("data/key_examples.csv: ")
     for needle in needles:
         assert needle in message, (needle, message)
+
+
+def test_a_column_the_dataset_ignores_rides_along(tmp_path: Path, ds):
+    """A feature dropped by a MAJOR change stays in ignore_columns while production needs it."""
+    reduced = ds.model_copy(
+        update={
+            "features": [f for f in ds.features if f.name != "wind"],
+            "ignore_columns": ["wind"],
+        }
+    )
+    _write(tmp_path, HEADER + ROWS)
+    keys = key_examples.load(tmp_path, reduced)
+    assert keys is not None and "wind" in keys.columns
+    with pytest.raises(DataError, match="unknown column"):
+        key_examples.load(tmp_path, reduced.model_copy(update={"ignore_columns": []}))

@@ -281,6 +281,13 @@ def test_a_regression_model_runs_the_same_loop(sandbox, cli: Cli, tmp_path):
         .replace("max_regression: 0.05   #", "max_regression: 1.0   #")
         .replace("min_delta: 0.01", "min_delta: 0.0")
     )
+    # The fork's key examples follow the new target: temp_max is now what is predicted.
+    (sb.root / "data" / "key_examples.csv").write_text(
+        "precipitation,temp_min,wind,season,expected,tolerance,note\n"
+        "0.0,15.0,2.5,summer,28.0,10.0,a hot dry summer day\n"
+        "20.0,5.0,5.0,autumn,,,a stormy autumn day\n"
+    )
+    sb.run("dvc", "add", "-q", "data")
     sb.git("commit", "-qam", "model: predict temp_max")
     bootstrap(sb, cli)
     example.ingest_next_batch(sb.root, sb.env)

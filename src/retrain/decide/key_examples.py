@@ -63,7 +63,8 @@ def load(root: Path, ds: DatasetConfig, classes: list[str] | None = None) -> pd.
     missing = [c for c in features if c not in frame.columns]
     if missing:
         raise DataError(f"{where}: missing feature column(s) {missing}; expected {features}")
-    allowed = set(features) | set(OPTIONAL_COLUMNS)
+    # ignore_columns ride along: a production model with an older schema may still need them
+    allowed = set(features) | set(OPTIONAL_COLUMNS) | set(ds.ignore_columns)
     unknown = [c for c in frame.columns if c not in allowed]
     if unknown:
         raise DataError(
