@@ -254,3 +254,29 @@ def test_predict_refuses_an_unknown_version_and_a_bad_input_file(fork, tmp_path:
         "predict", "--version", "9.9.9", "--input", str(bad), "--output", str(out), check=False
     )
     assert res.returncode == 2 and not out.exists()
+
+
+def test_committed_malformed_key_examples_stop_a_run_before_any_training(fork):
+    """data/key_examples.csv names a class the model does not know: refused in one line,
+    before dvc repro, with no branch and no registry change."""
+    sb, cli = fork
+    keys = sb.root / "data" / "key_examples.csv"
+    good = keys.read_bytes()
+    keys.write_text(
+        "precipitation,temp_max,temp_min,wind,season,expected,note\n"
+        "0.0,25.0,12.0,2.0,summer,hail,a typo\n"
+    )
+    sb.run("dvc", "add", "-q", "data")
+    sb.git("commit", "-qam", "data: a key example with a typo")
+    registry = (sb.root / "registry.yaml").read_bytes()
+    try:
+        res = cli("run", check=False)
+        _assert_refused(res, "data/key_examples.csv", "row 2", "'expected'", "'hail'")
+        assert sb.git("branch", "--list", "retrain/*") == ""
+        assert (sb.root / "registry.yaml").read_bytes() == registry
+        assert sb.git("status", "--porcelain", "--untracked-files=no") == ""
+        assert not (sb.root / "artifacts" / "train" / "model.skops").exists()
+    finally:
+        sb.git("reset", "-q", "--hard", "HEAD~1")
+        keys.write_bytes(good)
+        sb.run("dvc", "checkout", "-q", "data.dvc")

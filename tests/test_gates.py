@@ -16,7 +16,7 @@ import pytest
 
 from retrain.core.config import GatesConfig, load_model
 from retrain.core.errors import ConfigError
-from retrain.decide import gates
+from retrain.decide import comparative, gates
 from retrain.decide.gates import (
     BOOTSTRAP_SKIP,
     GateInputs,
@@ -37,6 +37,7 @@ GATE_ORDER = [
     "latency",
     "cost",
     "guardrails",
+    "churn",
 ]
 
 
@@ -221,7 +222,7 @@ def test_bootstrap_result_does_not_depend_on_chunking(monkeypatch):
     y = labels(500)
     cand, base = scores(wrong_on(y, range(100))), scores(wrong_on(y, range(50, 160)))
     whole = gates.bootstrap_deltas("accuracy", y, cand, base, n_resamples=300, seed=3)
-    monkeypatch.setattr(gates, "_CELLS_PER_CHUNK", 500 * 7)  # 7 resamples per chunk
+    monkeypatch.setattr(comparative, "_CELLS_PER_CHUNK", 500 * 7)  # 7 resamples per chunk
     chunked = gates.bootstrap_deltas("accuracy", y, cand, base, n_resamples=300, seed=3)
     np.testing.assert_array_equal(whole, chunked)
 
@@ -509,8 +510,9 @@ def test_bootstrap_without_production_skips_the_comparative_gates():
         "latency": "pass",
         "cost": "pass",
         "guardrails": "skip",
+        "churn": "skip",
     }
-    for name in ("improvement", "subgroups"):
+    for name in ("improvement", "subgroups", "churn"):
         assert report.result(name).detail == BOOTSTRAP_SKIP
     assert report.metrics["baseline"] is None
     assert report.metrics["bootstrap"] is None

@@ -41,7 +41,7 @@ def test_a_guardrail_blocks_a_promotion_the_primary_metric_would_allow():
     body = markdown.render_pr_body(
         {"model": "m", "version": "1.1.0", "outcome": "gated", "gates": report.to_dict()}
     )
-    assert "1 of 7 gates failed: `guardrails`" in body  # named in the verdict
+    assert "1 of 8 gates failed: `guardrails`" in body  # named in the verdict
     row = next(line for line in body.splitlines() if line.startswith("| ❌ | `guardrails` |"))
     assert "log_loss ≥ -0.0500" in row and "roc_auc ≥ -0.0200" in row
 

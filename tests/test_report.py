@@ -160,7 +160,7 @@ def test_pr_body_opens_with_a_one_paragraph_verdict():
     verdict = paragraphs[1]
     assert "\n" not in verdict
     assert verdict.startswith(
-        "**✅ All 6 applicable gates passed (1 skipped).** Proposes seattle-weather"
+        "**✅ All 6 applicable gates passed (2 skipped).** Proposes seattle-weather"
     )
     assert "replacing production v1.1.0" in verdict
     assert "data_drift (0.4 vs threshold 0.3), new_data (182 vs threshold 100)" in verdict
@@ -174,7 +174,7 @@ def test_pr_body_opens_with_a_one_paragraph_verdict():
 def test_a_failed_gate_is_named_in_the_verdict_with_its_shortfall():
     ctx = make_ctx(gate_report(candidate_wrong=390))
     verdict = markdown.render_pr_body(ctx).split("\n\n")[1]
-    assert verdict.startswith("**❌ 1 of 7 gates failed: `improvement`.**")
+    assert verdict.startswith("**❌ 1 of 8 gates failed: `improvement`.**")
     assert "gain is below min_delta 0.0100 by 0.0050" in verdict
 
 
@@ -189,6 +189,7 @@ def test_pr_body_has_the_gates_table_in_gate_order():
         "latency",
         "cost",
         "guardrails",
+        "churn",
     ]
     assert "|  | gate | value | threshold | detail |" in body
     improvement = next(r for r in rows if "`improvement`" in r)

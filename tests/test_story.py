@@ -79,6 +79,18 @@ def test_new_data_is_proposed_promoted_reverted_and_rolled_back(sandbox, cli: Cl
     new = proposed["versions"][-1]
     assert new["bump"] == "minor" and new["gates"]["baseline"] == "1.0.0"
     assert new["data"]["dvc_hash"] != _registry(sb)["versions"][0]["data"]["dvc_hash"]
+    # Churn against 1.0.0 is recorded, gated (gates.yaml max_share 0.35) and shown in the PR
+    # with its transition table, next to the key examples and what the retrain cost.
+    assert new["churn"]["kind"] == "share" and new["churn"]["max"] == 0.35
+    assert new["churn"]["lower"] <= new["churn"]["value"] <= new["churn"]["upper"]
+    assert new["gates"]["results"]["churn"]["verdict"] == "pass"
+    assert out["gates"]["gates"]["key_examples"]["verdict"] == "pass"
+    assert out["cost"]["wall_seconds"] > 0 and out["cost"]["fit_seconds"] > 0
+    pr = sb.git("show", "retrain/v1.1.0:reports/v1.1.0/PR.md")
+    assert "### Prediction churn" in pr and "| production ↓ · candidate → |" in pr
+    assert f"**{new['churn']['changed']} of {new['churn']['rows']}** holdout rows" in pr
+    assert "### Key examples" in pr and "a hot dry summer day" in pr
+    assert "### What the retrain cost" in pr
 
     # The promotion gate (what CI runs on the PR) accepts the branch.
     sb.git("checkout", "-q", "retrain/v1.1.0")
@@ -269,6 +281,13 @@ def test_a_regression_model_runs_the_same_loop(sandbox, cli: Cli, tmp_path):
         .replace("max_regression: 0.05   #", "max_regression: 1.0   #")
         .replace("min_delta: 0.01", "min_delta: 0.0")
     )
+    # The fork's key examples follow the new target: temp_max is now what is predicted.
+    (sb.root / "data" / "key_examples.csv").write_text(
+        "precipitation,temp_min,wind,season,expected,tolerance,note\n"
+        "0.0,15.0,2.5,summer,28.0,10.0,a hot dry summer day\n"
+        "20.0,5.0,5.0,autumn,,,a stormy autumn day\n"
+    )
+    sb.run("dvc", "add", "-q", "data")
     sb.git("commit", "-qam", "model: predict temp_max")
     bootstrap(sb, cli)
     example.ingest_next_batch(sb.root, sb.env)

@@ -6,13 +6,18 @@ model-based checks (prediction drift, performance) are covered by the end-to-end
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from retrain import example
 from retrain.core import registry as reg
@@ -125,3 +130,69 @@ def test_an_unshifted_batch_of_the_same_season_does_not_fire_drift(project):
     feats = list(kinds)
     rep = drift.drift_report(reference[feats], current[feats], kinds=kinds, config=cfg.drift)
     assert not rep.drifted, rep.to_dict()
+
+
+def _weak_rule(**rule):
+    from retrain.core.config import TriggersConfig
+
+    return {"min_expected_gain": TriggersConfig.MinExpectedGain(**rule)}
+
+
+def test_weak_triggers_below_min_expected_gain_skip_the_run_and_say_why(project):
+    example.write_batch(project, "2013-H2")  # 184 new rows
+    prod = _production(project, age_days=10)
+    rep = triggers.check(
+        _config(project, **_weak_rule(new_rows=500, drift_share=1.0)), prod, now=NOW
+    )
+    assert "new_data" in rep.fired and not rep.retrain
+    assert rep.note.startswith("below min_expected_gain: only weak triggers fired (")
+    assert "new_data 184 rows < 500" in rep.note
+    gain = rep.to_dict()["min_expected_gain"]
+    assert gain["skip"] and gain["new_rows"] == 500 and len(gain["weak"]) == len(rep.fired)
+
+
+def test_a_strong_trigger_or_a_manual_run_retrains_despite_min_expected_gain(project):
+    example.write_batch(project, "2013-H2")
+    cfg = _config(project, **_weak_rule(new_rows=500, drift_share=1.0))
+    enough = triggers.check(
+        _config(project, **_weak_rule(new_rows=150, drift_share=1.0)),
+        _production(project, age_days=10),
+        now=NOW,
+    )
+    assert enough.retrain  # 184 rows >= 150: new_data is not weak
+    old = triggers.check(cfg, _production(project, age_days=91), now=NOW)
+    assert "calendar" in old.fired and old.retrain  # calendar is never weak
+    manual = triggers.check(cfg, _production(project, age_days=10), reason="relabelled", now=NOW)
+    assert manual.retrain and manual.to_dict().get("min_expected_gain") is None
+
+
+def test_a_scheduled_run_below_min_expected_gain_exits_0_skipped(sandbox, tmp_path):
+    """CLI level: ``retrain run --json`` on a fork whose production entry is written by hand
+    (the triggers that need its artifact are off), after a small batch arrived."""
+
+    sb = sandbox
+    registry = _production(sb.root, age_days=10)
+    entry = registry.versions[0]
+    entry.created = (datetime.now(UTC) - timedelta(days=10)).isoformat().replace("+00:00", "Z")
+    (sb.root / "registry.yaml").write_text(reg.dumps(registry))
+    t = yaml.safe_load((sb.root / "configs" / "triggers.yaml").read_text())
+    t["prediction_drift"] = {"enabled": False}
+    t["performance"] = {"enabled": False}
+    t["min_expected_gain"] = {"new_rows": 500, "drift_share": 1.0}
+    (sb.root / "configs" / "triggers.yaml").write_text(yaml.safe_dump(t))
+    sb.git("commit", "-qam", "a production entry and min_expected_gain")
+    example.ingest_next_batch(sb.root, sb.env)
+    res = subprocess.run(
+        [sys.executable, "-m", "retrain", "run", "--json"],
+        cwd=sb.root,
+        env={**os.environ, **sb.env},
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["outcome"] == "skipped" and out["version"] is None and out["branch"] is None
+    assert "new_data" in out["fired"]
+    assert "below min_expected_gain" in out["triggers"]["note"]
+    assert out["triggers"]["min_expected_gain"]["skip"] is True
+    assert sb.git("branch", "--list", "retrain/*") == ""

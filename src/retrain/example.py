@@ -4,7 +4,12 @@ The data is materialised deterministically (byte-identical on every machine) so 
 clone gets exactly what ``data.dvc`` records, offline:
 
 - ``data/batches/<year>-H<half>.csv``: labelled half-year batches, in time order;
-- ``data/holdout.csv``: all of 2015, frozen; candidate and production are judged on it.
+- ``data/holdout.csv``: all of 2015, frozen; candidate and production are judged on it;
+- ``data/key_examples.csv``: a few days a reviewer should look at (:data:`KEY_EXAMPLES`).
+
+``data.dvc`` changes whenever these bytes do: regenerate it with ``materialise`` into a
+scratch directory, ``dvc init --no-scm`` and ``dvc add data`` there, and copy its
+``data.dvc`` over (:func:`make_sandbox` checks the two agree to the byte).
 
 The repository ships ``data.dvc`` for the batches up to :data:`INITIAL_BATCHES`; the demo and
 the tests "receive" later batches with :func:`ingest_next_batch`, which commits a new
@@ -47,6 +52,16 @@ SEASONS = {
     10: "autumn",
     11: "autumn",
 }
+# Key examples (data/key_examples.csv): the features, an optional expected label that the
+# candidate must still predict (the key_examples gate), and a note for the reviewer.
+KEY_EXAMPLES = """\
+precipitation,temp_max,temp_min,wind,season,expected,note
+0.0,30.0,15.0,2.5,summer,sun,a hot dry summer day
+20.0,9.0,5.0,5.0,autumn,,a stormy autumn day with heavy rain
+0.0,8.0,1.0,1.0,winter,,"a calm, cold, dry winter day"
+3.0,14.0,8.0,3.0,spring,,light rain in spring
+5.0,1.0,-4.0,4.0,winter,,freezing with precipitation
+"""
 COLUMNS = ["date", "precipitation", "temp_max", "temp_min", "wind", "season", "weather"]
 
 
@@ -85,6 +100,7 @@ def materialise(root: Path, n_batches: int = INITIAL_BATCHES) -> list[str]:
     for name in BATCHES[:n_batches]:
         _write_csv(df[halves == name], batches / f"{name}.csv")
     _write_csv(df[df["date"].dt.year == HOLDOUT_YEAR], data / "holdout.csv")
+    (data / "key_examples.csv").write_text(KEY_EXAMPLES)
     return BATCHES[:n_batches]
 
 

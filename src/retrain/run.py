@@ -6,6 +6,8 @@ restored, and a report of the run is written to ``reports/latest/`` (untracked).
 
 from __future__ import annotations
 
+import resource
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from retrain.core import registry as reg
 from retrain.core.config import Config
 from retrain.core.errors import BadInput
 from retrain.core.progress import progress
-from retrain.decide import triggers
+from retrain.decide import key_examples, triggers
 from retrain.release import dvcops, gitops, proposal
 from retrain.report import markdown
 
@@ -24,6 +26,7 @@ from retrain.report import markdown
 class RunResult:
     outcome: str  # "skipped" | "gated" | "proposed"
     fired: list[str]
+    cost: dict[str, Any] | None = None
     version: str | None = None
     branch: str | None = None
     gates: dict[str, Any] = field(default_factory=dict)
@@ -42,6 +45,7 @@ class RunResult:
             "bump": self.bump,
             "pr_url": self.pr_url,
             "triggers": self.triggers,
+            "cost": self.cost,
         }
 
 
@@ -77,6 +81,29 @@ def heal_killed_run(root: Path, killed: dict[str, Any]) -> None:
         proposal.restore_workspace(root)
 
 
+def _clock() -> tuple[float, float]:
+    """(wall clock, CPU seconds of this process and its finished children, e.g. dvc repro)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    return time.perf_counter(), cpu
+
+
+def retrain_cost(started: tuple[float, float], fit_seconds: float | None) -> dict[str, Any]:
+    """What the retrain cost since ``started`` (a :func:`_clock` reading): wall time, CPU
+    seconds, and the fit's seconds (``training.json: train_seconds``) and share of the wall."""
+    wall0, cpu0 = started
+    wall1, cpu1 = _clock()
+    wall = max(wall1 - wall0, 1e-9)
+    fit = float(fit_seconds) if fit_seconds is not None else None
+    return {
+        "wall_seconds": round(wall, 2),
+        "cpu_seconds": round(cpu1 - cpu0, 2),
+        "fit_seconds": round(fit, 3) if fit is not None else None,
+        "fit_share": round(min(fit / wall, 1.0), 4) if fit is not None else None,
+    }
+
+
 def _run(
     cfg: Config,
     *,
@@ -87,6 +114,7 @@ def _run(
     open_pr: bool,
 ) -> RunResult:
     root = cfg.root
+    started = _clock()
     if gitops.is_dirty(root):
         changed = gitops.git(root, "status", "--porcelain", "--untracked-files=no")
         raise BadInput(
@@ -122,11 +150,17 @@ def _run(
         return result
 
     dvcops.check_data_matches(root)
+    key_examples.load(root, cfg.dataset)  # a malformed file is refused before any training
     progress("running the pipeline: dvc repro (validate → train → evaluate)")
     try:
         dvcops.repro(root)
         faults.point("run:reproduced")
         j = proposal.judge(cfg, registry, bump_requested=bump)
+        j.cost = retrain_cost(started, j.training.get("train_seconds"))
+        progress(
+            f"retrain cost: {j.cost['wall_seconds']} s wall, {j.cost['cpu_seconds']} s CPU"
+            + (f", fit {j.cost['fit_share']:.0%} of it" if j.cost["fit_share"] is not None else "")
+        )
         fired = trig.fired
         if not j.gates.passed:
             ctx = proposal.report_context(
@@ -143,6 +177,7 @@ def _run(
                 triggers=trig.to_dict(),
                 summary=summary,
                 bump=j.bump,
+                cost=j.cost,
             )
         prop = proposal.propose(
             cfg,
@@ -178,6 +213,7 @@ def _run(
             pr_url=prop.pr_url,
             summary=summary,
             bump=j.bump,
+            cost=j.cost,
         )
     finally:
         proposal.restore_workspace(root)

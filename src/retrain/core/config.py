@@ -237,7 +237,17 @@ class TriggersConfig(Strict):
         max_drop: float | None = Field(default=0.05, ge=0)
         min_rows: int = Field(default=30, ge=1)
 
+    class MinExpectedGain(Strict):
+        # A scheduled run fired only by weak triggers is skipped (docs/gates.md).
+        new_rows: int | None = Field(
+            default=None, ge=1, description="new_data firing with fewer new rows is weak"
+        )
+        drift_share: float | None = Field(
+            default=None, ge=0, le=1, description="data_drift firing below this share is weak"
+        )
+
     cooldown_days: float = Field(default=1, ge=0)
+    min_expected_gain: MinExpectedGain | None = None
     calendar: Calendar = Calendar()
     new_data: NewData = NewData()
     data_drift: DataDrift = DataDrift()
@@ -276,6 +286,18 @@ class GatesConfig(Strict):
     class Patch(Strict):
         max_regression: float = Field(default=0.005, ge=0, allow_inf_nan=False)
 
+    class Churn(Strict):
+        # None: churn is measured and reported but does not gate (docs/decisions.md)
+        max_share: float | None = Field(
+            default=None, ge=0, le=1, description="classification: share of labels that flip"
+        )
+        max_change: float | None = Field(
+            default=None,
+            ge=0,
+            allow_inf_nan=False,
+            description="regression: median |change| / holdout target IQR",
+        )
+
     class Guardrail(Strict):
         max_drop: float | None = Field(default=None, ge=0, allow_inf_nan=False)
         max_rise: float | None = Field(default=None, ge=0, allow_inf_nan=False)
@@ -290,6 +312,7 @@ class GatesConfig(Strict):
     latency: Latency = Latency()
     cost: Cost = Cost()
     patch: Patch = Patch()
+    churn: Churn = Churn()
 
     @field_validator("primary_metric")
     @classmethod

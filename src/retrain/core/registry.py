@@ -52,6 +52,7 @@ ENTRY_KEYS = (
     "mlflow",
     "metrics",
     "gates",
+    "churn",
     "environment",
 )
 REQUIRED_ENTRY_KEYS = ("version", "created", "bump", "artifact", "schema")
@@ -155,6 +156,26 @@ class GatesRecord(Record):
     results: dict[str, GateOutcome] = Field(default_factory=dict)
 
 
+class ChurnRecord(Record):
+    """Prediction churn against the baseline on the frozen holdout (``decide/churn.py``).
+
+    ``kind`` is ``share`` (classification: share of rows whose label changes) or
+    ``relative_change`` (regression: median |change| / the holdout target's IQR);
+    ``transitions`` maps production label -> candidate label -> rows.  Entries written
+    before churn was measured have no ``churn`` key.
+    """
+
+    kind: str
+    value: Any = None
+    lower: Any = None
+    upper: Any = None
+    confidence: Any = None
+    rows: int | None = None
+    changed: int | None = None
+    max: Any = None
+    transitions: dict[str, dict[str, int]] | None = None
+
+
 class EnvironmentRecord(Record):
     """The software the model was trained with (retrain.core.environment): Python, the
     libraries the model depends on (name -> version) and the sha256 of uv.lock."""
@@ -180,6 +201,7 @@ class RegistryEntry(Record):
     mlflow: MlflowRecord = Field(default_factory=MlflowRecord)
     metrics: MetricsRecord = Field(default_factory=MetricsRecord)
     gates: GatesRecord = Field(default_factory=GatesRecord)
+    churn: ChurnRecord | None = None
     # Entries registered before the environment was recorded have none (and stay as written).
     environment: EnvironmentRecord | None = None
 

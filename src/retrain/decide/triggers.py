@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from retrain.core.config import Config
+from retrain.core.config import Config, TriggersConfig
 from retrain.core.registry import Registry, RegistryEntry
 from retrain.pipeline import artifacts, dataset, metrics
 
@@ -26,11 +26,14 @@ class TriggerReport:
     note: str = ""
     drift: dict[str, Any] | None = field(default=None, repr=False)
     cooldown: dict[str, Any] | None = None
+    expected_gain: dict[str, Any] | None = None  # triggers.yaml min_expected_gain, applied
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"retrain": self.retrain, "fired": self.fired, "checks": self.checks}
         if self.cooldown is not None:
             out["cooldown"] = self.cooldown
+        if self.expected_gain is not None:
+            out["min_expected_gain"] = self.expected_gain
         if self.note:
             out["note"] = self.note
         return out
@@ -302,6 +305,14 @@ def check(
     fired = [n for n, c in checks.items() if c["fired"]]
     note = ""
     retrain = bool(fired)
+    gain = weak_triggers(checks, t.min_expected_gain) if retrain and not manual else None
+    if gain is not None and gain["skip"]:
+        retrain = False
+        note = (
+            "below min_expected_gain: only weak triggers fired ("
+            + "; ".join(gain["weak"])
+            + "); a retrain would likely not pay its cost, a manual run overrides it"
+        )
     if retrain and not manual and registry.latest:
         last = registry.get(registry.latest).created
         since = _age_days(last, now)
@@ -320,5 +331,45 @@ def check(
         "unit": "days",
     }
     return TriggerReport(
-        retrain=retrain, fired=fired, checks=checks, note=note, drift=drift_dict, cooldown=cooldown
+        retrain=retrain,
+        fired=fired,
+        checks=checks,
+        note=note,
+        drift=drift_dict,
+        cooldown=cooldown,
+        expected_gain=gain,
     )
+
+
+WEAK_ABLE = ("new_data", "data_drift")  # the only triggers that can fire "weakly"
+
+
+def weak_triggers(
+    checks: dict[str, dict[str, Any]], rule: TriggersConfig.MinExpectedGain | None
+) -> dict[str, Any] | None:
+    """Apply ``triggers.yaml: min_expected_gain`` to the checks that fired.
+
+    A fired ``new_data`` is *weak* when it brought fewer than ``new_rows`` rows; a fired
+    ``data_drift`` is weak when its drifted share is below ``drift_share``.  The run is
+    skipped (``"skip": True``) only when every fired trigger is weak: any other trigger
+    (calendar, performance, prediction drift, live performance, bootstrap, manual) is
+    strong by definition.  None when no rule is configured.
+    """
+    if rule is None:
+        return None
+    fired = {n: c for n, c in checks.items() if c.get("fired")}
+    weak: list[str] = []
+    for name, c in fired.items():
+        value = c.get("value")
+        if value is None:
+            continue
+        if name == "new_data" and rule.new_rows is not None and value < rule.new_rows:
+            weak.append(f"new_data {value} rows < {rule.new_rows}")
+        elif name == "data_drift" and rule.drift_share is not None and value < rule.drift_share:
+            weak.append(f"data_drift share {value:g} < {rule.drift_share:g}")
+    return {
+        "new_rows": rule.new_rows,
+        "drift_share": rule.drift_share,
+        "weak": weak,
+        "skip": bool(fired) and len(weak) == len(fired),
+    }

@@ -23,6 +23,7 @@ from retrain.core import registry as reg
 from retrain.core.config import Config
 from retrain.core.errors import BadInput, ExternalCommandError
 from retrain.core.progress import progress
+from retrain.decide import key_examples
 from retrain.decide.gates import GateInputs, GateReport, ModelScores, SchemaChange, evaluate_gates
 from retrain.pipeline import artifacts, dataset, latency, stages, tracking
 from retrain.release import dvcops, forge, gitops, history
@@ -42,6 +43,7 @@ class Judgement:
     evaluation: dict[str, Any]
     schema_change: SchemaChange
     plots: list[Path] = field(default_factory=list)
+    cost: dict[str, Any] | None = None  # what the retrain cost (set by retrain.run)
 
 
 def schema_change(old: reg.SchemaRecord | None, new: reg.SchemaRecord) -> SchemaChange:
@@ -90,6 +92,7 @@ def judge(cfg: Config, registry: reg.Registry, *, bump_requested: str | None) ->
     candidate_model = artifacts.load_for_config(
         cfg, root / stages.MODEL_FILE, training["artifact"]["sha256"]
     )
+    key_examples.load(root, ds, training["schema"].get("classes"))  # bad input: refuse early
     candidate = _scores(
         candidate_model,
         cfg,
@@ -100,6 +103,7 @@ def judge(cfg: Config, registry: reg.Registry, *, bump_requested: str | None) ->
     )
     prod = registry.production_entry
     baseline = None
+    base_model: Any = None
     if prod is not None:
         progress(f"gates: fetching production v{prod.version} and scoring it on the same holdout")
         path = artifacts.fetch(root, prod.artifact, prod.version)
@@ -120,6 +124,9 @@ def judge(cfg: Config, registry: reg.Registry, *, bump_requested: str | None) ->
             cfg.gates.latency,
         )
         candidate.latency, baseline.latency = lat["candidate"], lat["production"]
+    key_report = key_examples.for_models(
+        root, ds, training["schema"].get("classes"), candidate_model, base_model, prod
+    )
     change = schema_change(
         prod.schema_ if prod else None, reg.SchemaRecord.model_validate(training["schema"])
     )
@@ -135,6 +142,7 @@ def judge(cfg: Config, registry: reg.Registry, *, bump_requested: str | None) ->
         data_valid=bool(validation.get("passed")),
         data_detail=f"{validation.get('total_rows')} rows in {len(validation.get('files', {}))} "
         "batch file(s) checked",
+        key_examples=key_report,
     )
     progress("gates: evaluating improvement (paired bootstrap), subgroups, latency, cost")
     gate_report = evaluate_gates(inputs, cfg.gates)
@@ -182,7 +190,7 @@ def build_entry(
     """The registry entry of the judged candidate (from training.json and the gates)."""
     t = j.training
     art = t["artifact"]
-    return reg.RegistryEntry(
+    entry = reg.RegistryEntry(
         version=j.version,
         created=_now(),
         reason=reg.ReasonRecord(triggers=fired, manual=reason),
@@ -224,6 +232,29 @@ def build_entry(
             },
         ),
         **_optional(t),
+    )
+    churn = _churn_record(j)
+    if churn is not None:  # assigned, so it counts as set and is written; bootstrap has none
+        entry.churn = churn
+    return entry
+
+
+def _churn_record(j: Judgement) -> reg.ChurnRecord | None:
+    """The churn record when churn was measured (there is a baseline), else None."""
+    c = j.gates.metrics.get("churn")
+    if not c:
+        return None
+    gate = j.gates.result("churn")
+    return reg.ChurnRecord(
+        kind=c["kind"],
+        value=c["value"],
+        lower=c["lower"],
+        upper=c["upper"],
+        confidence=c["confidence"],
+        rows=c["rows"],
+        changed=c["changed"],
+        max=gate.threshold,
+        transitions=c.get("transitions"),
     )
 
 
@@ -323,6 +354,7 @@ def report_context(
         "schema_change": j.schema_change.__dict__,
         "branch": branch,
         "pr_url": pr_url,
+        "cost": j.cost,
     }
 
 

@@ -36,6 +36,7 @@ from retrain.core import registry as reg
 from retrain.core.config import Config
 from retrain.core.errors import BadInput, DataError
 from retrain.core.progress import progress
+from retrain.decide import key_examples
 from retrain.decide.gates import GateInputs, GateReport, ModelScores, evaluate_gates
 from retrain.pipeline import artifacts, dataset, latency, stages
 from retrain.release import dvcops
@@ -134,6 +135,7 @@ def recheck(
         train_seconds=train_seconds,
     )
     base_scores = None
+    bmodel: Any = None
     if baseline is not None:
         progress(f"verify: fetching production v{baseline.version} and scoring it")
         bpath = artifacts.fetch(root, baseline.artifact, baseline.version)
@@ -175,6 +177,7 @@ def recheck(
         schema_change=change,
         data_valid=data_valid,
         data_detail=data_detail,
+        key_examples=key_examples.for_models(root, ds, classes, model, bmodel, baseline),
     )
     progress("verify: recomputing every gate")
     report = evaluate_gates(inputs, cfg.gates)

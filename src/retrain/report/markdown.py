@@ -33,6 +33,8 @@ The ctx shape
       "schema_change": {"added": [...], "removed": [...], "retyped": [...],
                         "classes_added": [...], "classes_removed": [...]},
       "branch": "retrain/v1.2.0" | None,
+      "cost": {"wall_seconds", "cpu_seconds", "fit_seconds", "fit_share"} | None,
+                                # what the retrain cost (retrain.run measures it)
       "pr_url": url | None,
       "base_url": url | None,   # optional: prefix for relative links (plots, model card);
                                 # GitHub does not resolve relative links in a PR body
@@ -95,6 +97,10 @@ def _pct(value: float) -> str:
     return f"{value:.0%}"
 
 
+def _pct1(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
 def _link(path: str, base_url: str | None) -> str:
     if base_url and not re.match(r"^[a-z]+://", path):
         return f"{base_url.rstrip('/')}/{path.lstrip('/')}"
@@ -128,6 +134,7 @@ def _environment() -> Any:
         num=_num,
         short=_short,
         pct=_pct,
+        pct1=_pct1,
         link=_link,
         mermaid_label=_mermaid_label,
         mermaid_num=_mermaid_num,
@@ -268,6 +275,20 @@ def _subgroup_chart(metric: str | None, m: Mapping[str, Any]) -> dict[str, Any] 
     }
 
 
+def _transitions(churn: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The churn transition table as rows: production label -> counts per candidate label."""
+    table = churn.get("transitions")
+    if not table:
+        return None
+    labels = sorted({str(p) for p in table} | {str(c) for row in table.values() for c in row})
+    rows = [
+        {"label": p, "cells": [int(table.get(p, {}).get(c, 0)) for c in labels]}
+        for p in labels
+        if p in table
+    ]
+    return {"labels": labels, "rows": rows}
+
+
 def _view(ctx: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the templates show, computed once from the ctx."""
     g = ctx.get("gates") or {}
@@ -331,6 +352,10 @@ def _view(ctx: Mapping[str, Any]) -> dict[str, Any]:
         "failed": [r for r in results if r["verdict"] == "fail"],
         "skipped": [r for r in results if r["verdict"] == "skip"],
         "boot": m.get("bootstrap") or {},
+        "churn": m.get("churn") or {},
+        "transitions": _transitions(m.get("churn") or {}),
+        "key_examples": (m.get("key_examples") or {}).get("rows") or [],
+        "cost": ctx.get("cost") or {},
         "primary": primary,
         "metric_rows": metric_rows,
         "has_subgroups": bool(m.get("subgroups")),
