@@ -274,11 +274,19 @@ def predict(version: str, input_path: Path, output_path: Path | None) -> None:
     type=click.Path(path_type=Path),
     help="copy the proposal's reports/v<X.Y.Z>/ here (docs/example-pr)",
 )
-def demo(workdir: Path, export: Path | None) -> None:
-    """One full retraining cycle on the bundled example, offline, in a sandbox."""
+@click.option(
+    "--example",
+    "example_name",
+    default="weather",
+    show_default=True,
+    help="weather (classification, the repository's own data) or cars (regression, "
+    "onboarded with retrain init)",
+)
+def demo(workdir: Path, export: Path | None, example_name: str) -> None:
+    """One full retraining cycle on a bundled example, offline, in a sandbox."""
     from retrain import example
 
-    example.demo(Path.cwd(), workdir, export)
+    example.demo(Path.cwd(), workdir, export, example_name)
 
 
 @cli.command()

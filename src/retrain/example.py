@@ -282,8 +282,13 @@ def export_report(sb: Sandbox, branch: str, version: str, dest: Path) -> list[Pa
     return out
 
 
-def demo(project: Path, workdir: Path, export: Path | None = None) -> None:
-    """Bootstrap (if needed) → a new batch arrives → retrain → gates → proposal."""
+def demo(
+    project: Path, workdir: Path, export: Path | None = None, example: str = "weather"
+) -> None:
+    """Bootstrap (if needed) → a new batch arrives → retrain → gates → proposal.
+
+    ``example="cars"`` first onboards the fork onto the Cars raw file with ``retrain init``
+    (a regression target; see :func:`onboard_example`), holding its newest batch back."""
     from retrain.core.config import load_config
     from retrain.release.promotion import promote
     from retrain.run import run
@@ -291,12 +296,22 @@ def demo(project: Path, workdir: Path, export: Path | None = None) -> None:
     started = time.perf_counter()
     workdir = Path(workdir).resolve()
     export = Path(export).resolve() if export is not None else None
+    if example != "weather":
+        raw_example(example)  # an unknown name is refused before anything is removed
     if workdir.exists():
         shutil.rmtree(workdir)
     _step(
         f"Forking the project into a sandbox at {workdir} (bare origin, DVC remote, MLflow SQLite)"
     )
     sb = make_sandbox(workdir, project)
+    held: list[Path] = []
+    if example != "weather":
+        ex = raw_example(example)
+        _step(f"Onboarding the fork onto {ex.file_name} ({ex.about}) with retrain init")
+        print(f"retrain init {' '.join(ex.init_args(sb.base / ex.file_name))}")
+        out, held = onboard_example(sb, example)
+        print(out.rstrip())
+        print(f"(held back {', '.join(p.name for p in held)}: it arrives after the bootstrap)")
     old_cwd = Path.cwd()
     saved_env = {k: os.environ.get(k) for k in sb.env}
     os.environ.update(sb.env)
@@ -310,7 +325,10 @@ def demo(project: Path, workdir: Path, export: Path | None = None) -> None:
         merge_proposal(sb, first.branch or "")
         print(promote(cfg).summary())
         _step("A new batch of labelled data arrives (committed as data.dvc by the ingestion job)")
-        name = ingest_next_batch(sb.root, sb.env)
+        if held:
+            name = receive_held(sb, held).removesuffix(".csv")
+        else:
+            name = ingest_next_batch(sb.root, sb.env)
         print(f"ingested data/batches/{name}.csv")
         _step("Scheduled run: triggers → dvc repro → gates → proposal")
         second = run(cfg)
@@ -367,3 +385,148 @@ def drill(project: Path, workdir: Path, *, traffic: int = 120) -> Any:
     _run([sys.executable, "-m", "retrain", "promote"], sb.root, env)
     _step("Drill: serving, promoting bad versions, sending labelled traffic, monitoring", err=True)
     return run_drill(sb.root, env, traffic=traffic)
+
+
+# --------------------------------------------------------------------------- raw examples
+# The bundled examples as a user's own raw file would look, for ``retrain init``: the
+# weather one (classification, the repository's own configs are its onboarded form) and a
+# second with a regression target, Cars 1970–1982 (also shipped inside ``vega_datasets``).
+@dataclass(frozen=True)
+class RawExample:
+    """A raw labelled file and the ``retrain init`` flags that onboard it."""
+
+    key: str
+    file_name: str
+    target: str
+    time_column: str
+    model_name: str
+    n_batches: int
+    about: str
+
+    def frame(self) -> pd.DataFrame:
+        return RAW_FRAMES[self.key]()
+
+    def init_args(self, path: Path) -> list[str]:
+        return [
+            "--data",
+            str(path),
+            "--target",
+            self.target,
+            "--time-column",
+            self.time_column,
+            "--name",
+            self.model_name,
+            "--batches",
+            str(self.n_batches),
+        ]
+
+
+def weather_raw_frame() -> pd.DataFrame:
+    """Seattle weather as the package ships it (no derived ``season``), dates as text."""
+    df = source_frame().drop(columns=["season"])
+    df["date"] = df["date"].dt.strftime("%Y-%m-%d")
+    return df
+
+
+def cars_raw_frame() -> pd.DataFrame:
+    """Cars 1970–1982 as the package ships it: 406 models, miles per gallon to predict.
+
+    ``Name`` is an identifier (``init`` ignores it), ``Horsepower`` has 6 missing values and
+    the target 8 (those rows are left out), ``Origin`` is a categorical with three levels
+    (the subgroup the gates judge), ``Year`` is the model year (the time column).
+    """
+    from vega_datasets import local_data
+
+    df = local_data.cars()
+    df["Year"] = pd.to_datetime(df["Year"]).dt.strftime("%Y-%m-%d")
+    return df
+
+
+RAW_FRAMES = {"weather": weather_raw_frame, "cars": cars_raw_frame}
+RAW_EXAMPLES = {
+    "weather": RawExample(
+        "weather",
+        "seattle-weather.csv",
+        "weather",
+        "date",
+        "seattle-weather",
+        6,
+        "classification of the day's weather, Seattle 2012–2015",
+    ),
+    "cars": RawExample(
+        "cars",
+        "cars.csv",
+        "Miles_per_Gallon",
+        "Year",
+        "cars-mpg",
+        3,
+        "regression of miles per gallon by model year 1970–1982",
+    ),
+}
+
+
+def raw_example(key: str) -> RawExample:
+    try:
+        return RAW_EXAMPLES[key]
+    except KeyError:
+        raise BadInput(
+            f"--example: no bundled example {key!r}; expected one of {sorted(RAW_EXAMPLES)}"
+        ) from None
+
+
+def write_raw(key: str, path: Path) -> Path:
+    """Write the raw file of example ``key`` to ``path`` (CSV, deterministic)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw_example(key).frame().to_csv(path, index=False, lineterminator="\n")
+    return path
+
+
+def _retrain_exe() -> list[str]:
+    return [sys.executable, "-m", "retrain"]
+
+
+def onboard_example(sb: Sandbox, key: str, hold_back: int = 1) -> tuple[str, list[Path]]:
+    """``retrain init`` a sandbox fork on example ``key``'s raw file, as a user would.
+
+    The raw file is written next to the fork (``<base>/<file>``), ``retrain init`` runs with
+    the example's flags, and the newest ``hold_back`` batches are moved aside (to
+    ``<base>/held/``) before the onboarded fork is committed and pushed, so that they can
+    "arrive" later with :func:`receive_held`.  Returns init's output and the held files.
+    """
+    ex = raw_example(key)
+    raw = write_raw(key, sb.base / ex.file_name)
+    out = sb.run(*_retrain_exe(), "init", *ex.init_args(raw))
+    batches = sorted((sb.root / "data" / "batches").glob("*.csv"))
+    if not 0 <= hold_back < len(batches):
+        raise BadInput(f"hold_back must be 0..{len(batches) - 1}, got {hold_back}")
+    held_dir = sb.base / "held"
+    held_dir.mkdir(exist_ok=True)
+    held = []
+    for path in batches[len(batches) - hold_back :]:
+        dest = held_dir / path.name
+        shutil.move(path, dest)
+        held.append(dest)
+    dvc = _tool("dvc")
+    sb.run(dvc, "add", "-q", "data")
+    sb.git("add", "-A")
+    sb.git("commit", "-q", "-m", f"Onboard {ex.model_name} with retrain init")
+    sb.run(dvc, "push", "-q")
+    sb.git("push", "-q", "origin", "main")
+    return out, held
+
+
+def receive_held(sb: Sandbox, held: list[Path]) -> str:
+    """The next held-back batch arrives: move it into ``data/batches``, commit data.dvc, push."""
+    remaining = [p for p in held if p.exists()]
+    if not remaining:
+        raise BadInput("every held-back batch has been received already")
+    path = remaining[0]
+    shutil.move(path, sb.root / "data" / "batches" / path.name)
+    dvc = _tool("dvc")
+    sb.run(dvc, "add", "-q", "data")
+    sb.git("add", "data.dvc")
+    sb.git("commit", "-q", "-m", f"data: add batch {path.name}")
+    sb.run(dvc, "push", "-q")
+    sb.git("push", "-q", "origin", "HEAD")
+    return path.name

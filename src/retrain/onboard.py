@@ -250,6 +250,64 @@ def _model_text(root: Path, task: str, notes: list[str]) -> str | None:
     return None
 
 
+def _yaml_num(x: float) -> str:
+    """``x`` as YAML reads back a float (PyYAML needs a dot in ``1.0e-05``)."""
+    text = f"{x:g}"
+    if "e" in text and "." not in text.split("e")[0]:
+        mantissa, exp = text.split("e")
+        text = f"{mantissa}.0e{exp}"
+    return text
+
+
+def _scale_key(text: str, section: str, key: str, scale: float) -> tuple[str, str] | None:
+    """Multiply ``section: {key: value}`` (a number on its own line) by ``scale``.
+
+    Returns the new text and ``"section.key old -> new"``, or None when the key is absent."""
+    lines = text.split("\n")
+    inside = False
+    for i, line in enumerate(lines):
+        if re.match(rf"^{re.escape(section)}:\s*(#.*)?$", line):
+            inside = True
+            continue
+        if inside and line and not line[0].isspace():
+            return None
+        m = re.match(rf"^(\s+{re.escape(key)}:\s*)([0-9.eE+-]+)(.*)$", line) if inside else None
+        if m:
+            old = float(m.group(2))
+            new = float(f"{old * scale:.2g}")
+            lines[i] = f"{m.group(1)}{_yaml_num(new)}{m.group(3)}"
+            return "\n".join(lines), f"{section}.{key} {_num(old)} -> {_num(new)}"
+    return None
+
+
+# Thresholds the template states in the units of a [0, 1] metric (accuracy); when init
+# switches the primary metric to one in the target's own units, they are read as shares of
+# the target's standard deviation (min_delta 0.01 -> 1% of a standard deviation).
+UNIT_THRESHOLDS = {
+    "configs/gates.yaml": [
+        ("improvement", "min_delta"),
+        ("subgroups", "max_regression"),
+        ("patch", "max_regression"),
+    ],
+    "configs/triggers.yaml": [("performance", "max_drop")],
+}
+
+
+def _in_target_units(text: str, rel: str, scale: float, notes: list[str]) -> str:
+    changed = []
+    for section, key in UNIT_THRESHOLDS[rel]:
+        res = _scale_key(text, section, key, scale)
+        if res is not None:
+            text, what = res
+            changed.append(what)
+    if changed:
+        notes.append(
+            f"{Path(rel).name}: thresholds in the target's units (x its standard deviation "
+            f"{_num(float(f'{scale:.4g}'))}): {', '.join(changed)}"
+        )
+    return text
+
+
 def _gates_text(root: Path, task: str, notes: list[str]) -> str | None:
     path = root / "configs" / "gates.yaml"
     if not path.is_file():
@@ -445,6 +503,15 @@ def init(
     ):
         if text is not None:
             texts[rel] = text
+    spread = float(frame[target].std()) if task == "regression" else 0.0
+    if "configs/gates.yaml" in texts and spread > 0 and math.isfinite(spread):
+        # the primary metric was switched to rmse, measured in the target's units
+        for rel in UNIT_THRESHOLDS:
+            current = texts.get(rel)
+            if current is None and (root / rel).is_file():
+                current = (root / rel).read_text(encoding="utf-8")
+            if current is not None:
+                texts[rel] = _in_target_units(current, rel, spread, notes)
     texts[reg.REGISTRY_FILE] = reg.dumps(reg.Registry(model=name))
 
     # ---- everything checked: write

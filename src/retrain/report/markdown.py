@@ -54,6 +54,7 @@ VERDICT_ICON = {"pass": "✅", "fail": "❌", "skip": "⏭"}
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 _LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
 _BOUNDED = frozenset({"accuracy", "balanced_accuracy", "f1_macro", "roc_auc"})
+_REGRESSION = frozenset({"rmse", "mae", "r2"})
 _MAX_CHART_LEVELS = 8
 _MAX_JSON_CHARS = 40_000
 
@@ -367,6 +368,8 @@ def _view(ctx: Mapping[str, Any]) -> dict[str, Any]:
         "too_small": too_small,
         "drift_rows": _pairs(ctx.get("drift_top")),
         "schema_change": ctx.get("schema_change"),
+        # a regression (judged by rmse, mae or r2) has no class set to speak of
+        "has_classes": metric not in _REGRESSION,
         "links": links,
         "base_url": base_url,
         "branch": ctx.get("branch"),
