@@ -283,3 +283,21 @@ def test_a_numeric_target_is_regression_and_the_primary_metric_follows(template,
     assert cfg.dataset.task == "regression" and cfg.dataset.labels is None
     assert cfg.gates.primary_metric == "rmse" and cfg.release.model_name == "house-prices"
     assert len(pd.read_csv(root / "data" / "holdout.csv")) == 80  # a seeded random fifth
+
+
+def test_the_templates_key_examples_are_removed_with_a_note(template, tmp_path):
+    """The template ships data/key_examples.csv for the weather data: a fork's own data has
+    other columns, so init removes the file (a left-over would be refused as malformed)."""
+    root = tmp_path / "fork"
+    shutil.copytree(template, root)
+    (root / "data").mkdir()
+    (root / "data" / "key_examples.csv").write_text("precipitation,wind,expected\n0,1,sun\n")
+    rng = np.random.default_rng(2)
+    data = tmp_path / "plain.csv"
+    pd.DataFrame({"x": rng.normal(0, 1, 300), "y": rng.integers(0, 2, 300)}).to_csv(
+        data, index=False
+    )
+    res = _retrain(root, "init", "--data", str(data), "--target", "y")
+    assert res.returncode == 0, res.stderr
+    assert not (root / "data" / "key_examples.csv").exists()
+    assert "data/key_examples.csv (the bundled example's rows) removed" in res.stdout

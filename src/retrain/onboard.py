@@ -516,6 +516,14 @@ def init(
 
     # ---- everything checked: write
     out = root / "data"
+    key_examples = out / "key_examples.csv"
+    if key_examples.exists():
+        # The template's key examples are rows of the bundled dataset: they would be refused
+        # as malformed against this data's columns (docs/gates.md, "Key examples").
+        notes.append(
+            "data/key_examples.csv (the bundled example's rows) removed; "
+            "write your own rows there to get the key_examples gate"
+        )
     if (out / "batches").exists():
         shutil.rmtree(out / "batches")
     (out / "batches").mkdir(parents=True)
@@ -524,6 +532,7 @@ def init(
     holdout.to_csv(out / "holdout.csv", index=False, lineterminator="\n")
     for rel, text in texts.items():
         write_atomic(root / rel, text)
+    key_examples.unlink(missing_ok=True)
     dvcops.dvc(root, "add", "-q", "data")
     return InitResult(
         name=name,
