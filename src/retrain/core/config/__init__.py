@@ -1,0 +1,70 @@
+"""Configuration: declared once as typed models, validated on load.
+
+The files under ``configs/`` are read here and nowhere else.  Each file maps to one model;
+an unknown key, a wrong type or an impossible threshold raises :class:`ConfigError` with one
+line naming the file and the key, e.g.::
+
+    configs/gates.yaml: improvement.min_delta: must be >= 0 (got -0.1)
+
+The models live by the job they configure: ``data`` (dataset, model, triggers), ``decide``
+(gates, drift), ``release`` (release with its rollout, serve); ``base`` holds the strict base
+model and the YAML reader, ``load`` the whole :class:`Config`.  Import from here.
+"""
+
+from __future__ import annotations
+
+from retrain.core.config.base import (
+    CONFIG_DIR,
+    Strict,
+    load_model,
+    read_yaml,
+)
+from retrain.core.config.data import (
+    BUILTIN_ESTIMATORS,
+    WARM_STARTABLE_BUILTINS,
+    DatasetConfig,
+    FeatureSpec,
+    ModelConfig,
+    TrainingMode,
+    TriggersConfig,
+)
+from retrain.core.config.decide import (
+    ColumnThresholds,
+    DriftConfig,
+    GatesConfig,
+)
+from retrain.core.config.load import (
+    Config,
+    load_config,
+)
+from retrain.core.config.release import (
+    ReleaseConfig,
+    RolloutConfig,
+    ServeConfig,
+    duration_seconds,
+    load_serve_config,
+)
+
+__all__ = [
+    "CONFIG_DIR",
+    "Strict",
+    "read_yaml",
+    "load_model",
+    "FeatureSpec",
+    "DatasetConfig",
+    "BUILTIN_ESTIMATORS",
+    "WARM_STARTABLE_BUILTINS",
+    "TrainingMode",
+    "ModelConfig",
+    "TriggersConfig",
+    "GatesConfig",
+    "ColumnThresholds",
+    "DriftConfig",
+    "RolloutConfig",
+    "duration_seconds",
+    "ReleaseConfig",
+    "ServeConfig",
+    "load_serve_config",
+    "Config",
+    "load_config",
+]

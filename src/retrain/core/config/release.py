@@ -1,0 +1,164 @@
+"""Config after the merge: ``release.yaml`` (with its ``rollout``) and ``serve.yaml``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import (
+    Field,
+    field_validator,
+)
+
+from retrain.core.config.base import Strict, load_model
+
+_DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class RolloutConfig(Strict):
+    """``rollout:`` in ``configs/release.yaml``: how a passing candidate reaches traffic.
+
+    ``direct`` merges make it production at once (with a watch window of health checks);
+    ``shadow`` proposes it as a shadow (answers logged, never returned); ``canary`` proposes
+    it at the first of ``steps`` (percent of requests) and ``retrain monitor`` advances,
+    holds or rolls back from the prediction log.  See README "Safe rollouts".
+    """
+
+    class Analysis(Strict):
+        """Canary vs production, per step, on the rows logged since the step began."""
+
+        min_requests: int = Field(default=200, ge=1, description="canary requests per step")
+        min_labels: int = Field(default=50, ge=0, description="labelled canary rows per step")
+        max_error_rate_increase: float = Field(default=0.01, ge=0, le=1)
+        max_p95_latency_ratio: float = Field(default=1.5, ge=1, allow_inf_nan=False)
+        min_metric_change: float = Field(
+            default=-0.02,
+            allow_inf_nan=False,
+            description="canary minus production on the live primary metric (oriented: "
+            "higher is better); the interval must clear it to advance, and lie wholly below "
+            "it to roll back",
+        )
+        confidence: float = Field(default=0.95, gt=0.5, lt=1)
+        n_resamples: int = Field(default=1000, ge=100, le=100_000)
+        seed: int = Field(default=0, ge=0)
+
+    class Health(Strict):
+        """Absolute health of a directly promoted version inside its watch window."""
+
+        min_requests: int = Field(default=50, ge=1)
+        max_error_rate: float = Field(default=0.05, ge=0, le=1)
+        max_p95_latency_ms: float = Field(default=250.0, gt=0, allow_inf_nan=False)
+        min_metric: float | None = Field(
+            default=None, description="live primary metric floor (needs min_labels labels)"
+        )
+        max_metric_drop: float | None = Field(
+            default=0.1,
+            ge=0,
+            description="without min_metric: the floor is the version's holdout value minus this",
+        )
+        min_labels: int = Field(default=30, ge=1)
+
+    class Challenger(Strict):
+        """A shadow beating production on the same live requests (paired bootstrap)."""
+
+        min_delta: float = Field(default=0.01, ge=0, allow_inf_nan=False)
+        min_labels: int = Field(default=200, ge=1)
+        window: str = Field(default="24h", description="shadow runs at least this long")
+
+        @field_validator("window")
+        @classmethod
+        def _window(cls, value: str) -> str:
+            duration_seconds(value)
+            return value
+
+    strategy: Literal["direct", "shadow", "canary"] = "direct"
+    steps: list[int] = Field(default_factory=lambda: [5, 25, 50])
+    analysis: Analysis = Analysis()
+    health: Health = Health()
+    challenger: Challenger = Challenger()
+    watch_window: str = Field(default="24h", description="after a direct promotion, e.g. 30m")
+    auto_rollback: Literal["pr", "push"] = "pr"
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("expected at least one weight, e.g. [5, 25, 50]")
+        for w in value:
+            if not 1 <= w <= 99:
+                raise ValueError(f"each step is a percent from 1 to 99 (got {w})")
+        if any(b <= a for a, b in zip(value, value[1:], strict=False)):
+            raise ValueError(f"steps must increase (got {value})")
+        return value
+
+    @field_validator("watch_window")
+    @classmethod
+    def _watch(cls, value: str) -> str:
+        duration_seconds(value)
+        return value
+
+    @property
+    def watch_window_seconds(self) -> float:
+        return duration_seconds(self.watch_window)
+
+
+def duration_seconds(text: str) -> float:
+    """``"90s"``, ``"30m"``, ``"24h"``, ``"7d"`` -> seconds; anything else is a ValueError."""
+    t = str(text).strip()
+    unit = t[-1:].lower()
+    try:
+        value = float(t[:-1]) if unit in _DURATION else float("nan")
+    except ValueError:
+        value = float("nan")
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"expected a duration like 90s, 30m, 24h or 7d (got {text!r})")
+    return value * _DURATION[unit]
+
+
+class ReleaseConfig(Strict):
+    """Registry, tracking and deployment settings (``configs/release.yaml``)."""
+
+    model_name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
+    retention: int = Field(default=20, ge=1, description="keep the last N registry entries")
+    mlflow_experiment: str = "retrain"
+    mlflow_tracking_uri: str = Field(
+        default="sqlite:///mlflow.db",
+        description="used when MLFLOW_TRACKING_URI is not set; relative paths are repo-relative",
+    )
+    deploy_command: list[str] | None = Field(
+        default=None,
+        description="argv run after promote/rollback with RETRAIN_* variables in its env",
+    )
+    known_limitations: list[str] = Field(default_factory=list)
+    base_branch: str = "main"
+    rollout: RolloutConfig = RolloutConfig()
+
+
+class ServeConfig(Strict):
+    """``configs/serve.yaml`` (optional): ``retrain serve`` and its prediction log."""
+
+    log_url: str = Field(
+        default="sqlite:///.retrain/predictions.db",
+        description="prediction log: sqlite:///path (repo-relative) or postgresql://...",
+    )
+    log_inputs: bool = Field(default=False, description="store each row's inputs, not only a hash")
+    log_enabled: bool = Field(default=True, description="false: log nothing (benchmarks only)")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, description="larger bodies get 413")
+    max_rows: int = Field(default=10_000, ge=1, description="rows per request; more get 413")
+    batch_max_rows: int = Field(default=512, ge=1, description="rows per model call")
+    batch_wait_ms: float = Field(
+        default=5.0,
+        ge=0,
+        le=1000,
+        allow_inf_nan=False,
+        description="how long a batch waits for the concurrent requests it expects",
+    )
+    follow_interval: float = Field(
+        default=10.0, gt=0, allow_inf_nan=False, description="seconds between reconciles"
+    )
+
+
+def load_serve_config(root: Path | str = ".") -> ServeConfig:
+    """``configs/serve.yaml``, or the defaults when the file is absent."""
+    result: ServeConfig = load_model(ServeConfig, Path(root).resolve(), "serve")
+    return result
