@@ -23,7 +23,7 @@ RANK = {
     "serve": 5,
     "rollout": 6,
 }
-ENTRY_POINTS = {"cli", "run", "example", "onboard", "__main__", "__init__"}
+ENTRY_POINTS = {"cli", "run", "example", "demo", "onboard", "__main__", "__init__"}
 TOP = max(RANK.values()) + 1
 
 

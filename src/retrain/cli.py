@@ -284,9 +284,9 @@ def predict(version: str, input_path: Path, output_path: Path | None) -> None:
 )
 def demo(workdir: Path, export: Path | None, example_name: str) -> None:
     """One full retraining cycle on a bundled example, offline, in a sandbox."""
-    from retrain import example
+    from retrain import demo as demo_
 
-    example.demo(Path.cwd(), workdir, export, example_name)
+    demo_.demo(Path.cwd(), workdir, export, example_name)
 
 
 @cli.command()
@@ -346,9 +346,9 @@ def serve(host: str, port: int, follow: str | None, interval: float | None) -> N
 @click.option("--summary", "summary_file", default=None, help="append the report (Markdown)")
 def drill(workdir: Path, as_json: bool, summary_file: str | None) -> None:
     """Catastrophe drill in a sandbox: promote bad models, serve, monitor, roll back."""
-    from retrain import example
+    from retrain import demo as demo_
 
-    report = example.drill(Path.cwd(), workdir)
+    report = demo_.drill(Path.cwd(), workdir)
     _append_summary(summary_file, report.markdown())
     _emit(report.to_dict()) if as_json else click.echo(report.markdown())
     if not report.passed:

@@ -26,10 +26,8 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -120,7 +118,7 @@ def write_batch(root: Path, name: str) -> Path:
 
 
 # --------------------------------------------------------------------------- sandbox
-def _run(cmd: list[str], cwd: Path, env: dict[str, str], quiet: bool = True) -> str:
+def run_command(cmd: list[str], cwd: Path, env: dict[str, str], quiet: bool = True) -> str:
     res = subprocess.run(cmd, cwd=cwd, env={**os.environ, **env}, capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed in {cwd}:\n{res.stdout}\n{res.stderr}")
@@ -143,7 +141,7 @@ class Sandbox:
     env: dict[str, str] = field(default_factory=dict)
 
     def run(self, *cmd: str, cwd: Path | None = None) -> str:
-        return _run(list(cmd), cwd or self.root, self.env)
+        return run_command(list(cmd), cwd or self.root, self.env)
 
     def git(self, *args: str, cwd: Path | None = None) -> str:
         return self.run("git", *args, cwd=cwd).strip()
@@ -164,7 +162,7 @@ def sandbox_env(base: Path) -> dict[str, str]:
 
 def project_files(project: Path) -> list[str]:
     """Files of the project as a fork would have them (tracked, plus untracked not ignored)."""
-    out = _run(["git", "ls-files", "-co", "--exclude-standard"], project, {})
+    out = run_command(["git", "ls-files", "-co", "--exclude-standard"], project, {})
     skip = ("data/", ".demo/", ".drill/")
     return [f for f in out.splitlines() if f and not f.startswith(skip) and (project / f).is_file()]
 
@@ -182,7 +180,7 @@ def make_sandbox(
     base.mkdir(parents=True, exist_ok=True)
     env = sandbox_env(base)
     origin, root, remote = base / "origin.git", base / "work", base / "dvc-remote"
-    _run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], base, env)
+    run_command(["git", "init", "-q", "--bare", "-b", "main", str(origin)], base, env)
     root.mkdir()
     for rel in project_files(project):
         dest = root / rel
@@ -227,17 +225,17 @@ def ingest_next_batch(root: Path, env: dict[str, str] | None = None) -> str:
     name = remaining[0]
     write_batch(root, name)
     dvc = _tool("dvc")
-    _run([dvc, "add", "-q", "data"], root, env)
-    _run(["git", "add", "data.dvc"], root, env)
-    _run(["git", "commit", "-q", "-m", f"data: add batch {name}"], root, env)
-    _run([dvc, "push", "-q"], root, env)
+    run_command([dvc, "add", "-q", "data"], root, env)
+    run_command(["git", "add", "data.dvc"], root, env)
+    run_command(["git", "commit", "-q", "-m", f"data: add batch {name}"], root, env)
+    run_command([dvc, "push", "-q"], root, env)
     if (
         subprocess.run(
             ["git", "remote", "get-url", "origin"], cwd=root, capture_output=True
         ).returncode
         == 0
     ):
-        _run(["git", "push", "-q", "origin", "HEAD"], root, env)
+        run_command(["git", "push", "-q", "origin", "HEAD"], root, env)
     return name
 
 
@@ -256,135 +254,6 @@ def merge_proposal(sb: Sandbox, branch: str) -> str:
     sb.git("merge", "-q", "--no-ff", "-m", f"Merge pull request #1 from {branch}", ref)
     sb.git("push", "-q", "origin", "main")
     return sb.git("rev-parse", "HEAD")
-
-
-# --------------------------------------------------------------------------- demo
-def _step(msg: str, *, err: bool = False) -> None:
-    print(f"\n==> {msg}", flush=True, file=sys.stderr if err else sys.stdout)
-
-
-def export_report(sb: Sandbox, branch: str, version: str, dest: Path) -> list[Path]:
-    """Copy ``reports/v<version>/`` from the proposal branch to ``dest`` (for docs/)."""
-    folder = f"reports/v{version}"
-    names = sb.git("ls-tree", "-r", "--name-only", branch, folder).splitlines()
-    dest = Path(dest)
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    out = []
-    for name in names:
-        data = subprocess.run(
-            ["git", "show", f"{branch}:{name}"], cwd=sb.root, capture_output=True, check=True
-        ).stdout
-        target = dest / Path(name).name
-        target.write_bytes(data)
-        out.append(target)
-    return out
-
-
-def demo(
-    project: Path, workdir: Path, export: Path | None = None, example: str = "weather"
-) -> None:
-    """Bootstrap (if needed) → a new batch arrives → retrain → gates → proposal.
-
-    ``example="cars"`` first onboards the fork onto the Cars raw file with ``retrain init``
-    (a regression target; see :func:`onboard_example`), holding its newest batch back."""
-    from retrain.core.config import load_config
-    from retrain.release.promotion import promote
-    from retrain.run import run
-
-    started = time.perf_counter()
-    workdir = Path(workdir).resolve()
-    export = Path(export).resolve() if export is not None else None
-    if example != "weather":
-        raw_example(example)  # an unknown name is refused before anything is removed
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    _step(
-        f"Forking the project into a sandbox at {workdir} (bare origin, DVC remote, MLflow SQLite)"
-    )
-    sb = make_sandbox(workdir, project)
-    held: list[Path] = []
-    if example != "weather":
-        ex = raw_example(example)
-        _step(f"Onboarding the fork onto {ex.file_name} ({ex.about}) with retrain init")
-        print(f"retrain init {' '.join(ex.init_args(sb.base / ex.file_name))}")
-        out, held = onboard_example(sb, example)
-        print(out.rstrip())
-        print(f"(held back {', '.join(p.name for p in held)}: it arrives after the bootstrap)")
-    old_cwd = Path.cwd()
-    saved_env = {k: os.environ.get(k) for k in sb.env}
-    os.environ.update(sb.env)
-    os.chdir(sb.root)
-    try:
-        cfg = load_config(sb.root)
-        _step("Bootstrap: no model in production yet, so the first run trains v1.0.0")
-        first = run(cfg)
-        print(first.summary)
-        _step(f"Reviewer merges {first.branch}; the promote step runs on main")
-        merge_proposal(sb, first.branch or "")
-        print(promote(cfg).summary())
-        _step("A new batch of labelled data arrives (committed as data.dvc by the ingestion job)")
-        if held:
-            name = receive_held(sb, held).removesuffix(".csv")
-        else:
-            name = ingest_next_batch(sb.root, sb.env)
-        print(f"ingested data/batches/{name}.csv")
-        _step("Scheduled run: triggers → dvc repro → gates → proposal")
-        second = run(cfg)
-        print(second.summary)
-        if export is not None and second.branch and second.version:
-            files = export_report(sb, second.branch, second.version, export)
-            print(f"exported {len(files)} report file(s) to {export}")
-        _step("Done")
-        elapsed = time.perf_counter() - started
-        lines = [
-            f"Demo finished in {elapsed:.0f}s. Production: v{first.version}; "
-            f"outcome of the retrain: {second.outcome}"
-            + (f" (v{second.version} on branch {second.branch})" if second.branch else ""),
-            f"  PR body:       {sb.root / 'reports/latest/PR.md'}",
-            f"  sandbox repo:  {sb.root}   (origin: {sb.origin})",
-            f"  try:           cd {sb.root} && retrain status",
-        ]
-        print("\n".join(lines))
-    finally:
-        os.chdir(old_cwd)
-        for k, v in saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-# --------------------------------------------------------------------------- drill
-def drill(project: Path, workdir: Path, *, traffic: int = 120) -> Any:
-    """``retrain drill``: a sandbox fork with v1.0.0 in production, then the rounds of
-    :func:`retrain.rollout.drill.run_drill` (a failing and a constant bad model)."""
-    import json as _json
-
-    from retrain.rollout.drill import DrillFailed, run_drill
-
-    workdir = Path(workdir).resolve()
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    _step(f"Drill: forking the project into a sandbox at {workdir}", err=True)
-    sb = make_sandbox(workdir, project)
-    env = {**os.environ, **sb.env}
-    _step("Drill: bootstrapping v1.0.0 (train, merge, promote)", err=True)
-    res = subprocess.run(
-        [sys.executable, "-m", "retrain", "run", "--json"],
-        cwd=sb.root,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    out = _json.loads(res.stdout) if res.returncode == 0 else {}
-    if out.get("outcome") != "proposed":
-        raise DrillFailed(f"bootstrap did not propose v1.0.0: {res.stderr.strip()[-300:]}")
-    merge_proposal(sb, out["branch"])
-    _run([sys.executable, "-m", "retrain", "promote"], sb.root, env)
-    _step("Drill: serving, promoting bad versions, sending labelled traffic, monitoring", err=True)
-    return run_drill(sb.root, env, traffic=traffic)
 
 
 # --------------------------------------------------------------------------- raw examples
