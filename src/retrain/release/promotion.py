@@ -24,7 +24,7 @@ from retrain.core.config import Config
 from retrain.core.errors import BadInput, ExternalCommandError, GitError, RegistryError
 from retrain.core.progress import progress
 from retrain.pipeline import artifacts, tracking
-from retrain.release import forge, gitops, history, recheck
+from retrain.release import forge, gitops, history
 
 STAGE = "production"
 
@@ -544,6 +544,8 @@ def verify(cfg: Config, *, base: str) -> list[str]:
         raise BadInput(f"{card}: model card referenced by registry.yaml is missing")
     _verify_artifact(root, entry, cfg)
     passed.append(f"artifact in the DVC remote, sha256 {entry.artifact.sha256[:12]}… verified")
+    from retrain.release import recheck  # the gates' stack (pandas): verify only, not rollback
+
     passed.extend(recheck.recheck(cfg, entry, prod, where=reg.REGISTRY_FILE))
     return passed
 
