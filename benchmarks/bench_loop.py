@@ -15,6 +15,7 @@ and the load average before and after: the machine may be shared.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -43,6 +45,16 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
     if res.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{res.stderr[-2000:]}")
     return elapsed
+
+
+def timed_run(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, dict[str, Any]]:
+    """Like :func:`timed` for ``retrain run --json``, with its result."""
+    start = time.perf_counter()
+    res = subprocess.run([*cmd, "--json"], cwd=cwd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if res.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{res.stderr[-2000:]}")
+    return elapsed, json.loads(res.stdout)
 
 
 def load() -> str:
@@ -71,15 +83,19 @@ def main() -> None:
                 [timed([*retrain, "run"], sb.root, env) for _ in range(args.repeats)],
             )
         )
-        runs = []
-        for i in range(retrains):
+        runs, promoted, outcomes = [], 0, []
+        for _ in range(retrains):
             example.ingest_next_batch(sb.root, sb.env)
-            runs.append(timed([*retrain, "run"], sb.root, env))
-            example.merge_proposal(sb, f"retrain/v1.{i + 1}.0")
-            timed([*retrain, "promote", "--push-tags"], sb.root, env)
+            seconds, result = timed_run([*retrain, "run"], sb.root, env)
+            runs.append(seconds)
+            outcomes.append(result["outcome"])
+            if result["outcome"] == "proposed":  # a gated candidate is timed all the same
+                example.merge_proposal(sb, result["branch"])
+                timed([*retrain, "promote", "--push-tags"], sb.root, env)
+                promoted += 1
         rows.append(("run: new data -> retrain -> propose", runs))
         rbs, prs = [], []
-        for i in range(retrains):
+        for i in range(max(promoted, 1)):
             oncall = Path(tmp) / f"oncall{i}"
             subprocess.run(["git", "clone", "-q", str(sb.origin), str(oncall)], check=True, env=env)
             rbs.append(timed([*retrain, "rollback", "--push"], oncall, env))
