@@ -108,7 +108,8 @@ def main() -> None:
         )
     width = max(len(name) for name, _ in rows)
     print(
-        f"loop benchmark: {os.cpu_count()} CPUs; load average {load_before} before, {load()} after"
+        f"loop benchmark: {os.cpu_count()} CPUs; load average {load_before} before, {load()} "
+        f"after; retrain outcomes: {', '.join(outcomes)}"
     )
     print(f"{'flow':<{width}}  {'median s':>9}  {'min s':>7}  runs  {'target s':>8}  ok")
     for name, values in rows:
