@@ -196,3 +196,45 @@ def test_a_scheduled_run_below_min_expected_gain_exits_0_skipped(sandbox, tmp_pa
     assert "below min_expected_gain" in out["triggers"]["note"]
     assert out["triggers"]["min_expected_gain"]["skip"] is True
     assert sb.git("branch", "--list", "retrain/*") == ""
+
+
+# ----------------------------------------------------------------- the no-frame fast path
+def test_a_week_with_nothing_new_reads_no_frame_once_the_batches_were_checked(project, monkeypatch):
+    """After one full read, the same bytes under the same rules are known to pass with the
+    same rows: the check answers without reading a frame, with the same report."""
+    from retrain.pipeline import batchcheck, dataset
+
+    cfg, prod = _config(project), _production(project, age_days=10)
+    first = triggers.check(cfg, prod, now=NOW)  # reads and checks, and records the batches
+    assert (project / batchcheck.RECORD).is_file()
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("a batch was read")
+
+    with monkeypatch.context() as m:
+        m.setattr(dataset, "read_table", no_reading)
+        again = triggers.check(cfg, prod, now=NOW)
+    assert again.to_dict() == first.to_dict() and not again.retrain
+
+
+@pytest.mark.parametrize("change", ["byte", "new file", "rule"])
+def test_any_change_to_the_batches_or_their_rules_reads_them_again(project, change):
+    from retrain.pipeline import batchcheck
+
+    cfg, prod = _config(project), _production(project, age_days=10)
+    triggers.check(cfg, prod, now=NOW)
+    assert batchcheck.recall(cfg.dataset, project) is not None
+    if change == "byte":
+        path = project / "data/batches/2012-H2.csv"
+        path.write_text(path.read_text().replace("sun", "rain", 1))
+    elif change == "new file":
+        example.write_batch(project, "2013-H2")
+    else:
+        cfg = cfg.model_copy(update={"dataset": cfg.dataset.model_copy(update={"min_rows": 2})})
+    assert batchcheck.recall(cfg.dataset, project) is None
+    rep = triggers.check(cfg, prod, now=NOW)
+    if change == "new file":
+        assert rep.checks["new_data"]["value"] == 184
+    elif change == "byte":  # same rows, so still not new, but it was read and checked again
+        assert rep.checks["new_data"]["value"] == 0
+    assert batchcheck.recall(cfg.dataset, project) is not None  # recorded anew

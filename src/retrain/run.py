@@ -17,8 +17,8 @@ from retrain.core import registry as reg
 from retrain.core.config import Config
 from retrain.core.errors import BadInput
 from retrain.core.progress import progress
-from retrain.decide import key_examples, triggers
-from retrain.release import dvcops, gitops, proposal
+from retrain.decide import triggers
+from retrain.release import gitops
 from retrain.report import markdown
 
 
@@ -72,6 +72,8 @@ def heal_killed_run(root: Path, killed: dict[str, Any]) -> None:
     the DVC-tracked outputs behind them) are put back as HEAD has them, and only when nothing
     else is dirty; anything else stays the user's and the dirty-tree check below refuses it.
     """
+    from retrain.release import proposal
+
     changed = gitops.git(root, "diff", "--name-only", "HEAD", "--").splitlines()
     if changed and set(changed) <= set(proposal.PIPELINE_FILES):
         progress(
@@ -104,6 +106,27 @@ def retrain_cost(started: tuple[float, float], fit_seconds: float | None) -> dic
     }
 
 
+def _live_feedback(cfg: Config, registry: reg.Registry) -> Any:
+    """The live labels of the prediction log, if any (see ``feedback.live_for_triggers``).
+
+    A SQLite log whose file was never created holds nothing; seeing that from the path alone
+    spares a weekly run that has no log the import of SQLAlchemy (a third of a second).
+    """
+    if not cfg.triggers.performance.enabled or registry.production is None:
+        return None
+    from retrain.core.config import load_serve_config
+
+    url = load_serve_config(cfg.root).log_url
+    rest = url.removeprefix("sqlite:///")
+    if rest != url and rest and not rest.startswith(":memory:"):
+        path = Path(rest) if Path(rest).is_absolute() else cfg.root / rest
+        if not path.exists():
+            return None
+    from retrain.serve import feedback
+
+    return feedback.live_for_triggers(cfg, registry)
+
+
 def _run(
     cfg: Config,
     *,
@@ -123,14 +146,12 @@ def _run(
         )
     registry = reg.load(root, expected_model=cfg.release.model_name)
     progress("checking triggers")
-    from retrain.serve import feedback  # the live labels of the prediction log, if any
-
     trig = triggers.check(
         cfg,
         registry,
         force=force or bump is not None,
         reason=reason,
-        live=feedback.live_for_triggers(cfg, registry),
+        live=_live_feedback(cfg, registry),
     )
     progress("\n" + trig.table())
     faults.point("run:triggers")
@@ -148,6 +169,11 @@ def _run(
             }
         )
         return result
+
+    # Imported only when something fired: the gates and the release stack cost a weekly run
+    # where nothing did a second of imports.
+    from retrain.decide import key_examples
+    from retrain.release import dvcops, proposal
 
     dvcops.check_data_matches(root)
     key_examples.load(root, cfg.dataset)  # a malformed file is refused before any training

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-
+from retrain.core import metric_names
 from retrain.core.config import Config, TriggersConfig
 from retrain.core.registry import Registry, RegistryEntry
-from retrain.pipeline import artifacts, dataset, metrics
+from retrain.pipeline import batchcheck
+
+if TYPE_CHECKING:  # imported where used: a check where nothing is new reads no frame
+    import pandas as pd
 
 
 @dataclass
@@ -86,7 +87,7 @@ def _performance_verdict(
 ) -> tuple[Any, bool]:
     """``(threshold, fired)`` for a measured ``value``: below ``min_metric`` (above, for a
     loss), or worse than the recorded holdout value by more than ``max_drop``."""
-    higher = metrics.greater_is_better(metric)
+    higher = metric_names.greater_is_better(metric)
     fired = False
     threshold: Any = None
     if cfg.min_metric is not None:
@@ -106,7 +107,7 @@ def _live_performance(cfg: Config, prod: RegistryEntry, live: LiveFeedback) -> d
     recorded = prod.metrics.overall.get(metric)
     threshold = p.min_metric
     if threshold is None and recorded is not None and p.max_drop is not None:
-        higher = metrics.greater_is_better(metric)
+        higher = metric_names.greater_is_better(metric)
         threshold = round(recorded - p.max_drop if higher else recorded + p.max_drop, 4)
     out: dict[str, Any] = {
         "value": None,
@@ -129,11 +130,16 @@ def _live_performance(cfg: Config, prod: RegistryEntry, live: LiveFeedback) -> d
         return out | {
             "note": f"{len(frame)} labelled live row(s), fewer than min_rows {p.min_rows}"
         }
+    import numpy as np
+    import pandas as pd
+
+    from retrain.pipeline import metrics
+
     proba = classes = None
     if cfg.dataset.task == "classification":
         y_true = frame["label"].astype(str).to_numpy()
         y_pred = frame["prediction"].astype(str).to_numpy()
-        if metrics.needs_proba(metric):
+        if metric_names.needs_proba(metric):
             if frame["proba"].isna().any():
                 return out | {"note": f"{metric} needs class probabilities; the log has none"}
             classes = sorted({str(c) for d in frame["proba"] for c in d})
@@ -156,6 +162,10 @@ def _age_days(created: str, now: datetime) -> float:
 
 def _split_new_rows(cfg: Config, prod: RegistryEntry) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """(reference rows the production model trained on, rows newer than them, total rows)."""
+    import pandas as pd
+
+    from retrain.pipeline import dataset
+
     ds = cfg.dataset
     data = dataset.load_batches(ds, cfg.root)
     pdata = prod.data
@@ -191,8 +201,6 @@ def check(
     (read from the prediction log by the entry point; ``decide`` does not read the log).
     They make the ``live_performance`` check, judged by the ``performance`` thresholds.
     """
-    from retrain.decide import drift
-
     now = now or datetime.now(UTC)
     t = cfg.triggers
     checks: dict[str, dict[str, Any]] = {}
@@ -217,12 +225,20 @@ def check(
             "unit": "days",
         }
 
-    reference, new, total = _split_new_rows(cfg, prod)
+    # The batches on disk are the set that last passed the checks, and production trained on
+    # every one of them with the same rows: nothing is new, and no frame needs reading.
+    known = batchcheck.recall(cfg.dataset, cfg.root)
+    if known is not None and all(prod.data.files.get(rel) == n for rel, n in known.items()):
+        reference = new = None
+        n_new = 0
+    else:
+        reference, new, _ = _split_new_rows(cfg, prod)
+        n_new = len(new)
     if t.new_data.enabled:
         checks["new_data"] = {
-            "value": len(new),
+            "value": n_new,
             "threshold": t.new_data.min_new_rows,
-            "fired": len(new) >= t.new_data.min_new_rows,
+            "fired": n_new >= t.new_data.min_new_rows,
             "unit": "rows",
         }
 
@@ -230,7 +246,9 @@ def check(
     features = cfg.dataset.feature_names
     kinds = {f.name: f.type for f in cfg.dataset.features}
     if t.data_drift.enabled:
-        if len(new) and len(reference):
+        if new is not None and reference is not None and len(new) and len(reference):
+            from retrain.decide import drift
+
             rep = drift.drift_report(
                 reference[features], new[features], kinds=kinds, config=cfg.drift
             )
@@ -251,8 +269,14 @@ def check(
                 "note": "no new rows",
             }
 
-    need_model = (t.prediction_drift.enabled or t.performance.enabled) and len(new) > 0
+    need_model = (t.prediction_drift.enabled or t.performance.enabled) and n_new > 0
     if need_model:
+        import numpy as np
+
+        from retrain.decide import drift
+        from retrain.pipeline import artifacts, dataset, metrics
+
+        assert new is not None and reference is not None
         path = artifacts.fetch(cfg.root, prod.artifact, prod.version)
         model = artifacts.load_for_config(cfg, path, prod.artifact.sha256)
         new_pred = model.predict(dataset.model_inputs(new, prod, "new batches"))

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import skops.io as sio
-
 from retrain.core.config import Config
 from retrain.core.errors import ArtifactError, ExternalCommandError, RemoteError, RetrainError
 from retrain.core.registry import ArtifactRef
@@ -32,6 +30,14 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
     "numpy.dtype",
 )
+
+
+def _sio() -> Any:
+    """``skops.io``, imported on first use: it imports scikit-learn and scipy (seconds), which
+    a run where nothing fired, the validate stage and the release commands do not need."""
+    import skops.io
+
+    return skops.io
 
 
 def sha256_of(path: Path) -> str:
@@ -53,7 +59,7 @@ def md5_of(path: Path) -> str:
 def untrusted_types(path: Path, trusted: Sequence[str] = ()) -> list[str]:
     """Types in the file outside skops' defaults, our allow-list and ``trusted``."""
     try:
-        found = sio.get_untrusted_types(file=path)
+        found = _sio().get_untrusted_types(file=path)
     except Exception as exc:  # skops raises many kinds on a corrupt zip
         raise ArtifactError(f"{path}: not a readable skops file ({type(exc).__name__})") from None
     allowed = set(TRUSTED_TYPES) | set(trusted)
@@ -74,7 +80,7 @@ def save_model(model: Any, path: Path, trusted: Sequence[str] = ()) -> dict[str,
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     try:
-        sio.dump(model, tmp)
+        _sio().dump(model, tmp)
     except Exception as exc:
         tmp.unlink(missing_ok=True)
         raise ArtifactError(
@@ -136,14 +142,14 @@ def load_verified(
             f"{display}: artifact contains untrusted types {bad}; refusing to load "
             "(configs/model.yaml: trusted_types lists the reviewed ones)"
         )
-    found = sio.get_untrusted_types(file=path)
+    found = _sio().get_untrusted_types(file=path)
     if code_root is None:
-        return sio.load(path, trusted=list(found))
+        return _sio().load(path, trusted=list(found))
     from retrain.pipeline.estimators import code_on_path
 
     with code_on_path(code_root):
         try:
-            return sio.load(path, trusted=list(found))
+            return _sio().load(path, trusted=list(found))
         except (ImportError, AttributeError) as exc:
             raise ArtifactError(
                 f"{display}: the model refers to code that is not importable here "

@@ -19,8 +19,8 @@ import pandas as pd
 from retrain.core.config import DatasetConfig
 from retrain.core.errors import DataError
 from retrain.core.registry import RegistryEntry
-
-TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+from retrain.pipeline import batchcheck
+from retrain.pipeline.batchcheck import batch_files
 
 
 def read_table(path: Path, display: str | None = None) -> pd.DataFrame:
@@ -59,17 +59,6 @@ def _rel(root: Path, path: Path) -> str:
         return str(path.relative_to(root))
     except ValueError:
         return str(path)
-
-
-def batch_files(cfg: DatasetConfig, root: Path) -> list[Path]:
-    """The labelled batches, in name order (name them so that order is time order)."""
-    folder = root / cfg.batches
-    if not folder.is_dir():
-        raise DataError(f"{cfg.batches}: directory not found (dataset.yaml: batches)")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in TABLE_SUFFIXES)
-    if not files:
-        raise DataError(f"{cfg.batches}: no .csv or .parquet batches found")
-    return files
 
 
 def check_frame(
@@ -189,6 +178,7 @@ class TrainingData:
 
 def load_batches(cfg: DatasetConfig, root: Path) -> TrainingData:
     """Read and check every batch, then apply the training window."""
+    record_key = batchcheck.key(cfg, root)  # before reading: it vouches for these bytes
     frames = []
     files: dict[str, int] = {}
     for path in batch_files(cfg, root):
@@ -218,6 +208,7 @@ def load_batches(cfg: DatasetConfig, root: Path) -> TrainingData:
             f"{cfg.batches}: {len(data)} training row(s) after the window; "
             f"dataset.yaml min_rows asks for at least {cfg.min_rows}"
         )
+    batchcheck.remember(root, record_key, files)
     return TrainingData(frame=data, total_rows=total, files=files, start=start, end=end)
 
 

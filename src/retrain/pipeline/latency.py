@@ -15,14 +15,17 @@ test suite ran beside it.  Three things keep the verdict put:
 * **Candidate and production side by side.**  :func:`measure_latencies` interleaves the
   models call by call (alternating which goes first each round), so both see the same machine.
 
-Garbage collection is off while timing, as :mod:`timeit` does, and every measurement starts
-with one untimed warm-up call.
+Garbage collection is off while timing, as :mod:`timeit` does, every measurement starts
+with one untimed warm-up call, and warnings are ignored while timing (one filter): scikit-learn
+re-installs the process's warning filters in each per-tree call, so the number of filters that
+earlier imports left behind would otherwise show up in a forest's latency.
 """
 
 from __future__ import annotations
 
 import gc
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -75,24 +78,40 @@ def _measure(
     calls: Mapping[str, Callable[[Any], Any]], batches: list[Any], rounds: int
 ) -> dict[str, float]:
     names = list(calls)
-    for name in names:
-        calls[name](batches[0])  # warm-up: first-call costs (lazy imports, caches)
     samples: dict[str, list[list[float]]] = {name: [] for name in names}
     gc_was_enabled = gc.isenabled()
-    gc.disable()  # a collection mid-call is noise, not the model's cost
-    try:
-        for r in range(rounds):
-            order = names if r % 2 == 0 else names[::-1]
-            times: dict[str, list[float]] = {name: [] for name in names}
-            for batch in batches:
-                for name in order:
-                    times[name].append(_timed(calls[name], batch))
-            for name in names:
-                samples[name].append(times[name])
-    finally:
-        if gc_was_enabled:
-            gc.enable()
+    # One warning filter while timing: scikit-learn re-installs every filter of the process
+    # in each of its per-tree calls, so a forest's latency grew with whatever the process
+    # had imported before (+1 ms/row once MLflow was loaded), not with the model.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in names:
+            calls[name](batches[0])  # warm-up: first-call costs (lazy imports, caches)
+        gc.disable()  # a collection mid-call is noise, not the model's cost
+        try:
+            _rounds(calls, batches, rounds, samples)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
     return {name: _p95_ms(samples[name]) for name in names}
+
+
+def _rounds(
+    calls: Mapping[str, Callable[[Any], Any]],
+    batches: list[Any],
+    rounds: int,
+    samples: dict[str, list[list[float]]],
+) -> None:
+    """Time every call, ``rounds`` times, models taking turns call by call."""
+    names = list(calls)
+    for r in range(rounds):
+        order = names if r % 2 == 0 else names[::-1]
+        times: dict[str, list[float]] = {name: [] for name in names}
+        for batch in batches:
+            for name in order:
+                times[name].append(_timed(calls[name], batch))
+        for name in names:
+            samples[name].append(times[name])
 
 
 def measure_latencies(

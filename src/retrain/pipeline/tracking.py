@@ -63,6 +63,7 @@ def log_training(
             skops_trusted_types=trusted_types,
             input_example=example,
             registered_model_name=cfg.release.model_name,
+            pip_requirements=model_requirements(),
         )
     version = getattr(info, "registered_model_version", None)
     return {
@@ -71,6 +72,24 @@ def log_training(
         "experiment": cfg.release.mlflow_experiment,
         "tracking_uri": _display_uri(tracking_uri(cfg)),
     }
+
+
+# What loading a logged model needs, pinned to the versions that trained it.  Given
+# explicitly, MLflow skips its inference, which re-imports the model in a subprocess (seconds
+# per training) and picked up test tooling that skops imports (pytest, rich, psutil).
+MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "skops", "numpy", "pandas", "scipy")
+
+
+def model_requirements() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = []
+    for dist in MODEL_REQUIREMENTS:
+        try:
+            pins.append(f"{dist}=={version(dist)}")
+        except PackageNotFoundError:
+            pins.append(dist)
+    return pins
 
 
 def _display_uri(uri: str) -> str:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-from retrain.core.errors import BadInput, ExternalCommandError
+from retrain.core.errors import BadInput, ExternalCommandError, RetrainError
 
 DVC_ENV = {"DVC_NO_ANALYTICS": "1", "DVC_NO_UPDATE_CHECK": "1"}
 
@@ -70,11 +72,25 @@ def check_data_matches(root: Path) -> None:
 
     if not (root / "data.dvc").is_file():
         return
-    res = dvc(root, "status", "data.dvc", "--json", check=False)
-    try:
-        status = json.loads(res.stdout or "{}")
-    except json.JSONDecodeError:
-        return
+    if os.environ.get(SUBPROCESS_ENV) == "1":
+        res = dvc(root, "status", "data.dvc", "--json", check=False)
+        try:
+            status = json.loads(res.stdout or "{}")
+        except json.JSONDecodeError:
+            return
+    else:
+        # In this process (what `dvc status data.dvc --json` prints): `dvc repro` runs here
+        # next, so importing DVC once spares starting a second interpreter.
+        for key, value in DVC_ENV.items():
+            os.environ.setdefault(key, value)
+        from dvc.exceptions import DvcException
+        from dvc.repo import Repo, lock_repo
+
+        try:
+            with Repo(str(root)) as repo, lock_repo(repo):
+                status = repo.status(targets=["data.dvc"])
+        except DvcException:
+            return  # as before: a status DVC cannot give is left to `dvc repro` to report
     for entry in status.get("data.dvc", []):
         state = (entry.get("changed outs") or {}).get("data")
         if state in ("modified", "new"):
@@ -86,8 +102,75 @@ def check_data_matches(root: Path) -> None:
             raise BadInput("data/: missing; fetch it with `dvc pull`")
 
 
+# The stage commands of dvc.yaml that `retrain run` executes in its own process.
+STAGE_COMMANDS = {f"retrain {name}": name for name in ("validate", "train", "evaluate")}
+SUBPROCESS_ENV = "RETRAIN_STAGES_IN_SUBPROCESS"  # "1": every stage in its own process
+
+
 def repro(root: Path) -> None:
-    dvc(root, "repro", stream=True)
+    """``dvc repro``, with DVC deciding as always which stages are stale, running them and
+    writing ``dvc.lock``; only the execution of our own stage commands differs: they run in
+    this process, which has imported the stack already, instead of three fresh interpreters
+    (docs/decisions.md, "Stages run inside `retrain run`").  Any other command (a fork's own
+    stage) runs in its shell as DVC would run it; ``RETRAIN_STAGES_IN_SUBPROCESS=1`` runs the
+    real ``dvc repro`` command instead."""
+    if os.environ.get(SUBPROCESS_ENV) == "1":
+        dvc(root, "repro", stream=True)
+        return
+    for key, value in DVC_ENV.items():
+        os.environ.setdefault(key, value)
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+    from dvc.stage import run as dvc_run
+    from dvc.stage.exceptions import StageCmdFailedError
+
+    failures: list[Exception] = []
+    shell_run = dvc_run._run
+
+    def run_cmd(executable: Any, cmd: str, **kwargs: Any) -> None:
+        name = STAGE_COMMANDS.get(" ".join(cmd.split()))
+        if name is None:
+            shell_run(executable, cmd, **kwargs)
+            return
+        try:
+            run_stage(Path(kwargs.get("cwd") or root), name)
+        except Exception as exc:
+            failures.append(exc)
+            raise StageCmdFailedError(cmd, 1) from exc
+
+    # DVC logs its progress to stdout, where `retrain run --json` prints JSON: show it on
+    # stderr, minus its advice on git (as for the command, see NOISE).
+    log = logging.getLogger("dvc")
+    handlers = log.handlers[:]
+    shown = logging.StreamHandler(sys.stderr)
+    shown.setLevel(logging.INFO)
+    shown.addFilter(lambda rec: not rec.getMessage().strip().startswith(NOISE))
+    log.handlers = [shown]
+    dvc_run._run = run_cmd
+    try:
+        with Repo(str(root)) as repo:
+            repo.reproduce()
+    except DvcException as exc:
+        if failures and isinstance(failures[-1], RetrainError):
+            raise failures[-1] from None  # bad input: its one line, exit 2, as from the stage
+        if failures:
+            first = str(failures[-1]).strip().splitlines()
+            raise ExternalCommandError(
+                f"dvc repro failed: {exc} ({type(failures[-1]).__name__}: "
+                f"{first[0] if first else ''})"
+            ) from failures[-1]
+        raise ExternalCommandError(f"dvc repro failed: {exc}") from None
+    finally:
+        dvc_run._run = shell_run
+        log.handlers = handlers
+
+
+def run_stage(root: Path, name: str) -> None:
+    """One pipeline stage, as ``retrain <name>`` in ``root`` would run it."""
+    from retrain.core.config import load_config
+    from retrain.pipeline import stages
+
+    getattr(stages, name)(load_config(root))
 
 
 def push(root: Path) -> None:
