@@ -94,6 +94,16 @@ def test_an_entry_the_tool_wrote_reads_as_typed_records_and_writes_back_byte_ide
     assert reg.dumps(r) == WRITTEN
 
 
+@pytest.mark.parametrize("text", ["\x85", "a\u2028b", "x\u2029", "é and \x85"])
+def test_unicode_line_breaks_in_a_value_survive_a_round_trip(text):
+    """Found by the property test: with allow_unicode PyYAML writes NEL/LS/PS raw inside
+    quotes and reads them back as a space; such a registry is written escaped instead."""
+    r = reg.parse_text(WRITTEN)
+    r.get("1.0.0").params = {"note": {text: text}}
+    back = reg.parse_text(reg.dumps(r))
+    assert back.get("1.0.0").params == {"note": {text: text}}
+
+
 def test_unknown_keys_survive_a_rewrite():
     text = WRITTEN.replace("  bump: initial\n", "  bump: initial\n  note: hand-added\n").replace(
         "    remote: dvc\n", "    remote: dvc\n    bucket: models\n"

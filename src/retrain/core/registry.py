@@ -292,15 +292,23 @@ def ordered_entry(entry: dict[str, Any]) -> dict[str, Any]:
     return {**known, **rest}
 
 
+_YAML_BREAKS = ("\x85", "\u2028", "\u2029")
+
+
 def dumps(registry: Registry) -> str:
     header = (
         "# Model registry: written by `retrain`, reviewed in pull requests.\n"
         "# `production` names the version serving now. Merging a retrain PR promotes;\n"
         "# `git revert` of that merge rolls back. Do not edit by hand.\n"
     )
+    doc = registry.to_dict()
     body = yaml.safe_dump(
-        registry.to_dict(), sort_keys=False, default_flow_style=False, allow_unicode=True, width=100
+        doc, sort_keys=False, default_flow_style=False, allow_unicode=True, width=100
     )
+    if any(ch in body for ch in _YAML_BREAKS):
+        # PyYAML writes these line breaks raw inside quotes with allow_unicode, and reads
+        # them back folded to a space: escape everything rather than change a value.
+        body = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=100)
     return header + body
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -133,7 +134,10 @@ def repro(root: Path) -> None:
             shell_run(executable, cmd, **kwargs)
             return
         try:
-            run_stage(Path(kwargs.get("cwd") or root), name)
+            # A stage's own prints (MLflow's "View run … at" with a tracking server) go to
+            # stderr, as from a stage process, so `retrain run --json` stays JSON.
+            with contextlib.redirect_stdout(sys.stderr):
+                run_stage(Path(kwargs.get("cwd") or root), name)
         except Exception as exc:
             failures.append(exc)
             raise StageCmdFailedError(cmd, 1) from exc
