@@ -7,9 +7,9 @@ is the repository's own configs).  Each is onboarded in a sandbox fork by
 :func:`retrain.example.onboard_example`, which runs ``retrain init`` with the example's flags
 and holds the newest batch back so that it can arrive after the bootstrap.
 
-Cars goes the whole way: bootstrap → new batch → retrain → gates → merge → promote →
-revert (``retrain rollback``) → promote records the rollback.  Weather, to keep the suite
-short, goes init → bootstrap → new batch → one retrain.  Real git, DVC and MLflow; GitHub
+Both go the whole way: bootstrap → new batch → retrain → gates → merge → promote →
+revert (``retrain rollback``) → promote records the rollback, and production's predictions
+after the rollback are those of before.  Real git, DVC and MLflow; GitHub
 is not involved (a merge is done with git as pressing "Merge" would).
 """
 
@@ -100,7 +100,7 @@ def test_cars_bootstrap_new_batch_retrain_merge_promote_revert(cars):
     assert cli("predict", "--version", "1.0.0", "--input", str(holdout)).stdout == before
 
 
-def test_weather_raw_file_init_bootstrap_new_batch_retrain(tmp_path):
+def test_weather_raw_file_init_bootstrap_new_batch_retrain_merge_promote_revert(tmp_path):
     sb = example.make_sandbox(tmp_path / "sb", PROJECT)
     cli = Cli(sb)
     out, held = example.onboard_example(sb, "weather")
@@ -111,13 +111,24 @@ def test_weather_raw_file_init_bootstrap_new_batch_retrain(tmp_path):
     assert cfg.gates.improvement.min_delta == 0.01  # accuracy's units: left as they are
     assert len(list((sb.root / "data" / "batches").glob("*.csv"))) == 5
     bootstrap(sb, cli)
+    holdout = sb.root / "data" / "holdout.csv"
+    before = cli("predict", "--version", "1.0.0", "--input", str(holdout)).stdout
     example.receive_held(sb, held)
     second = cli.json("run")
     assert "new_data" in second["fired"]
-    assert second["outcome"] in ("proposed", "gated"), second
+    assert second["outcome"] == "proposed" and second["version"] == "1.1.0", second
     # compared with production on the frozen holdout (not the bootstrap's skip)
-    assert second["gates"]["gates"]["improvement"]["verdict"] in ("pass", "fail"), second
+    assert second["gates"]["gates"]["improvement"]["verdict"] == "pass", second
     assert second["gates"]["metrics"]["baseline"]["accuracy"] is not None
+    example.merge_proposal(sb, second["branch"])
+    cli("promote", "--push-tags")
+    assert cli.json("status")["production"] == "1.1.0"
+    cli("rollback", "--push")
+    cli("promote", "--push-tags")
+    st = cli.json("status")
+    assert st["production"] == "1.0.0"
+    assert [e["event"] for e in st["history"]] == ["promote", "promote", "rollback"]
+    assert cli("predict", "--version", "1.0.0", "--input", str(holdout)).stdout == before
 
 
 def test_demo_refuses_an_unknown_example_before_touching_its_directory(tmp_path):
