@@ -346,7 +346,7 @@ class SleepyModel:
 def test_latency_is_measured_on_deterministic_rows_one_at_a_time_and_in_batches():
     X = pd.DataFrame({"a": np.arange(100.0), "b": np.arange(100.0)})
     model = SleepyModel(0.002)
-    cfg = GatesConfig.Latency(repeats=5, batch_size=8, batch_repeats=5, rounds=2)
+    cfg = GatesConfig.Latency(repeats=5, batch_size=8, batch_repeats=5, rounds=2, one_round_below=0)
     out = measure_latency(model, X, cfg)
     assert set(out) == {"p95_ms_single", "p95_ms_batch"}
     # a sleep is latency (I/O inside a model counts); only waiting for a CPU is taken out
@@ -357,6 +357,18 @@ def test_latency_is_measured_on_deterministic_rows_one_at_a_time_and_in_batches(
     short = SleepyModel(0.0)
     measure_latency(short, X.iloc[:3], cfg)
     assert short.calls[-1] == [0, 1, 2, 0, 1, 2, 0, 1]  # a short holdout is cycled
+
+
+def test_a_first_round_far_inside_the_budget_is_enough_and_one_near_it_runs_every_round():
+    X = pd.DataFrame({"a": np.arange(100.0)})
+    far = SleepyModel(0.002)  # 2 ms against budgets of 50 and 500 ms
+    cfg = GatesConfig.Latency(repeats=5, batch_size=4, batch_repeats=5, rounds=3)
+    measure_latency(far, X, cfg)
+    assert len(far.calls) == 2 * (1 + 5)  # per kind: the warm-up, then one round of 5
+    near = SleepyModel(0.002)  # 2 ms is more than half a 3 ms single-row budget
+    tight = cfg.model_copy(update={"max_p95_ms_single": 3.0})
+    measure_latency(near, X, tight)
+    assert len(near.calls) == (1 + 3 * 5) + (1 + 5)  # single rows: 3 rounds; batches: 1
 
 
 def test_a_candidate_slower_than_the_budget_fails_the_latency_gate():
@@ -580,6 +592,7 @@ def test_the_bundled_style_of_gates_config_loads(tmp_path):
         ("improvement:\n  confidence: 1.0\n", "configs/gates.yaml: improvement.confidence: "),
         ("improvement:\n  n_resamples: 10\n", "configs/gates.yaml: improvement.n_resamples: "),
         ("latency:\n  max_p95_ms_single: 0\n", "configs/gates.yaml: latency.max_p95_ms_single: "),
+        ("latency:\n  one_round_below: 1.5\n", "configs/gates.yaml: latency.one_round_below: "),
         ("subgroups:\n  min_rows: 0\n", "configs/gates.yaml: subgroups.min_rows: "),
         ("patch:\n  max_regression: .nan\n", "configs/gates.yaml: patch.max_regression: "),
         (

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import resource
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,7 +64,32 @@ def run(
         if killed is not None:
             heal_killed_run(cfg.root, killed)
         faults.point("run:locked")
-        return _run(cfg, force=force, reason=reason, bump=bump, push=push, open_pr=open_pr)
+        from retrain.pipeline import artifacts
+
+        with artifacts.shared_loads():
+            return _run(cfg, force=force, reason=reason, bump=bump, push=push, open_pr=open_pr)
+
+
+@contextmanager
+def _beside_production(cfg: Config, registry: reg.Registry) -> Iterator[None]:
+    """Hand production's model to the evaluate stage when it runs in this process, so the
+    candidate's latency is measured once, interleaved with production (the gates take the
+    pair; see :mod:`retrain.pipeline.latency`)."""
+    prod = registry.production_entry
+    if prod is None:
+        yield
+        return
+    from retrain.pipeline import artifacts, dataset, latency
+
+    progress(f"fetching production v{prod.version}, to time the candidate beside it")
+    path = artifacts.fetch(cfg.root, prod.artifact, prod.version)
+    model = artifacts.load_for_config(cfg, path, prod.artifact.sha256)
+    with latency.alongside(
+        prod.version,
+        model,
+        lambda holdout: dataset.model_inputs(holdout, prod, cfg.dataset.holdout),
+    ):
+        yield
 
 
 def heal_killed_run(root: Path, killed: dict[str, Any]) -> None:
@@ -179,7 +206,8 @@ def _run(
     key_examples.load(root, cfg.dataset)  # a malformed file is refused before any training
     progress("running the pipeline: dvc repro (validate → train → evaluate)")
     try:
-        dvcops.repro(root)
+        with _beside_production(cfg, registry):
+            dvcops.repro(root)
         faults.point("run:reproduced")
         j = proposal.judge(cfg, registry, bump_requested=bump)
         j.cost = retrain_cost(started, j.training.get("train_seconds"))

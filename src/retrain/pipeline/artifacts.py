@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,14 +57,22 @@ def md5_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def untrusted_types(path: Path, trusted: Sequence[str] = ()) -> list[str]:
-    """Types in the file outside skops' defaults, our allow-list and ``trusted``."""
+def _types_in(path: Path) -> list[str]:
+    """Every type in the file that skops does not trust by default."""
     try:
-        found = _sio().get_untrusted_types(file=path)
+        return list(_sio().get_untrusted_types(file=path))
     except Exception as exc:  # skops raises many kinds on a corrupt zip
         raise ArtifactError(f"{path}: not a readable skops file ({type(exc).__name__})") from None
+
+
+def _outside(found: list[str], trusted: Sequence[str]) -> list[str]:
     allowed = set(TRUSTED_TYPES) | set(trusted)
     return [t for t in found if t not in allowed]
+
+
+def untrusted_types(path: Path, trusted: Sequence[str] = ()) -> list[str]:
+    """Types in the file outside skops' defaults, our allow-list and ``trusted``."""
+    return _outside(_types_in(path), trusted)
 
 
 def trusted_types(extra: Sequence[str] = ()) -> list[str]:
@@ -136,25 +145,50 @@ def load_verified(
         head = fh.read(4)
     if head != b"PK\x03\x04":
         raise ArtifactError(f"{display}: unknown artifact format (expected a skops zip file)")
-    bad = untrusted_types(path, trusted)
+    key = (sha256, tuple(trusted), str(code_root))
+    if _shared is not None and key in _shared:
+        return _shared[key]
+    found = _types_in(path)
+    bad = _outside(found, trusted)
     if bad:
         raise ArtifactError(
             f"{display}: artifact contains untrusted types {bad}; refusing to load "
             "(configs/model.yaml: trusted_types lists the reviewed ones)"
         )
-    found = _sio().get_untrusted_types(file=path)
     if code_root is None:
-        return _sio().load(path, trusted=list(found))
-    from retrain.pipeline.estimators import code_on_path
+        model = _sio().load(path, trusted=found)
+    else:
+        from retrain.pipeline.estimators import code_on_path
 
-    with code_on_path(code_root):
-        try:
-            return _sio().load(path, trusted=list(found))
-        except (ImportError, AttributeError) as exc:
-            raise ArtifactError(
-                f"{display}: the model refers to code that is not importable here "
-                f"({type(exc).__name__}: {exc})"
-            ) from None
+        with code_on_path(code_root):
+            try:
+                model = _sio().load(path, trusted=found)
+            except (ImportError, AttributeError) as exc:
+                raise ArtifactError(
+                    f"{display}: the model refers to code that is not importable here "
+                    f"({type(exc).__name__}: {exc})"
+                ) from None
+    if _shared is not None:
+        _shared[key] = model
+    return model
+
+
+_shared: dict[tuple[str, tuple[str, ...], str], Any] | None = None
+
+
+@contextmanager
+def shared_loads() -> Iterator[None]:
+    """Within, a verified artifact is deserialised once per sha256 and the model object
+    shared: ``retrain run`` needs production in the triggers, the evaluate stage and the
+    gates, and the candidate in evaluate and the gates.  The file's sha256 is still checked
+    on every load.  Callers only predict with the models they get."""
+    global _shared
+    outer = _shared
+    _shared = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _shared = outer
 
 
 def load_for_config(cfg: Config, path: Path, sha256: str, *, display: str | None = None) -> Any:

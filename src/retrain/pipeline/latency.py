@@ -19,6 +19,16 @@ Garbage collection is off while timing, as :mod:`timeit` does, every measurement
 with one untimed warm-up call, and warnings are ignored while timing (one filter): scikit-learn
 re-installs the process's warning filters in each per-tree call, so the number of filters that
 earlier imports left behind would otherwise show up in a forest's latency.
+
+Rounds exist to keep a verdict near its budget from flipping; a verdict far from it cannot.
+So after the first round, when every model's p95 is below ``one_round_below`` (default half)
+of its budget, the other rounds are skipped: latencies only read high on a disturbed machine,
+never low, so a first round far inside the budget is a pass that more rounds would not undo.
+
+A retrain measures latency once.  The evaluate stage writes the candidate's figures to
+``metrics.json``; when ``retrain run`` runs that stage in its own process it has production's
+model at hand (:func:`alongside`), so the stage measures both interleaved and keeps the pair,
+which the gates take (:func:`measured_pair`) instead of timing the same models again.
 """
 
 from __future__ import annotations
@@ -26,7 +36,9 @@ from __future__ import annotations
 import gc
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +87,13 @@ def _p95_ms(samples: list[list[float]]) -> float:
 
 
 def _measure(
-    calls: Mapping[str, Callable[[Any], Any]], batches: list[Any], rounds: int
+    calls: Mapping[str, Callable[[Any], Any]],
+    batches: list[Any],
+    rounds: int,
+    settled_ms: float = 0.0,
 ) -> dict[str, float]:
+    """Median over rounds of each model's p95 (ms); one round when every p95 of the first is
+    below ``settled_ms`` (0: every round)."""
     names = list(calls)
     samples: dict[str, list[list[float]]] = {name: [] for name in names}
     gc_was_enabled = gc.isenabled()
@@ -89,29 +106,31 @@ def _measure(
             calls[name](batches[0])  # warm-up: first-call costs (lazy imports, caches)
         gc.disable()  # a collection mid-call is noise, not the model's cost
         try:
-            _rounds(calls, batches, rounds, samples)
+            for r in range(rounds):
+                _round(calls, batches, r, samples)
+                if r == 0 and all(_p95_ms(samples[n]) < settled_ms for n in names):
+                    break
         finally:
             if gc_was_enabled:
                 gc.enable()
     return {name: _p95_ms(samples[name]) for name in names}
 
 
-def _rounds(
+def _round(
     calls: Mapping[str, Callable[[Any], Any]],
     batches: list[Any],
-    rounds: int,
+    r: int,
     samples: dict[str, list[list[float]]],
 ) -> None:
-    """Time every call, ``rounds`` times, models taking turns call by call."""
+    """Time every call once, models taking turns call by call (who goes first alternates)."""
     names = list(calls)
-    for r in range(rounds):
-        order = names if r % 2 == 0 else names[::-1]
-        times: dict[str, list[float]] = {name: [] for name in names}
-        for batch in batches:
-            for name in order:
-                times[name].append(_timed(calls[name], batch))
-        for name in names:
-            samples[name].append(times[name])
+    order = names if r % 2 == 0 else names[::-1]
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for batch in batches:
+        for name in order:
+            times[name].append(_timed(calls[name], batch))
+    for name in names:
+        samples[name].append(times[name])
 
 
 def measure_latencies(
@@ -124,8 +143,9 @@ def measure_latencies(
 
     ``cfg.repeats`` rows, evenly spaced over ``X`` (deterministic), are predicted one at a
     time; a batch of ``cfg.batch_size`` rows (``X``'s first rows, cycled if ``X`` is
-    shorter) is predicted ``cfg.batch_repeats`` times; both ``cfg.rounds`` times.  Within a
-    round the models take turns call by call.
+    shorter) is predicted ``cfg.batch_repeats`` times; both ``cfg.rounds`` times, or once
+    when the first round's p95s are all below ``cfg.one_round_below`` of their budgets.
+    Within a round the models take turns call by call.
 
     Returns
     -------
@@ -152,8 +172,9 @@ def measure_latencies(
         return call
 
     calls = {name: on_rows(name) for name in models}
-    single = _measure(calls, list(singles), cfg.rounds)
-    batched = _measure(calls, [None] * cfg.batch_repeats, cfg.rounds)
+    share = cfg.one_round_below
+    single = _measure(calls, list(singles), cfg.rounds, share * cfg.max_p95_ms_single)
+    batched = _measure(calls, [None] * cfg.batch_repeats, cfg.rounds, share * cfg.max_p95_ms_batch)
     return {name: {"p95_ms_single": single[name], "p95_ms_batch": batched[name]} for name in calls}
 
 
@@ -163,3 +184,58 @@ def measure_latency(model: Any, X: Any, cfg: GatesConfig.Latency) -> dict[str, f
     See :func:`measure_latencies` for the rows, rounds and statistic.
     """
     return measure_latencies({"model": model}, X, cfg)["model"]
+
+
+# ------------------------------------------------------------------ measured once per retrain
+
+
+@dataclass
+class _Production:
+    version: str
+    model: Any
+    inputs: Callable[[Any], Any]  # the holdout frame -> production's input frame
+
+
+_production: list[_Production] = []
+_pairs: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
+
+
+@contextmanager
+def alongside(version: str, model: Any, inputs: Callable[[Any], Any]) -> Iterator[None]:
+    """While inside, :func:`measure_candidate` times the candidate interleaved with production
+    ``version`` (``model``; ``inputs`` maps the holdout to its input columns) and keeps the
+    pair for :func:`measured_pair`.  ``retrain run`` wraps its in-process stages in this."""
+    _production.append(_Production(version, model, inputs))
+    try:
+        yield
+    finally:
+        _production.pop()
+
+
+def measure_candidate(
+    model: Any, holdout: Any, features: list[str], cfg: GatesConfig.Latency, sha256: str
+) -> dict[str, float]:
+    """The candidate's p95s for ``metrics.json``: interleaved with production inside
+    :func:`alongside` (the pair kept for the gates), alone otherwise."""
+    X = holdout[features]
+    if not _production:
+        return measure_latency(model, X, cfg)
+    prod = _production[-1]
+    pair = measure_latencies(
+        {"candidate": model, "production": prod.model},
+        {"candidate": X, "production": prod.inputs(holdout)},
+        cfg,
+    )
+    _pairs[(sha256, prod.version)] = pair
+    return pair["candidate"]
+
+
+def alongside_version() -> str | None:
+    """The production version :func:`measure_candidate` would time the candidate beside."""
+    return _production[-1].version if _production else None
+
+
+def measured_pair(sha256: str, version: str) -> dict[str, dict[str, float]] | None:
+    """The interleaved figures the evaluate stage took in this process for the candidate
+    ``sha256`` beside production ``version``, if it did (None: measure them)."""
+    return _pairs.pop((sha256, version), None)

@@ -21,8 +21,7 @@ from retrain.core.config import Config
 from retrain.core.errors import ConfigError, DataError
 from retrain.core.progress import progress
 from retrain.core.registry import write_atomic
-from retrain.pipeline import artifacts, dataset, estimators, metrics
-from retrain.pipeline.latency import measure_latency
+from retrain.pipeline import artifacts, dataset, estimators, latency, metrics
 
 VALIDATION_FILE = "artifacts/validation.json"
 MODEL_FILE = "artifacts/train/model.skops"
@@ -351,13 +350,17 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     progress(f"evaluate: scoring the candidate on {len(X)} frozen holdout rows")
     y_pred, proba, classes = predict_frame(model, X, ds.task)
     overall = metrics.summary(ds.task, y, y_pred, proba, classes)
-    progress("evaluate: measuring prediction latency (single row and batch)")
-    latency = measure_latency(model, X, cfg.gates.latency)
+    prod = latency.alongside_version()
+    beside = f", interleaved with production v{prod}" if prod else ""
+    progress(f"evaluate: measuring prediction latency (single row and batch{beside})")
+    lat = latency.measure_candidate(
+        model, holdout, ds.feature_names, cfg.gates.latency, info["artifact"]["sha256"]
+    )
     result = {
         "primary_metric": cfg.gates.primary_metric,
         "overall": overall,
         "subgroups": subgroup_metrics(cfg, holdout, y_pred, proba, classes),
-        "latency": latency,
+        "latency": lat,
         "size_bytes": info["artifact"]["size_bytes"],
         "train_seconds": info["train_seconds"],
         "holdout_rows": len(X),
@@ -378,7 +381,7 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     except Exception as exc:  # the metrics file is the record; MLflow is a mirror
         progress(f"evaluate: could not log metrics to MLflow ({type(exc).__name__})")
     shown = ", ".join(f"{k}={v:.4f}" for k, v in overall.items() if v is not None)
-    progress(f"evaluate: {shown}; p95 latency {latency.get('p95_ms_single', 0):.2f} ms/row")
+    progress(f"evaluate: {shown}; p95 latency {lat.get('p95_ms_single', 0):.2f} ms/row")
     return result
 
 

@@ -1,4 +1,6 @@
-"""DVC, by subprocess on the real ``dvc`` command."""
+"""DVC: ``dvc repro``, push, checkout and status in this process through DVC's own API (the
+stack is imported once), or by subprocess on the real ``dvc`` command
+(``RETRAIN_STAGES_IN_SUBPROCESS=1``, and the commands with no API use here)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -177,11 +180,26 @@ def run_stage(root: Path, name: str) -> None:
     getattr(stages, name)(load_config(root))
 
 
+@contextlib.contextmanager
+def _repo(root: Path) -> Iterator[Any]:
+    """DVC's repository API in this process (the stack is loaded already for ``dvc repro``;
+    a ``dvc`` command is a fresh interpreter, half a second each), its prints on stderr."""
+    for key, value in DVC_ENV.items():
+        os.environ.setdefault(key, value)
+    from dvc.repo import Repo
+
+    with contextlib.redirect_stdout(sys.stderr), Repo(str(root)) as repo:
+        yield repo
+
+
 def push(root: Path) -> None:
     """``dvc push``; when it fails, ask the remote why, so refused credentials and a missing
     bucket are one line naming the remote (exit 2) rather than DVC's "unexpected error"."""
     try:
-        dvc(root, "push", "--quiet")
+        if os.environ.get(SUBPROCESS_ENV) == "1":
+            dvc(root, "push", "--quiet")
+        else:
+            _push_here(root)
     except ExternalCommandError:
         from retrain.pipeline import artifacts
 
@@ -189,10 +207,35 @@ def push(root: Path) -> None:
         raise
 
 
+def _push_here(root: Path) -> None:
+    try:
+        with _repo(root) as repo:
+            repo.push()
+    except Exception as exc:  # DVC's own errors, or a filesystem's (credentials, network)
+        first = str(exc).strip().splitlines()
+        why = first[0] if first else type(exc).__name__
+        raise ExternalCommandError(f"dvc push failed: {why}") from exc
+
+
 def checkout(root: Path) -> None:
-    dvc(root, "checkout", "--quiet", check=False)
+    """``dvc checkout``, best effort (what a failed one leaves, ``dvc status`` shows)."""
+    if os.environ.get(SUBPROCESS_ENV) == "1":
+        dvc(root, "checkout", "--quiet", check=False)
+        return
+    from dvc.exceptions import DvcException
+
+    with contextlib.suppress(DvcException), _repo(root) as repo:
+        repo.checkout()
 
 
 def has_remote(root: Path) -> bool:
-    res = dvc(root, "remote", "list", check=False)
-    return bool(res.stdout.strip())
+    """Whether any DVC remote is configured (``dvc remote list`` prints something)."""
+    if os.environ.get(SUBPROCESS_ENV) == "1":
+        return bool(dvc(root, "remote", "list", check=False).stdout.strip())
+    from dvc.exceptions import DvcException
+
+    try:
+        with _repo(root) as repo:
+            return bool(repo.config.get("remote"))
+    except DvcException:
+        return False

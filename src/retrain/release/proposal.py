@@ -117,12 +117,14 @@ def judge(cfg: Config, registry: reg.Registry, *, bump_requested: str | None) ->
             size=prod.artifact.size_bytes or 0,
             train_seconds=None,
         )
-        progress("gates: measuring candidate and production latency, interleaved")
-        lat = latency.measure_latencies(
-            {"candidate": candidate_model, "production": base_model},
-            {"candidate": X, "production": base_X},
-            cfg.gates.latency,
-        )
+        lat = latency.measured_pair(training["artifact"]["sha256"], prod.version)
+        if lat is None:  # evaluate ran in another process, or DVC restored it from its cache
+            progress("gates: measuring candidate and production latency, interleaved")
+            lat = latency.measure_latencies(
+                {"candidate": candidate_model, "production": base_model},
+                {"candidate": X, "production": base_X},
+                cfg.gates.latency,
+            )
         candidate.latency, baseline.latency = lat["candidate"], lat["production"]
     key_report = key_examples.for_models(
         root, ds, training["schema"].get("classes"), candidate_model, base_model, prod

@@ -38,6 +38,13 @@ class GatesConfig(Strict):
         rounds: int = Field(
             default=3, ge=1, le=100, description="median over rounds of each round's p95"
         )
+        one_round_below: float = Field(
+            default=0.5,
+            ge=0,
+            le=1,
+            description="stop after the first round when every p95 is below this share of "
+            "its budget (0: always run every round)",
+        )
 
     class Cost(Strict):
         max_model_mb: float = Field(default=100.0, gt=0, allow_inf_nan=False)
