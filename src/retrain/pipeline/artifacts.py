@@ -117,6 +117,24 @@ def describe(path: Path) -> dict[str, Any]:
     }
 
 
+def check_bytes(path: Path, sha256: str, *, display: str | None = None) -> None:
+    """Refuse a file that is missing, is not the registry's bytes (sha256) or is not a skops
+    zip file; nothing is deserialised (see :func:`load_verified` for that)."""
+    display = display or str(path)
+    if not path.is_file():
+        raise ArtifactError(f"{display}: artifact file not found")
+    actual = sha256_of(path)
+    if actual != sha256:
+        raise ArtifactError(
+            f"{display}: sha256 mismatch (registry says {sha256[:12]}…, file has {actual[:12]}…); "
+            "refusing to load"
+        )
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    if head != b"PK\x03\x04":
+        raise ArtifactError(f"{display}: unknown artifact format (expected a skops zip file)")
+
+
 def load_verified(
     path: Path,
     sha256: str,
@@ -133,18 +151,7 @@ def load_verified(
     fork's own code (``pipeline: model:build``).  Prefer :func:`load_for_config`.
     """
     display = display or str(path)
-    if not path.is_file():
-        raise ArtifactError(f"{display}: artifact file not found")
-    actual = sha256_of(path)
-    if actual != sha256:
-        raise ArtifactError(
-            f"{display}: sha256 mismatch (registry says {sha256[:12]}…, file has {actual[:12]}…); "
-            "refusing to load"
-        )
-    with path.open("rb") as fh:
-        head = fh.read(4)
-    if head != b"PK\x03\x04":
-        raise ArtifactError(f"{display}: unknown artifact format (expected a skops zip file)")
+    check_bytes(path, sha256, display=display)
     key = (sha256, tuple(trusted), str(code_root))
     if _shared is not None and key in _shared:
         return _shared[key]

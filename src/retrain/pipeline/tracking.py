@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -122,12 +123,25 @@ def unreachable(cfg: Config, timeout: float = 5.0) -> str | None:
         return f"{type(reason).__name__}: {reason}"
 
 
-def set_aliases(cfg: Config, model_version: str) -> str:
+def warm_client(cfg: Config) -> Future[Any]:
+    """An ``MlflowClient``, made on a background thread: importing MLflow and opening its
+    stores is most of a promote's time, and can overlap its git and DVC work (which wait on
+    other processes and the disk).  Nothing is read or written on the server; pass the
+    future to :func:`set_aliases`."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-client")
+    try:
+        return pool.submit(lambda: _mlflow(cfg).MlflowClient())
+    finally:
+        pool.shutdown(wait=False)
+
+
+def set_aliases(cfg: Config, model_version: str, client: Future[Any] | None = None) -> str:
     """Point the ``production`` and ``champion`` aliases at ``model_version``.
 
     Returns a one-line note of what happened: the tracking server may be down, or the
     registry of this tracking store may not know the version (a machine with a different
     local store).  Git stays the source of truth; a later promote catches the aliases up.
+    ``client`` is a :func:`warm_client` made earlier, if any.
     """
     name = cfg.release.model_name
     down = unreachable(cfg)
@@ -137,17 +151,16 @@ def set_aliases(cfg: Config, model_version: str) -> str:
             f"({down}); aliases {', '.join(ALIASES)} not moved to version {model_version}, "
             "a later `retrain promote` will catch them up"
         )
-    mlflow = _mlflow(cfg)
-    client = mlflow.MlflowClient()
+    mlflow_client = client.result() if client is not None else _mlflow(cfg).MlflowClient()
     try:
-        client.get_model_version(name, model_version)
+        mlflow_client.get_model_version(name, model_version)
     except Exception:
         return (
             f"{NOT_UPDATED}: MLflow at {_display_uri(tracking_uri(cfg))} has no version "
             f"{model_version} of {name!r}; aliases not moved"
         )
     for alias in ALIASES:
-        client.set_registered_model_alias(name, alias, model_version)
+        mlflow_client.set_registered_model_alias(name, alias, model_version)
     return f"MLflow aliases {', '.join(ALIASES)} -> {name} version {model_version}"
 
 

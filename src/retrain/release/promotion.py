@@ -148,16 +148,10 @@ def _promote(cfg: Config, *, push_tags: bool, ref: str) -> PromoteResult:
         return result
 
     entry = new_reg.get(new_prod)
-    progress(
-        f"promote: verifying the artifact of v{new_prod} (sha256 {entry.artifact.sha256[:12]}…)"
-    )
-    path = artifacts.fetch(root, entry.artifact, new_prod)
-    artifacts.load_for_config(cfg, path, entry.artifact.sha256)  # refuses tampering
-    result.notes.append(f"artifact verified: {entry.artifact.sha256[:12]}…")
-    faults.point("promote:verified")
-
-    reg_tag = versioning.tag_name(model, new_prod)
     sha = entry.artifact.sha256
+    mv = entry.mlflow.model_version
+    client = tracking.warm_client(cfg) if mv else None  # meanwhile: git, DVC, checks
+    progress(f"promote: verifying the artifact of v{new_prod} (sha256 {sha[:12]}…)")
     history.fetch_tags(root)
     recorded = history.tag_registration(root, model, new_prod)
     if recorded is not None and recorded.sha256 not in (None, sha):
@@ -166,6 +160,21 @@ def _promote(cfg: Config, *, push_tags: bool, ref: str) -> PromoteResult:
             f"differs from the one {recorded.where} recorded ({(recorded.sha256 or '')[:12]}…); "
             "a version names one artifact forever, refusing to promote it"
         )
+    path = artifacts.fetch(root, entry.artifact, new_prod)
+    if recorded is not None and recorded.sha256 == sha:
+        # Back to a version whose first promotion deserialised these very bytes (its tag
+        # records their sha256): comparing the sha256 refuses tampering; skops is not needed.
+        artifacts.check_bytes(path, sha)
+        result.notes.append(
+            f"artifact verified: {sha[:12]}… (the bytes {recorded.where} records, loaded when "
+            "first promoted)"
+        )
+    else:
+        artifacts.load_for_config(cfg, path, sha)  # refuses tampering and untrusted types
+        result.notes.append(f"artifact verified: {sha[:12]}…")
+    faults.point("promote:verified")
+
+    reg_tag = versioning.tag_name(model, new_prod)
     if event == "promote" and gitops.tag(
         root,
         reg_tag,
@@ -178,9 +187,8 @@ def _promote(cfg: Config, *, push_tags: bool, ref: str) -> PromoteResult:
     _record_stage(cfg, result, target=target)
     faults.point("promote:recorded")
 
-    mv = entry.mlflow.model_version
     if mv:
-        result.notes.append(tracking.set_aliases(cfg, str(mv)))
+        result.notes.append(tracking.set_aliases(cfg, str(mv), client))
     faults.point("promote:aliased")
     result.notes.append(deploy(cfg, entry, path, event=event, previous=old_prod))
     faults.point("promote:deployed")

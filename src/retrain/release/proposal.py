@@ -1,7 +1,7 @@
 """From a reproduced pipeline to a proposal: gates, then a branch a reviewer can merge.
 
-``judge`` compares the candidate (the pipeline's outputs in the workspace) with the
-production model on the same frozen holdout.  ``propose`` turns a passing candidate into
+``judge`` (in :mod:`retrain.release.judgement`) compares the candidate (the pipeline's
+outputs in the workspace) with the production model on the same frozen holdout.  ``propose`` turns a passing candidate into
 branch ``retrain/v<X.Y.Z>``: registry.yaml with one appended entry and ``production`` moved,
 ``dvc.lock``, the stage records, and ``reports/v<X.Y.Z>/`` (model card, gate.json, PR body,
 plots).  The artifact is pushed to the DVC remote first, so no PR ever references an
@@ -12,174 +12,37 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from retrain.core import faults, versioning
+from retrain.core import faults
 from retrain.core import registry as reg
 from retrain.core.config import Config
 from retrain.core.errors import BadInput, ExternalCommandError
 from retrain.core.progress import progress
-from retrain.decide import key_examples
-from retrain.decide.gates import GateInputs, GateReport, ModelScores, SchemaChange, evaluate_gates
-from retrain.pipeline import artifacts, dataset, latency, stages, tracking
+from retrain.pipeline import artifacts, stages, tracking
 from retrain.release import dvcops, forge, gitops, history
+from retrain.release.judgement import LATEST_REPORT, Judgement, judge, schema_change
 from retrain.report import markdown
 
+__all__ = [  # judge and its types moved to release.judgement; callers still find them here
+    "LATEST_REPORT",
+    "PIPELINE_FILES",
+    "Judgement",
+    "Proposal",
+    "build_entry",
+    "judge",
+    "model_card",
+    "propose",
+    "report_context",
+    "restore_workspace",
+    "schema_change",
+    "staged_registry",
+]
+
 PIPELINE_FILES = ("dvc.lock", stages.VALIDATION_FILE, stages.TRAINING_FILE, stages.METRICS_FILE)
-LATEST_REPORT = "reports/latest"
-
-
-@dataclass
-class Judgement:
-    gates: GateReport
-    version: str
-    bump: str
-    base_version: str | None
-    training: dict[str, Any]
-    evaluation: dict[str, Any]
-    schema_change: SchemaChange
-    plots: list[Path] = field(default_factory=list)
-    cost: dict[str, Any] | None = None  # what the retrain cost (set by retrain.run)
-
-
-def schema_change(old: reg.SchemaRecord | None, new: reg.SchemaRecord) -> SchemaChange:
-    if old is None:
-        return SchemaChange()
-    of, nf = old.features, new.features
-    oc, nc = set(old.classes or []), set(new.classes or [])
-    return SchemaChange(
-        added=sorted(set(nf) - set(of)),
-        removed=sorted(set(of) - set(nf)),
-        retyped=sorted(k for k in set(of) & set(nf) if of[k] != nf[k]),
-        classes_added=sorted(nc - oc),
-        classes_removed=sorted(oc - nc),
-    )
-
-
-def _scores(
-    model: Any,
-    cfg: Config,
-    X: Any,
-    *,
-    latency: dict[str, float],
-    size: int,
-    train_seconds: float | None,
-) -> ModelScores:
-    y_pred, proba, classes = stages.predict_frame(model, X, cfg.dataset.task)
-    return ModelScores(
-        y_pred=y_pred,
-        proba=proba,
-        classes=classes,
-        latency=latency,
-        size_bytes=size,
-        train_seconds=train_seconds,
-    )
-
-
-def judge(cfg: Config, registry: reg.Registry, *, bump_requested: str | None) -> Judgement:
-    """Run every promotion gate for the candidate in the workspace."""
-    root = cfg.root
-    ds = cfg.dataset
-    training = stages.load_json(root, stages.TRAINING_FILE)
-    evaluation = stages.load_json(root, stages.METRICS_FILE)
-    validation = stages.load_json(root, stages.VALIDATION_FILE)
-    holdout = dataset.load_holdout(ds, root)
-    X = holdout[ds.feature_names]
-    candidate_model = artifacts.load_for_config(
-        cfg, root / stages.MODEL_FILE, training["artifact"]["sha256"]
-    )
-    key_examples.load(root, ds, training["schema"].get("classes"))  # bad input: refuse early
-    candidate = _scores(
-        candidate_model,
-        cfg,
-        X,
-        latency=evaluation["latency"],
-        size=training["artifact"]["size_bytes"],
-        train_seconds=training["train_seconds"],
-    )
-    prod = registry.production_entry
-    baseline = None
-    base_model: Any = None
-    if prod is not None:
-        progress(f"gates: fetching production v{prod.version} and scoring it on the same holdout")
-        path = artifacts.fetch(root, prod.artifact, prod.version)
-        base_model = artifacts.load_for_config(cfg, path, prod.artifact.sha256)
-        base_X = dataset.model_inputs(holdout, prod, ds.holdout)
-        baseline = _scores(
-            base_model,
-            cfg,
-            base_X,
-            latency={},
-            size=prod.artifact.size_bytes or 0,
-            train_seconds=None,
-        )
-        lat = latency.measured_pair(training["artifact"]["sha256"], prod.version)
-        if lat is None:  # evaluate ran in another process, or DVC restored it from its cache
-            progress("gates: measuring candidate and production latency, interleaved")
-            lat = latency.measure_latencies(
-                {"candidate": candidate_model, "production": base_model},
-                {"candidate": X, "production": base_X},
-                cfg.gates.latency,
-            )
-        candidate.latency, baseline.latency = lat["candidate"], lat["production"]
-    key_report = key_examples.for_models(
-        root, ds, training["schema"].get("classes"), candidate_model, base_model, prod
-    )
-    change = schema_change(
-        prod.schema_ if prod else None, reg.SchemaRecord.model_validate(training["schema"])
-    )
-    inputs = GateInputs(
-        task=ds.task,
-        metric=cfg.gates.primary_metric,
-        y_true=holdout[ds.target].to_numpy(),
-        subgroups={c: holdout[c].astype(str).to_numpy() for c in ds.subgroups},
-        candidate=candidate,
-        baseline=baseline,
-        bump_requested=bump_requested,  # type: ignore[arg-type]
-        schema_change=change,
-        data_valid=bool(validation.get("passed")),
-        data_detail=f"{validation.get('total_rows')} rows in {len(validation.get('files', {}))} "
-        "batch file(s) checked",
-        key_examples=key_report,
-    )
-    progress("gates: evaluating improvement (paired bootstrap), subgroups, latency, cost")
-    gate_report = evaluate_gates(inputs, cfg.gates)
-    bump = gate_report.bump
-    taken = set(history.registered_versions(root, cfg.release.model_name))
-    version = versioning.next_free_version(registry.latest, bump, taken)  # type: ignore[arg-type]
-    judgement = Judgement(
-        gates=gate_report,
-        version=version,
-        bump=bump,
-        base_version=prod.version if prod else None,
-        training=training,
-        evaluation=evaluation,
-        schema_change=change,
-    )
-    out = root / LATEST_REPORT
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    try:
-        from retrain.report import plots
-
-        judgement.plots = plots.write_plots(
-            out,
-            ds.task,
-            inputs.y_true,
-            candidate.y_pred,
-            baseline.y_pred if baseline is not None else None,
-            candidate.proba,
-            candidate.classes,
-        )
-    except Exception as exc:  # a missing picture must not block a promotion decision
-        progress(f"gates: plots skipped ({type(exc).__name__}: {exc})")
-    stages.write_json(out / "gate.json", gate_report.to_dict())
-    return judgement
 
 
 def _now() -> str:

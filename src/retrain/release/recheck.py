@@ -10,8 +10,8 @@ the proposal recorded, from the things a PR cannot fake:
 
 It scores both models on the holdout, re-runs the validate stage's checks, recomputes the
 schema fingerprint from the model and ``configs/dataset.yaml``, recomputes the bump and every
-gate with :func:`retrain.decide.gates.evaluate_gates` (the same inputs ``proposal.judge``
-builds), and compares the result with the registry entry and ``reports/v<X>/gate.json``.
+gate with :func:`retrain.decide.gates.evaluate_gates` (the inputs built by the same
+functions of :mod:`retrain.release.judgement` that ``judge`` uses), and compares the result with the registry entry and ``reports/v<X>/gate.json``.
 
 What cannot be recomputed exactly:
 
@@ -37,9 +37,9 @@ from retrain.core.config import Config
 from retrain.core.errors import BadInput, DataError
 from retrain.core.progress import progress
 from retrain.decide import key_examples
-from retrain.decide.gates import GateInputs, GateReport, ModelScores, evaluate_gates
-from retrain.pipeline import artifacts, dataset, latency, stages
-from retrain.release import dvcops
+from retrain.decide.gates import GateReport, evaluate_gates
+from retrain.pipeline import artifacts, dataset, stages
+from retrain.release import dvcops, judgement
 
 TOLERANCE = 2e-6
 # Measured on the machine that ran the proposal: re-measured and judged, never compared.
@@ -101,8 +101,6 @@ def recheck(
 ) -> list[str]:
     """Recompute the gates of ``entry`` against ``baseline`` (production on the base branch);
     raise :class:`BadInput` naming the first field whose record disagrees."""
-    from retrain.release.proposal import schema_change
-
     root = cfg.root
     ds = cfg.dataset
     version = entry.version
@@ -121,63 +119,34 @@ def recheck(
     progress(f"verify: fetching v{version}'s artifact and scoring it on the frozen holdout")
     path = artifacts.fetch(root, entry.artifact, version)
     model = artifacts.load_for_config(cfg, path, entry.artifact.sha256)
-    y_pred, proba, classes = stages.predict_frame(model, X, ds.task)
     recorded_cost = entry.gates.results.get("cost")
     cost_value = recorded_cost.value if recorded_cost is not None else None
     train_seconds = cost_value.get("train_seconds") if isinstance(cost_value, dict) else None
     size = path.stat().st_size
-    candidate = ModelScores(
-        y_pred=y_pred,
-        proba=proba,
-        classes=classes,
-        latency={},
-        size_bytes=size,
-        train_seconds=train_seconds,
+    # As proposal.judge does (the same function): both models measured interleaved, here.
+    scored = judgement.score_models(
+        cfg, holdout, model, baseline, size=size, train_seconds=train_seconds, step="verify"
     )
-    base_scores = None
-    bmodel: Any = None
-    if baseline is not None:
-        progress(f"verify: fetching production v{baseline.version} and scoring it")
-        bpath = artifacts.fetch(root, baseline.artifact, baseline.version)
-        bmodel = artifacts.load_for_config(cfg, bpath, baseline.artifact.sha256)
-        b_pred, b_proba, b_classes = stages.predict_frame(
-            bmodel, dataset.model_inputs(holdout, baseline, ds.holdout), ds.task
-        )
-        base_X = dataset.model_inputs(holdout, baseline, ds.holdout)
-        base_scores = ModelScores(
-            y_pred=b_pred,
-            proba=b_proba,
-            classes=b_classes,
-            latency={},
-            size_bytes=baseline.artifact.size_bytes or 0,
-            train_seconds=None,
-        )
-        # As proposal.judge does: both models measured interleaved, on this machine.
-        lat = latency.measure_latencies(
-            {"candidate": model, "production": bmodel},
-            {"candidate": X, "production": base_X},
-            cfg.gates.latency,
-        )
-        candidate.latency, base_scores.latency = lat["candidate"], lat["production"]
-    else:
-        candidate.latency = latency.measure_latency(model, X, cfg.gates.latency)
+    y_pred, proba, classes = (
+        scored.candidate.y_pred,
+        scored.candidate.proba,
+        scored.candidate.classes,
+    )
     schema = dataset.schema_of(ds, classes)
-    change = schema_change(
+    change = judgement.schema_change(
         baseline.schema_ if baseline else None, reg.SchemaRecord.model_validate(schema)
     )
-    requested = entry.bump if entry.bump in ("patch", "major") else None
-    inputs = GateInputs(
-        task=ds.task,
-        metric=cfg.gates.primary_metric,
-        y_true=holdout[ds.target].to_numpy(),
-        subgroups={c: holdout[c].astype(str).to_numpy() for c in ds.subgroups},
-        candidate=candidate,
-        baseline=base_scores,
-        bump_requested=requested,  # type: ignore[arg-type]
-        schema_change=change,
+    inputs = judgement.gate_inputs(
+        cfg,
+        holdout,
+        scored,
+        bump_requested=entry.bump if entry.bump in ("patch", "major") else None,
+        change=change,
         data_valid=data_valid,
         data_detail=data_detail,
-        key_examples=key_examples.for_models(root, ds, classes, model, bmodel, baseline),
+        key_report=key_examples.for_models(
+            root, ds, classes, model, scored.production_model, baseline
+        ),
     )
     progress("verify: recomputing every gate")
     report = evaluate_gates(inputs, cfg.gates)
