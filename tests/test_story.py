@@ -161,10 +161,31 @@ def test_rollback_on_a_fresh_clone_needs_no_training_data(sandbox, cli: Cli, tmp
     ).stdout.startswith("Rollback")
     promoted = cli.json("promote", cwd=oncall)
     assert promoted["event"] == "rollback" and promoted["version"] == "1.0.0"
+    # v1.0.0's bytes were deserialised when it was first promoted (its tag records their
+    # sha256): going back to it compares the sha256, without skops.
+    assert any("loaded when first promoted" in n for n in promoted["notes"]), promoted
     deployed = json.loads((oncall / ".retrain" / "deployed" / "current.json").read_text())
     assert deployed["version"] == "1.0.0" and deployed["event"] == "rollback"
     assert not (oncall / "data" / "batches").exists()
     assert not (oncall / "artifacts" / "train" / "model.skops").exists()
+
+    # The same rollback promoted from another clone while v1.0.0's object in the DVC remote
+    # has one byte changed: the sha256 refuses it and nothing is deployed.
+    md5 = yaml.safe_load((oncall / "registry.yaml").read_text())["versions"][0]["artifact"]["md5"]
+    obj = sb.dvc_remote / "files" / "md5" / md5[:2] / md5[2:]
+    original = obj.read_bytes()
+    tampered = bytearray(original)
+    tampered[len(tampered) // 2] ^= 0xFF
+    obj.write_bytes(bytes(tampered))
+    try:
+        second = tmp_path / "oncall2"
+        subprocess.run(["git", "clone", "-q", str(sb.origin), str(second)], check=True, env=cli.env)
+        res = cli("promote", cwd=second, check=False)
+        assert res.returncode == 2, res.stderr
+        assert "sha256 mismatch" in res.stderr and "refusing to load" in res.stderr
+        assert not (second / ".retrain" / "deployed" / "current.json").exists()
+    finally:
+        obj.write_bytes(original)
 
 
 def test_worse_candidate_is_gated_and_nothing_is_proposed(sandbox, cli: Cli):
