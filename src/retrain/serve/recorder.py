@@ -8,7 +8,8 @@ counts what it has to drop.  Counting is per row everywhere: a request that cann
 into rows, or that finds no writer, adds its ``n`` rows to ``failed``; the writer counts the
 rows of a dropped batch in ``dropped``.  The thread wakes at most every ``LINGER``
 seconds (or at once for a :meth:`Recorder.flush`): a thread woken per request would take the
-GIL from the event loop hundreds of times a second.
+GIL from the event loop hundreds of times a second.  It gives the GIL back after each
+request's rows (``time.sleep(0)``), so it never holds it for longer than one request.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import logging
 import math
 import queue
 import threading
+import time
 from typing import Any
 
 from retrain.serve.logrows import request_rows
@@ -115,6 +117,10 @@ class Recorder:
             except Exception as exc:  # a request the log cannot store: counted, never fatal
                 self.failed += int(item[5])
                 log.warning("prediction log: request %s not logged: %s", item[0], exc)
+            # Hand the GIL back between requests: a thread waiting for it (the event loop,
+            # the model call between two trees) gets it now instead of after the 5 ms switch
+            # interval, so the log delays serving by one request's rows at most.
+            time.sleep(0)
         if not batch:
             return
         try:
