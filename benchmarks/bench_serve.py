@@ -14,6 +14,13 @@ cell bounded by ``--requests`` and ``--seconds``.  Then 5 model swaps under load
 revert, revert of the revert, ...): failed requests, and every response's ``model_version``
 checked against what origin/main named when the request started or ended.
 Prints one Markdown table and the verdicts.
+
+    python benchmarks/bench_serve.py --log-ab 3 [--seconds 6]
+
+measures only what the prediction log costs, for a shared machine whose load moves between
+cells: the log-on and the log-off server run side by side (two clones, ``--interval 30`` so
+neither fetches often), and each cell is run on both back to back, in alternating order,
+``--log-ab`` rounds.  Prints the median req/s of each and the cost (1 - on/off) per round.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import json
 import os
 import re
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -239,11 +247,75 @@ def allowed_versions(t: float, events: list[tuple[float, float, str, str]], firs
     return {current}
 
 
+LOG_ON = "log_url: sqlite:///.retrain/bench-predictions.db\n"
+LOG_OFF = "log_enabled: false\n"
+
+
+def log_ab(
+    py: str,
+    env: dict[str, str],
+    clones: dict[str, Path],
+    bodies: dict[int, bytes],
+    rounds: int,
+    max_requests: int,
+    max_seconds: float,
+) -> None:
+    """The log-on and log-off servers side by side, each cell on both back to back."""
+    servers: dict[str, Server] = {}
+    load_start = os.getloadavg()[0]
+    try:
+        for label, text in (("on", LOG_ON), ("off", LOG_OFF)):
+            cwd = clones[label]
+            (cwd / "configs" / "serve.yaml").write_text(text)
+            port = free_port()
+            cmd = [py, "-m", "retrain", "serve", "--port", str(port), "--follow", "origin/main"]
+            servers[label] = Server(f"log {label}", [*cmd, "--interval", "30"], cwd, env, port)
+        for server in servers.values():
+            for n_rows in (1, 100):
+                run_load(server.port, bodies[n_rows], 2, 50, 10)  # warm-up
+        rps: dict[tuple[str, int, int], list[float]] = {}
+        for r in range(rounds):
+            for n_rows in (1, 100):
+                for conc in (1, 8):
+                    for label in ("on", "off") if r % 2 == 0 else ("off", "on"):
+                        port = servers[label].port
+                        cell = run_load(port, bodies[n_rows], conc, max_requests, max_seconds)
+                        rps.setdefault((label, n_rows, conc), []).append(cell.rps())
+                        print(
+                            f"  round {r + 1} log {label:<3} {n_rows:>3} row(s) x {conc}: "
+                            f"{cell.rps():7.1f} req/s, {cell.failed} failed",
+                            file=sys.stderr,
+                        )
+    finally:
+        for server in servers.values():
+            server.stop()
+    print(
+        f"prediction log cost, log on vs off side by side: {os.cpu_count()} CPUs, load average "
+        f"{load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end; {rounds} rounds "
+        f"of <= {max_requests} requests or {max_seconds:g} s per cell"
+    )
+    print()
+    print("| rows/request | concurrency | log on req/s | log off req/s | cost | cost by round |")
+    print("|---|---|---|---|---|---|")
+    for n_rows in (1, 100):
+        for conc in (1, 8):
+            on, off = rps[("on", n_rows, conc)], rps[("off", n_rows, conc)]
+            by_round = [1 - a / b for a, b in zip(on, off, strict=True) if b]
+            cost = 1 - statistics.median(on) / statistics.median(off)
+            print(
+                f"| {n_rows} | {conc} | {statistics.median(on):.1f} | {statistics.median(off):.1f} "
+                f"| {cost:+.1%} | {', '.join(f'{c:+.0%}' for c in by_round)} |"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1500, help="per cell, at most")
     parser.add_argument("--seconds", type=float, default=20.0, help="per cell, at most")
     parser.add_argument("--interval", type=float, default=0.5, help="retrain serve --interval")
+    parser.add_argument(
+        "--log-ab", type=int, default=0, metavar="ROUNDS", help="only the log's cost (see above)"
+    )
     args = parser.parse_args()
     py = sys.executable
     rows: list[list[str]] = []
@@ -260,10 +332,11 @@ def main() -> None:
             [py, "-m", "retrain", "run"], cwd=sb.root, env=env, check=True, capture_output=True
         )
         example.merge_proposal(sb, "retrain/v1.0.0")
-        example.ingest_next_batch(sb.root, sb.env)
-        subprocess.run(
-            [py, "-m", "retrain", "run"], cwd=sb.root, env=env, check=True, capture_output=True
-        )
+        if not args.log_ab:  # v1.1.0 is for the swaps only
+            example.ingest_next_batch(sb.root, sb.env)
+            subprocess.run(
+                [py, "-m", "retrain", "run"], cwd=sb.root, env=env, check=True, capture_output=True
+            )
         import yaml
 
         registry = yaml.safe_load((sb.root / "registry.yaml").read_text())
@@ -272,6 +345,12 @@ def main() -> None:
         sb.run("git", "clone", "-q", str(sb.origin), str(replica))
         data = holdout_rows(sb.root)
         bodies = {1: payload(data[:1]), 100: payload(data[:100])}
+        if args.log_ab:
+            other = Path(tmp) / "replica-off"
+            sb.run("git", "clone", "-q", str(sb.origin), str(other))
+            clones = {"on": replica, "off": other}
+            log_ab(py, env, clones, bodies, args.log_ab, args.requests, args.seconds)
+            return
 
         contenders: list[tuple[str, list[str], Path, str | None]] = [
             (

@@ -211,9 +211,9 @@ def _show(x: Any) -> str:
 
 
 def _predict(model: Any, X: pd.DataFrame, task: str) -> tuple[list[Any], list[float | None]]:
-    from retrain.pipeline import stages
+    from retrain.pipeline.predict import predict_rows
 
-    y_pred, proba, _ = stages.predict_frame(model, X, task)
+    y_pred, proba, _ = predict_rows(model, X, task)
     if task == "classification":
         p = [_r(row.max()) for row in proba] if proba is not None else [None] * len(y_pred)
         return [str(v) for v in y_pred], p

@@ -4,6 +4,8 @@
 hash through DVC (cache, then remote), sha256 checked, then deserialised with skops.  Both
 ``retrain predict`` and ``retrain serve`` use it, and both compute predictions with
 ``predict_rows``, so the server answers exactly what ``retrain predict --version`` writes.
+The evaluate stage, the gates, churn and the key examples predict with ``predict_rows`` too,
+so the holdout figures a reviewer reads describe the answers the server gives.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from retrain.core.errors import ConfigError, DataError
 from retrain.core.progress import progress
 from retrain.core.registry import write_atomic
 from retrain.pipeline import artifacts, dataset, estimators, latency, metrics
+from retrain.pipeline.predict import predict_rows
 
 VALIDATION_FILE = "artifacts/validation.json"
 MODEL_FILE = "artifacts/train/model.skops"
@@ -287,16 +288,6 @@ def train(cfg: Config) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- evaluate
-def predict_frame(
-    model: Any, X: pd.DataFrame, task: str
-) -> tuple[np.ndarray, np.ndarray | None, list[Any] | None]:
-    y_pred = model.predict(X)
-    if task == "classification":
-        proba = model.predict_proba(X) if hasattr(model, "predict_proba") else None
-        return np.asarray(y_pred).astype(str), proba, [str(c) for c in model.classes_]
-    return np.asarray(y_pred, dtype=float), None, None
-
-
 def subgroup_metrics(
     cfg: Config,
     holdout: pd.DataFrame,
@@ -348,7 +339,7 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     X = holdout[ds.feature_names]
     y = holdout[ds.target].to_numpy()
     progress(f"evaluate: scoring the candidate on {len(X)} frozen holdout rows")
-    y_pred, proba, classes = predict_frame(model, X, ds.task)
+    y_pred, proba, classes = predict_rows(model, X, ds.task)
     overall = metrics.summary(ds.task, y, y_pred, proba, classes)
     prod = latency.alongside_version()
     beside = f", interleaved with production v{prod}" if prod else ""

@@ -21,6 +21,7 @@ from retrain.decide import key_examples
 from retrain.decide.gates import GateInputs, GateReport, ModelScores, SchemaChange, evaluate_gates
 from retrain.decide.key_examples import KeyExampleReport
 from retrain.pipeline import artifacts, dataset, latency, stages
+from retrain.pipeline.predict import predict_rows
 from retrain.release import history
 
 LATEST_REPORT = "reports/latest"
@@ -56,7 +57,7 @@ def schema_change(old: reg.SchemaRecord | None, new: reg.SchemaRecord) -> Schema
 def _scores(
     model: Any, cfg: Config, X: Any, *, size: int, train_seconds: float | None
 ) -> ModelScores:
-    y_pred, proba, classes = stages.predict_frame(model, X, cfg.dataset.task)
+    y_pred, proba, classes = predict_rows(model, X, cfg.dataset.task)
     return ModelScores(
         y_pred=y_pred,
         proba=proba,

@@ -59,30 +59,23 @@ def judge_canary(
         stats(prod, production, "production", metric, task),
         stats(can, canary, "canary", metric, task),
     )
-    checks: list[Check] = []
     missing: dict[str, int] = {}
-    if cs.requests < a.min_requests:
-        missing["requests"] = a.min_requests - cs.requests
-    checks.append(
-        Check(
+    checks = [
+        _count(
             "requests",
-            "pass" if cs.requests >= a.min_requests else "wait",
             cs.requests,
             a.min_requests,
             f"{cs.requests} canary requests (need {a.min_requests})",
-        )
-    )
-    if cs.labels < a.min_labels:
-        missing["labels"] = a.min_labels - cs.labels
-    checks.append(
-        Check(
+            missing,
+        ),
+        _count(
             "labels",
-            "pass" if cs.labels >= a.min_labels else "wait",
             cs.labels,
             a.min_labels,
             f"{cs.labels} labelled canary rows (need {a.min_labels})",
-        )
-    )
+            missing,
+        ),
+    ]
     enough_traffic = cs.requests >= a.min_requests
     # Error rate and latency: judged once the step has its requests.
     err_inc = (
@@ -297,6 +290,14 @@ def judge_shadow(
     ), st
 
 
+def _count(name: str, have: int, need: int, detail: str, missing: dict[str, int]) -> Check:
+    """A count that must reach ``need``: pass when it does, else wait, noting how many more
+    are missing in ``missing``."""
+    if have < need:
+        missing[name] = need - have
+    return Check(name, "pass" if have >= need else "wait", have, need, detail)
+
+
 # --------------------------------------------------------------------------- direct
 def judge_health(
     frame: pd.DataFrame,
@@ -320,23 +321,13 @@ def judge_health(
         return Verdict(
             "none", production, f"v{production} is past its watch window; nothing to watch"
         ), st
-    checks: list[Check] = []
     missing: dict[str, int] = {}
-    if st.requests < h.min_requests:
-        missing["requests"] = h.min_requests - st.requests
-        checks.append(
-            Check(
-                "requests",
-                "wait",
-                st.requests,
-                h.min_requests,
-                f"{st.requests} requests (need {h.min_requests})",
-            )
-        )
-    else:
-        checks.append(
-            Check("requests", "pass", st.requests, h.min_requests, f"{st.requests} requests")
-        )
+    enough = st.requests >= h.min_requests
+    need = "" if enough else f" (need {h.min_requests})"
+    checks = [
+        _count("requests", st.requests, h.min_requests, f"{st.requests} requests{need}", missing)
+    ]
+    if enough:
         er = st.error_rate or 0.0
         checks.append(
             Check(

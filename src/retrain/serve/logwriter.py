@@ -3,7 +3,9 @@ a background thread (see :mod:`retrain.serve.predlog` for the tables).
 
 :meth:`LogWriter.submit` never blocks and never raises: an unreachable log drops the batch and
 counts it (``dropped``, ``last_error``), and the next batch tries again, so a log that comes
-back resumes by itself.
+back resumes by itself.  Everything is counted in rows of the ``predictions`` table (a record
+is one served row, whether a dict or a row already built by :mod:`retrain.serve.logrows`):
+``batch_size`` and ``max_queue`` are rows, and so are ``written`` and ``dropped``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from retrain.serve.predlog import LogUnavailable, PredictionLog, utc_text
+
+Record = dict[str, Any] | tuple[Any, ...]  # one served row: see PredictionLog.write
 
 
 class LogWriter:
@@ -49,7 +53,7 @@ class LogWriter:
         self.last_error: str | None = None
         self.last_error_at: str | None = None
         self.down = False
-        self._queue: deque[dict[str, Any]] = deque()
+        self._queue: deque[Record] = deque()
         self._submitted = 0  # records accepted into the queue, ever
         self._done = 0  # accepted records written or dropped by the thread, ever
         self._cond = threading.Condition()
@@ -59,8 +63,9 @@ class LogWriter:
         self._thread.start()
 
     # ------------------------------------------------------------------ producers
-    def submit(self, records: Sequence[dict[str, Any]]) -> bool:
-        """Queue ``records``; False when they were dropped (queue full or writer closed)."""
+    def submit(self, records: Sequence[Record]) -> bool:
+        """Queue ``records`` (dicts, or rows as :mod:`retrain.serve.logrows` builds them; one
+        each per served row); False when they were dropped (queue full or writer closed)."""
         n = len(records)
         if n == 0:
             return True
@@ -128,7 +133,7 @@ class LogWriter:
         self.last_error = message
         self.last_error_at = utc_text()
 
-    def _take(self) -> list[dict[str, Any]]:
+    def _take(self) -> list[Record]:
         with self._cond:
             while not self._queue and not self._closing:
                 self._cond.wait()

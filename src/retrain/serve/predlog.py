@@ -97,8 +97,13 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+# What json.dumps(value, default=_default, separators=(",", ":")) builds on every call, once:
+# the encoder keeps no state between calls, so threads can share it.
+ENCODER = json.JSONEncoder(default=_default, separators=(",", ":"))
+
+
 def _dump(value: Any) -> str:
-    return json.dumps(value, default=_default, separators=(",", ":"))
+    return ENCODER.encode(value)
 
 
 def _load(text: str | None) -> Any:
@@ -294,9 +299,14 @@ class PredictionLog:
             raise LogUnavailable(_reason(self, exc)) from exc
 
     # ------------------------------------------------------------------ writes
-    def write(self, records: Sequence[dict[str, Any]]) -> int:
-        """Append ``records`` (see ``RECORD_KEYS``) in one transaction; returns how many."""
-        rows = [_row(r) for r in records]
+    def write(self, records: Sequence[dict[str, Any] | tuple[Any, ...]]) -> int:
+        """Append ``records`` in one transaction; returns how many.
+
+        A record is a dict of ``RECORD_KEYS`` (converted here), or a tuple that already is
+        the row, in ``RECORD_KEYS`` order, as :func:`retrain.serve.logrows.request_rows`
+        builds them (stored as it is).
+        """
+        rows = [r if isinstance(r, tuple) else _row(r) for r in records]
         if not rows:
             return 0
         # The driver's own executemany (sqlite3's C loop, psycopg's pipeline): a third of

@@ -1,10 +1,15 @@
 """Hands every served row to the prediction log's writer, off the request path.
 
-The route only appends a tuple to a queue; a thread turns it into one record per row (with
-the input hash) and submits them to :class:`retrain.serve.logwriter.LogWriter`, which batches
-the writes and counts what it has to drop.  The thread wakes at most every ``LINGER``
+The route only appends one tuple per request to a queue (its columns, predictions and
+probabilities as lists); a thread turns each into the request's table rows, a column at a
+time (:func:`retrain.serve.logrows.request_rows`: JSON text and input hash per row), and
+submits them to :class:`retrain.serve.logwriter.LogWriter`, which batches the writes and
+counts what it has to drop.  Counting is per row everywhere: a request that cannot be turned
+into rows, or that finds no writer, adds its ``n`` rows to ``failed``; the writer counts the
+rows of a dropped batch in ``dropped``.  The thread wakes at most every ``LINGER``
 seconds (or at once for a :meth:`Recorder.flush`): a thread woken per request would take the
-GIL from the event loop hundreds of times a second.
+GIL from the event loop hundreds of times a second.  It gives the GIL back after each
+request's rows (``time.sleep(0)``), so it never holds it for longer than one request.
 """
 
 from __future__ import annotations
@@ -15,14 +20,18 @@ import logging
 import math
 import queue
 import threading
+import time
 from typing import Any
+
+from retrain.serve.logrows import request_rows
 
 log = logging.getLogger("retrain.serve")
 LINGER = 0.05  # seconds the thread lets records gather before handing them over
 
 
 def input_hash(row: dict[str, Any]) -> str:
-    """sha256 of the row's features as canonical JSON (sorted keys, NaN as null)."""
+    """sha256 of the row's features as canonical JSON (sorted keys, NaN as null): the
+    definition; the server computes the same hash a column at a time (``logrows``)."""
     clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
     text = json.dumps(clean, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
@@ -67,39 +76,6 @@ class Recorder:
             self._hurry.set()
             return self._cond.wait_for(lambda: self._done >= target, timeout)
 
-    def _records(self, item: tuple[Any, ...]) -> list[dict[str, Any]]:
-        request_id, at, version, role, columns, n, predictions, proba, classes, latency = item
-        names = list(columns)
-        out = []
-        for i in range(n):
-            row = {name: columns[name][i] for name in names}
-            out.append(
-                {
-                    "request_id": request_id,
-                    "row": i,
-                    "at": at,
-                    "version": version,
-                    "role": role,
-                    "prediction": predictions[i],
-                    "proba": (
-                        {c: round(p, 6) for c, p in zip(classes, proba[i], strict=True)}
-                        if proba is not None and classes is not None
-                        else None
-                    ),
-                    "latency_ms": round(latency, 3),
-                    "input_hash": input_hash(row),
-                    "inputs": (
-                        {
-                            k: (None if isinstance(v, float) and math.isnan(v) else v)
-                            for k, v in row.items()
-                        }
-                        if self.log_inputs
-                        else None
-                    ),
-                }
-            )
-        return out
-
     def _run(self) -> None:
         while True:
             item = self._queue.get()
@@ -107,11 +83,11 @@ class Recorder:
                 return
             self._hurry.wait(LINGER)
             self._hurry.clear()
-            batch = self._records(item)
-            taken = 1
+            items = [item]
+            rows = int(item[5])
             stop = False
             # Drain what else is queued into the same submit: fewer, larger writes.
-            while len(batch) < 4096:
+            while rows < 4096:
                 try:
                     more = self._queue.get_nowait()
                 except queue.Empty:
@@ -119,18 +95,33 @@ class Recorder:
                 if more is None:
                     stop = True
                     break
-                batch.extend(self._records(more))
-                taken += 1
-            self._submit(batch)
+                items.append(more)
+                rows += int(more[5])
+            self._submit(items)
             with self._cond:
-                self._done += taken
+                self._done += len(items)
                 self._cond.notify_all()
             if stop:
                 return
 
-    def _submit(self, batch: list[dict[str, Any]]) -> None:
+    def _submit(self, items: list[tuple[Any, ...]]) -> None:
+        """The rows of ``items`` (recorded requests) to the writer; every row that cannot
+        be handed over is counted in ``failed``."""
         if self.writer is None:  # the log could not be opened: count every row as dropped
-            self.failed += len(batch)
+            self.failed += sum(int(item[5]) for item in items)
+            return
+        batch: list[tuple[Any, ...]] = []
+        for item in items:
+            try:
+                batch.extend(request_rows(*item, log_inputs=self.log_inputs))
+            except Exception as exc:  # a request the log cannot store: counted, never fatal
+                self.failed += int(item[5])
+                log.warning("prediction log: request %s not logged: %s", item[0], exc)
+            # Hand the GIL back between requests: a thread waiting for it (the event loop,
+            # the model call between two trees) gets it now instead of after the 5 ms switch
+            # interval, so the log delays serving by one request's rows at most.
+            time.sleep(0)
+        if not batch:
             return
         try:
             self.writer.submit(batch)
