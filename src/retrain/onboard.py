@@ -32,7 +32,7 @@ import pandas as pd
 import yaml
 
 from retrain.core import registry as reg
-from retrain.core.config import BUILTIN_ESTIMATORS, DatasetConfig, read_yaml
+from retrain.core.config import BUILTIN_ESTIMATORS, DatasetConfig, RolloutConfig, read_yaml
 from retrain.core.errors import BadInput, DataError, RegistryError
 from retrain.core.metric_names import metric_names
 from retrain.core.registry import write_atomic
@@ -308,6 +308,114 @@ def _in_target_units(text: str, rel: str, scale: float, notes: list[str]) -> str
     return text
 
 
+# The rollout's thresholds on the live primary metric (``configs/release.yaml``) are in the
+# same units, but they are model defaults the template does not write: init writes them,
+# scaled the same way, so a regression fork's canary, watch window and challenger judge in
+# the target's units too.
+LIVE_THRESHOLDS = [
+    ("analysis", "min_metric_change"),
+    ("health", "max_metric_drop"),
+    ("challenger", "min_delta"),
+]
+
+
+def _block_end(lines: list[str], start: int, indent: int) -> int:
+    """The index after the last line of the block that begins after ``start`` and is
+    indented deeper than ``indent`` (blank and comment lines at its end excluded)."""
+    last = start
+    for i in range(start + 1, len(lines)):
+        stripped = lines[i].lstrip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if len(lines[i]) - len(stripped) <= indent:
+            break
+        last = i
+    return last + 1
+
+
+def _set_nested(text: str, path: tuple[str, ...], value: str, comment: str) -> str | None:
+    """Set the block-style YAML key ``path`` (e.g. rollout, analysis, min_metric_change) to
+    ``value``, keeping comments and order; missing parents are added at the end of their
+    block.  None when a parent is written inline (``analysis: {...}``): left to the user."""
+    lines = text.split("\n")
+    lo, hi, indent = 0, len(lines), -1
+    for depth, name in enumerate(path):
+        child: int | None = None
+        found = None
+        for i in range(lo, hi):
+            stripped = lines[i].lstrip()
+            if not stripped or stripped.startswith("#"):
+                continue
+            ind = len(lines[i]) - len(stripped)
+            child = ind if child is None else child
+            if ind == child and re.match(rf"{re.escape(name)}:(\s|$)", stripped):
+                found = i
+                break
+        if found is None:
+            at = _block_end(lines, lo - 1, indent) if lo > 0 else len(lines)
+            if lo == 0:
+                while at > 0 and not lines[at - 1].strip():
+                    at -= 1
+            step = child if child is not None and child > indent else indent + 2
+            new = []
+            for k, part in enumerate(path[depth:]):
+                pad = " " * (step + 2 * k)
+                last = depth + k == len(path) - 1
+                new.append(f"{pad}{part}: {value}  # {comment}" if last else f"{pad}{part}:")
+            lines[at:at] = new
+            return "\n".join(lines)
+        stripped = lines[found].lstrip()
+        ind = len(lines[found]) - len(stripped)
+        rest = stripped[len(name) + 1 :]
+        if depth == len(path) - 1:
+            m = re.match(r"^(\s*)([^#]*?)(\s*#.*)?$", rest)
+            tail = m.group(3) if m and m.group(3) else f"  # {comment}"
+            lines[found] = f"{' ' * ind}{name}: {value}{tail}"
+            return "\n".join(lines)
+        if rest.split("#", 1)[0].strip():
+            return None
+        lo, hi, indent = found + 1, _block_end(lines, found, ind), ind
+    return None
+
+
+def _live_thresholds(text: str, scale: float, notes: list[str]) -> str:
+    """release.yaml with the rollout's live-metric thresholds (as written, else the
+    defaults) times ``scale``."""
+    doc = yaml.safe_load(text)
+    rollout = doc.get("rollout") if isinstance(doc, dict) else None
+    defaults = RolloutConfig()
+    changed, by_hand = [], []
+    for section, key in LIVE_THRESHOLDS:
+        given = rollout.get(section) if isinstance(rollout, dict) else None
+        if isinstance(given, dict) and key in given:
+            old = given[key]
+        else:
+            old = getattr(getattr(defaults, section), key)
+        if old is None or isinstance(old, bool) or not isinstance(old, int | float):
+            continue  # switched off (null), or a type the config check will name
+        new = float(f"{old * scale:.2g}")
+        what = f"rollout.{section}.{key}"
+        res = _set_nested(
+            text, ("rollout", section, key), _yaml_num(new), f"retrain init: {_num(old)} x the target's std"
+        )
+        if res is None:
+            by_hand.append(what)
+            continue
+        text = res
+        changed.append(f"{what} {_num(old)} -> {_num(new)}")
+    if changed:
+        notes.append(
+            "release.yaml: live-metric thresholds in the target's units (x its standard "
+            f"deviation {_num(float(f'{scale:.4g}'))}): {', '.join(changed)}"
+        )
+    if by_hand:
+        notes.append(
+            f"release.yaml: {', '.join(by_hand)} left as is (its section is written inline): "
+            "set it in the target's units by hand"
+        )
+    return text
+
+
 def _gates_text(root: Path, task: str, notes: list[str]) -> str | None:
     path = root / "configs" / "gates.yaml"
     if not path.is_file():
@@ -512,6 +620,9 @@ def init(
                 current = (root / rel).read_text(encoding="utf-8")
             if current is not None:
                 texts[rel] = _in_target_units(current, rel, spread, notes)
+        texts["configs/release.yaml"] = _live_thresholds(
+            texts["configs/release.yaml"], spread, notes
+        )
     texts[reg.REGISTRY_FILE] = reg.dumps(reg.Registry(model=name))
 
     # ---- everything checked: write
