@@ -180,19 +180,27 @@ def template(tmp_path: Path) -> Path:
     return root
 
 
-def test_a_tiny_regression_target_gets_thresholds_it_can_meet(template, tmp_path):
-    """Left at accuracy's 0.01, min_delta would ask a 1e-4-scale rmse for an impossible gain."""
-    rng = np.random.default_rng(3)
+def _init_on_a_linear_target(
+    template: Path, data: Path, target: str, scale: float, *, seed: int
+) -> tuple[Path, str]:
+    """``retrain init`` in ``template`` on 300 rows of ``target = scale * (x + noise)``;
+    the file and init's output."""
+    rng = np.random.default_rng(seed)
     x = rng.normal(0, 1, 300)
-    data = tmp_path / "rates.csv"
-    pd.DataFrame({"x": x, "rate": 1e-4 * (x + rng.normal(0, 0.3, 300))}).to_csv(data, index=False)
+    pd.DataFrame({"x": x, target: scale * (x + rng.normal(0, 0.3, 300))}).to_csv(data, index=False)
     res = subprocess.run(
-        [sys.executable, "-m", "retrain", "init", "--data", str(data), "--target", "rate"],
+        [sys.executable, "-m", "retrain", "init", "--data", str(data), "--target", target],
         cwd=template,
         capture_output=True,
         text=True,
     )
     assert res.returncode == 0, res.stderr
+    return data, res.stdout
+
+
+def test_a_tiny_regression_target_gets_thresholds_it_can_meet(template, tmp_path):
+    """Left at accuracy's 0.01, min_delta would ask a 1e-4-scale rmse for an impossible gain."""
+    data, _ = _init_on_a_linear_target(template, tmp_path / "rates.csv", "rate", 1e-4, seed=3)
     cfg = load_config(template)
     std = pd.read_csv(data)["rate"].std()
     assert cfg.gates.improvement.min_delta == pytest.approx(0.01 * std, rel=0.05)
@@ -217,17 +225,7 @@ def test_a_forks_own_live_thresholds_are_scaled_in_place(template, tmp_path):
         + "  analysis:\n    min_requests: 100\n    min_metric_change: -0.05  # ours\n"
         + "  health: {min_requests: 10}\n"
     )
-    rng = np.random.default_rng(4)
-    x = rng.normal(0, 1, 300)
-    data = tmp_path / "prices.csv"
-    pd.DataFrame({"x": x, "price": 1000 * (x + rng.normal(0, 0.3, 300))}).to_csv(data, index=False)
-    res = subprocess.run(
-        [sys.executable, "-m", "retrain", "init", "--data", str(data), "--target", "price"],
-        cwd=template,
-        capture_output=True,
-        text=True,
-    )
-    assert res.returncode == 0, res.stderr
+    data, out = _init_on_a_linear_target(template, tmp_path / "prices.csv", "price", 1e3, seed=4)
     std = pd.read_csv(data)["price"].std()
     live = load_config(template).release.rollout
     assert live.analysis.min_metric_change == float(f"{-0.05 * std:.2g}")
@@ -236,4 +234,4 @@ def test_a_forks_own_live_thresholds_are_scaled_in_place(template, tmp_path):
     assert live.health.max_metric_drop == 0.1  # inline section: not touched
     text = release.read_text()
     assert f"min_metric_change: {float(f'{-0.05 * std:.2g}'):g}  # ours" in text
-    assert "rollout.health.max_metric_drop left as is (its section is written inline)" in res.stdout
+    assert "rollout.health.max_metric_drop left as is (its section is written inline)" in out
