@@ -28,6 +28,7 @@ from retrain.core import watchdog
 
 PREFIX = "retrain-pg-"
 OWNER = "owner"
+UNOWNED_AFTER_S = 3600.0
 
 
 class PostgresUnavailable(RuntimeError):
@@ -174,18 +175,23 @@ def start_server(base: Path) -> PostgresServer:
 
 def sweep_leftovers(tmp: Path | None = None) -> list[Path]:
     """Stop and remove the servers in ``<tmp>/retrain-pg-*`` whose owner process is gone
-    (what a killed pytest left before watchdogs existed, or when its watchdog was killed
-    too).  A directory without an ``owner`` file (made by older code, maybe by a run going
-    on now) is left alone.  Returns the directories removed."""
+    (its watchdog was killed too, e.g. with the whole container).  A directory without an
+    ``owner`` file was made by older code, maybe for a run going on now: it is removed only
+    when no postmaster runs in it and it is older than ``UNOWNED_AFTER_S``.  Returns the
+    directories removed."""
     removed: list[Path] = []
     for base in sorted(Path(tmp or tempfile.gettempdir()).glob(f"{PREFIX}*")):
+        data = base / "data"
         try:
             pid, _, start = (base / OWNER).read_text().strip().partition(" ")
+        except FileNotFoundError:
+            if _postmaster_runs(data) or time.time() - base.stat().st_mtime < UNOWNED_AFTER_S:
+                continue
+            pid, start = "", ""
         except OSError:
             continue
         if pid.isdigit() and watchdog.alive(int(pid), start or None):
             continue
-        data = base / "data"
         if (data / "postmaster.pid").exists():
             try:
                 bindir = _bindir()
@@ -195,5 +201,14 @@ def sweep_leftovers(tmp: Path | None = None) -> list[Path]:
                 cmd = [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]
                 subprocess.run(_as_server_user(cmd), capture_output=True, timeout=120, cwd="/")
         shutil.rmtree(base, ignore_errors=True)
-        removed.append(base)
+        if not base.exists():
+            removed.append(base)
     return removed
+
+
+def _postmaster_runs(data: Path) -> bool:
+    try:
+        pid = (data / "postmaster.pid").read_text().split()[0]
+    except (OSError, IndexError):
+        return False
+    return pid.isdigit() and watchdog.alive(int(pid))

@@ -24,7 +24,13 @@ import pytest
 
 from retrain.core import watchdog
 from tests.conftest import PROJECT
-from tests.postgres import OWNER, PostgresUnavailable, start_server, sweep_leftovers
+from tests.postgres import (
+    OWNER,
+    UNOWNED_AFTER_S,
+    PostgresUnavailable,
+    start_server,
+    sweep_leftovers,
+)
 from tests.servers import listening
 
 GONE_WITHIN_S = 15.0
@@ -144,8 +150,9 @@ def test_a_server_is_kept_while_its_owner_lives_and_released_after_a_clean_stop(
 
 def test_the_session_sweep_stops_and_removes_a_server_whose_owner_is_gone(tmp_path):
     """What a run killed together with its watchdog leaves: a running server whose ``owner``
-    names a dead process.  The sweep stops it and removes the directory; a directory whose
-    owner lives, and one without an ``owner`` file (older code, maybe running now), stay."""
+    names a dead process.  The sweep stops it and removes the directory, and an unowned one
+    (older code) an hour old whose postmaster is gone; a directory whose owner lives, and a
+    fresh unowned one (older code, maybe running now), stay."""
     _needs_postgres()
     parent = Path(tempfile.mkdtemp(prefix="retrain-watchdog-test-"))
     parent.chmod(0o755)
@@ -165,9 +172,14 @@ def test_the_session_sweep_stops_and_removes_a_server_whose_owner_is_gone(tmp_pa
         (mine / OWNER).write_text(f"{os.getpid()} {watchdog.process_start(os.getpid())}\n")
         older = parent / "retrain-pg-older"
         older.mkdir()
+        stale = parent / "retrain-pg-stale"
+        (stale / "data").mkdir(parents=True)
+        (stale / "data" / "postmaster.pid").write_text(f"{gone.pid}\n")
+        long_ago = time.time() - UNOWNED_AFTER_S - 60
+        os.utime(stale, (long_ago, long_ago))
 
-        assert sweep_leftovers(parent) == [orphan.base]
-        assert not orphan.running() and not orphan.base.exists()
+        assert sweep_leftovers(parent) == [orphan.base, stale]
+        assert not orphan.running() and not orphan.base.exists() and not stale.exists()
         assert mine.exists() and older.exists()
     finally:
         shutil.rmtree(parent, ignore_errors=True)
