@@ -121,7 +121,7 @@ def main() -> None:
         results["PostgreSQL"] = bench(server.url, tmp, args.records)
     finally:
         if server is not None:
-            server.stop()
+            server.close()
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(pgdir, ignore_errors=True)
     names = list(next(iter(results.values())))

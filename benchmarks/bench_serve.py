@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from retrain import example  # noqa: E402
+from retrain.core import watchdog  # noqa: E402
 
 FEATURES = ["precipitation", "temp_max", "temp_min", "wind", "season"]
 
@@ -69,7 +70,11 @@ class Server:
     def __init__(self, name: str, cmd: list[str], cwd: Path, env: dict[str, str], port: int):
         self.name, self.port = name, port
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the process)
-        self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=self.log, stderr=self.log)
+        self.proc = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=self.log, stderr=self.log, start_new_session=True
+        )
+        # Ends the server (and what it started) should the benchmark be killed.
+        self.watchdog = watchdog.guard(group=self.proc.pid)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -85,13 +90,11 @@ class Server:
         raise SystemExit(f"{name} did not start:\n{self.log.read().decode()[-3000:]}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        """SIGTERM the server's process group (``mlflow models serve`` runs uvicorn under
+        it), SIGKILL after 20 s."""
+        watchdog.end_group(self.proc.pid, grace=20.0)
+        self.proc.wait(timeout=10)
+        self.watchdog.release()
 
 
 @dataclass

@@ -36,6 +36,16 @@ if args[:2] == ["pr", "create"]:
 '''
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Clear the test PostgreSQL servers a killed run left behind (their owner is gone);
+    once, in the controller, not in each xdist worker."""
+    if not hasattr(session.config, "workerinput"):
+        from tests.postgres import sweep_leftovers
+
+        for base in sweep_leftovers():
+            print(f"removed a leftover test PostgreSQL server: {base}", file=sys.stderr)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> None:
     """No test reads or writes the developer's HOME, git or DVC config."""
@@ -130,14 +140,8 @@ def postgres():
 
     Each test that wants a clean database calls ``postgres.create_db(name)``.
     """
-    import shutil
-    import tempfile
+    from tests.postgres import new_base, start_server
 
-    from tests.postgres import start_server
-
-    base = Path(tempfile.mkdtemp(prefix="retrain-pg-"))
-    server = start_server(base)
+    server = start_server(new_base())
     yield server
-    if server.running():
-        server.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    server.close()

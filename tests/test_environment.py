@@ -13,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import subprocess
-import sys
 import time
 import types
 from collections.abc import Iterator
@@ -30,8 +28,9 @@ from retrain.core import registry as reg
 from retrain.core.config import load_config
 from retrain.serve.holder import load_served
 from tests.conftest import PROJECT, Cli, bootstrap
+from tests.servers import Client, retrain_serve
 from tests.test_registry_entries import WRITTEN
-from tests.test_serve import Client, free_port, loosen_latency_gate
+from tests.test_serve import loosen_latency_gate
 
 SKLEARN = metadata.version("scikit-learn")
 
@@ -204,28 +203,11 @@ def mismatched_server(fork) -> Iterator[tuple[Client, Path]]:
     registry says v1.0.0 was trained with scikit-learn 1.0.0; stopped and restored after."""
     sb, cli = fork
     _record_sklearn(sb, "1.0.0")
-    port = free_port()
     log_path = sb.base / "serve-env.log"
-    log = open(log_path, "wb")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "retrain", "serve", "--port", str(port)],
-        cwd=sb.root,
-        env=cli.env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    client = Client(port)
     try:
-        client.wait_for("the server to load v1.0.0", lambda: client.version() == "1.0.0", 120)
-        yield client, log_path
+        with retrain_serve(sb.root, cli.env, log=log_path, version="1.0.0") as served:
+            yield served.client, log_path
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
         _record_sklearn(sb, SKLEARN)
 
 

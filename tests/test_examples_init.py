@@ -57,6 +57,16 @@ def test_the_cars_raw_file_is_onboarded_as_a_regression(cars):
     assert cfg.gates.patch.max_regression == float(f"{0.005 * std:.2g}")
     assert cfg.triggers.performance.max_drop == float(f"{0.05 * std:.2g}")
     assert "thresholds in the target's units" in out
+    # so are the rollout's thresholds on the live metric, defaults the template does not write
+    live = cfg.release.rollout
+    assert live.analysis.min_metric_change == float(f"{-0.02 * std:.2g}") == -0.16
+    assert live.health.max_metric_drop == float(f"{0.1 * std:.2g}") == 0.78
+    assert live.challenger.min_delta == float(f"{0.01 * std:.2g}") == 0.078
+    assert (
+        "release.yaml: live-metric thresholds in the target's units (x its standard deviation "
+        f"{std:.4g}): rollout.analysis.min_metric_change -0.02 -> -0.16, "
+        "rollout.health.max_metric_drop 0.1 -> 0.78, rollout.challenger.min_delta 0.01 -> 0.078"
+    ) in out
     assert yaml.safe_load((sb.root / "registry.yaml").read_text())["model"] == "cars-mpg"
     assert [p.name for p in held] == ["batch-03.csv"]
     holdout = pd.read_csv(sb.root / "data" / "holdout.csv")
@@ -170,19 +180,27 @@ def template(tmp_path: Path) -> Path:
     return root
 
 
-def test_a_tiny_regression_target_gets_thresholds_it_can_meet(template, tmp_path):
-    """Left at accuracy's 0.01, min_delta would ask a 1e-4-scale rmse for an impossible gain."""
-    rng = np.random.default_rng(3)
+def _init_on_a_linear_target(
+    template: Path, data: Path, target: str, scale: float, *, seed: int
+) -> tuple[Path, str]:
+    """``retrain init`` in ``template`` on 300 rows of ``target = scale * (x + noise)``;
+    the file and init's output."""
+    rng = np.random.default_rng(seed)
     x = rng.normal(0, 1, 300)
-    data = tmp_path / "rates.csv"
-    pd.DataFrame({"x": x, "rate": 1e-4 * (x + rng.normal(0, 0.3, 300))}).to_csv(data, index=False)
+    pd.DataFrame({"x": x, target: scale * (x + rng.normal(0, 0.3, 300))}).to_csv(data, index=False)
     res = subprocess.run(
-        [sys.executable, "-m", "retrain", "init", "--data", str(data), "--target", "rate"],
+        [sys.executable, "-m", "retrain", "init", "--data", str(data), "--target", target],
         cwd=template,
         capture_output=True,
         text=True,
     )
     assert res.returncode == 0, res.stderr
+    return data, res.stdout
+
+
+def test_a_tiny_regression_target_gets_thresholds_it_can_meet(template, tmp_path):
+    """Left at accuracy's 0.01, min_delta would ask a 1e-4-scale rmse for an impossible gain."""
+    data, _ = _init_on_a_linear_target(template, tmp_path / "rates.csv", "rate", 1e-4, seed=3)
     cfg = load_config(template)
     std = pd.read_csv(data)["rate"].std()
     assert cfg.gates.improvement.min_delta == pytest.approx(0.01 * std, rel=0.05)
@@ -190,3 +208,30 @@ def test_a_tiny_regression_target_gets_thresholds_it_can_meet(template, tmp_path
     assert cfg.triggers.performance.max_drop == pytest.approx(0.05 * std, rel=0.05)
     text = (template / "configs" / "gates.yaml").read_text()
     assert "# candidate must beat production by at least this much" in text  # comments kept
+    live = cfg.release.rollout
+    assert live.analysis.min_metric_change == pytest.approx(-0.02 * std, rel=0.05)
+    assert live.health.max_metric_drop == pytest.approx(0.1 * std, rel=0.05)
+    assert live.challenger.min_delta == pytest.approx(0.01 * std, rel=0.05)
+    assert 0 < live.challenger.min_delta < 1e-5
+
+
+def test_a_forks_own_live_thresholds_are_scaled_in_place(template, tmp_path):
+    """A release.yaml that already sets some rollout thresholds: those values are scaled where
+    they stand (their comments kept), the missing ones added to their section, and one in a
+    section written inline is left alone and named in init's notes."""
+    release = template / "configs" / "release.yaml"
+    release.write_text(
+        release.read_text()
+        + "  analysis:\n    min_requests: 100\n    min_metric_change: -0.05  # ours\n"
+        + "  health: {min_requests: 10}\n"
+    )
+    data, out = _init_on_a_linear_target(template, tmp_path / "prices.csv", "price", 1e3, seed=4)
+    std = pd.read_csv(data)["price"].std()
+    live = load_config(template).release.rollout
+    assert live.analysis.min_metric_change == float(f"{-0.05 * std:.2g}")
+    assert live.analysis.min_requests == 100
+    assert live.challenger.min_delta == float(f"{0.01 * std:.2g}")
+    assert live.health.max_metric_drop == 0.1  # inline section: not touched
+    text = release.read_text()
+    assert f"min_metric_change: {float(f'{-0.05 * std:.2g}'):g}  # ours" in text
+    assert "rollout.health.max_metric_drop left as is (its section is written inline)" in out

@@ -1,7 +1,7 @@
 """Real remotes: the DVC remote on an S3-protocol server, MLflow as a tracking server.
 
 Both servers are real and run on 127.0.0.1 for this module only, started and stopped by its
-fixtures: moto's S3 server (``ThreadedMotoServer``, with IAM authentication switched on once
+fixtures: moto's S3 server (``ThreadedMotoServer``, a thread of the test process, with IAM authentication switched on once
 the bucket and its user exist, so a wrong secret is refused the way AWS refuses it), reached
 by DVC through ``dvc-s3`` and the remote's ``endpointurl``; and ``mlflow server`` with its own
 SQLite backend store and artifact root.  Every command runs in a fresh clone of the fork's
@@ -14,18 +14,14 @@ proposal before it is merged) and shares one fork between its tests (``xdist_gro
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -34,24 +30,13 @@ import yaml
 
 from retrain import example
 from tests.conftest import PROJECT, Cli
+from tests.servers import TrackingServer, free_port, listening
 
 pytestmark = pytest.mark.xdist_group("remotes")
 
 MODEL = "seattle-weather"
 BUCKET = "retrain-models"
 PREFIX = "dvcstore"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 # --------------------------------------------------------------------------- S3 (moto)
@@ -99,7 +84,7 @@ def s3() -> S3:
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     url = f"http://127.0.0.1:{port}"
@@ -139,91 +124,13 @@ def s3() -> S3:
             _reset_auth(url, b"inf")
         finally:
             server.stop()
-    assert not _listening(port), "moto's S3 server still listening after stop"
+    assert not listening(port), "moto's S3 server still listening after stop"
 
 
 # --------------------------------------------------------------------------- MLflow server
-@dataclass
-class TrackingServer:
-    """``mlflow server`` on loopback with its own backend store and artifact root."""
-
-    base: Path
-    port: int = field(default_factory=_free_port)
-    proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def artifacts(self) -> Path:
-        return self.base / "artifacts"
-
-    def start(self) -> None:
-        mlflow = Path(sys.executable).with_name("mlflow")
-        log = (self.base / "server.log").open("ab")
-        self.proc = subprocess.Popen(
-            [
-                str(mlflow),
-                "server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--workers",
-                "1",
-                "--backend-store-uri",
-                f"sqlite:///{self.base / 'backend.db'}",
-                "--artifacts-destination",
-                str(self.artifacts),
-            ],
-            cwd=self.base,
-            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stop() ends uvicorn with it
-        )
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2):
-                    return
-            except OSError:
-                time.sleep(0.5)
-        tail = (self.base / "server.log").read_text(errors="replace")[-2000:]
-        self.stop()
-        raise RuntimeError(f"mlflow server did not come up on {self.url}:\n{tail}")
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self.proc = None
-        deadline = time.monotonic() + 30
-        while _listening(self.port) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not _listening(self.port), f"mlflow server still listening on {self.port}"
-
-    def client(self):
-        import mlflow
-
-        return mlflow.MlflowClient(tracking_uri=self.url, registry_uri=self.url)
-
-    def alias(self, name: str = "production") -> str:
-        return str(self.client().get_model_version_by_alias(MODEL, name).version)
-
-
 @pytest.fixture(scope="module")
 def tracking(tmp_path_factory: pytest.TempPathFactory) -> TrackingServer:
-    server = TrackingServer(tmp_path_factory.mktemp("mlflow-server"))
+    server = TrackingServer(tmp_path_factory.mktemp("mlflow-server"), model=MODEL)
     server.start()
     try:
         yield server

@@ -14,12 +14,6 @@ import json
 import math
 import re
 import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,59 +25,10 @@ import yaml
 from retrain import example
 from retrain.core import registry as reg
 from tests.conftest import PROJECT, Cli, bootstrap
+from tests.servers import Client, free_port, retrain_serve
 
 FEATURES = ["precipitation", "temp_max", "temp_min", "wind", "season"]
 INTERVAL = "1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Client:
-    def __init__(self, port: int) -> None:
-        self.base = f"http://127.0.0.1:{port}"
-        self.port = port
-
-    def call(
-        self, method: str, path: str, body: Any = None, *, raw: bytes | None = None
-    ) -> tuple[int, Any]:
-        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        req = urllib.request.Request(
-            self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=60) as res:
-                status, text = res.status, res.read().decode()
-        except urllib.error.HTTPError as err:
-            status, text = err.code, err.read().decode()
-        try:
-            return status, json.loads(text) if text else None
-        except json.JSONDecodeError:
-            return status, text
-
-    def get(self, path: str) -> tuple[int, Any]:
-        return self.call("GET", path)
-
-    def post(self, path: str, body: Any = None, *, raw: bytes | None = None) -> tuple[int, Any]:
-        return self.call("POST", path, body, raw=raw)
-
-    def wait_for(self, what: str, check: Callable[[], bool], timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if check():
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-    def version(self) -> str | None:
-        status, body = self.get("/version")
-        return body["version"] if status == 200 else None
 
 
 def loosen_latency_gate(sb: example.Sandbox) -> None:
@@ -117,28 +62,10 @@ def fork(tmp_path_factory: pytest.TempPathFactory) -> tuple[example.Sandbox, Cli
 @pytest.fixture(scope="module")
 def server(fork: tuple[example.Sandbox, Cli]) -> Iterator[Client]:
     sb, cli = fork
-    port = free_port()
-    log = open(sb.base / "serve.log", "wb")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "retrain", "serve", "--port", str(port)]
-        + ["--follow", "origin/main", "--interval", INTERVAL],
-        cwd=sb.root,
-        env=cli.env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    client = Client(port)
-    try:
-        client.wait_for("the server to load v1.0.0", lambda: client.version() == "1.0.0", 120)
-        yield client
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    args = ("--follow", "origin/main", "--interval", INTERVAL)
+    with retrain_serve(sb.root, cli.env, *args, log=sb.base / "serve.log", version="1.0.0") as s:
+        yield s.client
+    proc = s.proc
     # uvicorn shuts down cleanly on SIGTERM, then re-raises it (the usual exit status).
     assert proc.returncode in (0, -signal.SIGTERM), (sb.base / "serve.log").read_text()[-3000:]
 
@@ -495,37 +422,25 @@ def test_an_unreachable_prediction_log_still_serves_and_counts_the_drops(fork):
     path = sb.root / "configs" / "serve.yaml"
     original = path.read_text()
     path.write_text("log_url: sqlite:///registry.yaml/predictions.db\n")
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "retrain", "serve", "--port", str(port), "--interval", "30"],
-        cwd=sb.root,
-        env=cli.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     try:
-        client = Client(port)
-        client.wait_for("the server to load a model", lambda: client.version() is not None, 120)
-        path.write_text(original)  # read once at start-up
-        for _ in range(3):
-            status, out = client.post("/invocations", split(holdout(sb, 2)))
-            assert status == 200 and len(out["predictions"]) == 2
+        with retrain_serve(sb.root, cli.env, "--interval", "30") as served:
+            client = served.client
+            path.write_text(original)  # read once at start-up
+            for _ in range(3):
+                status, out = client.post("/invocations", split(holdout(sb, 2)))
+                assert status == 200 and len(out["predictions"]) == 2
 
-        def counted() -> bool:
-            return metric(client, "retrain_serve_prediction_log_dropped_total") >= 6
+            def counted() -> bool:
+                return metric(client, "retrain_serve_prediction_log_dropped_total") >= 6
 
-        client.wait_for("6 dropped rows in /metrics", counted, 30)
-        status, health = client.get("/health")
-        assert status == 200 and health["status"] == "degraded"
-        assert health["prediction_log"]["dropped"] >= 6
-        assert any("prediction log" in r for r in health["reasons"]), health
-        status, res = client.post("/feedback", {"request_id": out["request_id"], "label": "sun"})
-        assert status == 503 and res["error"]["field"] == "prediction_log"
+            client.wait_for("6 dropped rows in /metrics", counted, 30)
+            status, health = client.get("/health")
+            assert status == 200 and health["status"] == "degraded"
+            assert health["prediction_log"]["dropped"] >= 6
+            assert any("prediction log" in r for r in health["reasons"]), health
+            status, res = client.post(
+                "/feedback", {"request_id": out["request_id"], "label": "sun"}
+            )
+            assert status == 503 and res["error"]["field"] == "prediction_log"
     finally:
         path.write_text(original)
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

@@ -2,219 +2,88 @@
 
 Written by the tool, reviewed by humans in PR diffs.  Output is deterministic (fixed key
 order, no timestamps other than the entry's own ``created``) so a bump PR changes only
-``production`` and one appended entry.
+``production`` and one appended entry.  A rewrite is byte-identical to what was read.
 
-Every entry is a typed :class:`RegistryEntry`, read and written here and nowhere else; the
-rest of the package reads attributes (``entry.artifact.sha256``), never string keys.  The
-models validate strictly (no silent coercion, so what was read is what is written back) and
-keep unknown keys (a hand-added note survives a rewrite: at the end of its entry, sorted, or at
-the end of its sub-mapping).  Only keys that were present are written back, so a rewrite is
-byte-identical to what was read.
+The entries are typed records (``registry_entry``), the ``rollout`` block is
+``rollout_state``; both are re-exported here, so ``retrain.core.registry`` stays the one
+import for all of it.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-)
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from retrain.core import versioning
 from retrain.core.errors import RegistryError
-from retrain.core.versioning import BumpKind
+from retrain.core.registry_entry import (
+    ENTRY_KEYS,
+    MD5,
+    REQUIRED_ENTRY_KEYS,
+    SHA256,
+    ArtifactRef,
+    ChurnRecord,
+    DataRecord,
+    EnvironmentRecord,
+    GateOutcome,
+    GatesRecord,
+    MetricsRecord,
+    MlflowRecord,
+    ReasonRecord,
+    Record,
+    RegistryEntry,
+    SchemaRecord,
+    ordered_entry,
+)
+from retrain.core.rollout_state import (
+    CANARY_KEYS,
+    ROLLOUT_KEYS,
+    Canary,
+    Rollout,
+    parse_rollout,
+)
+
+__all__ = [
+    "CANARY_KEYS",
+    "ENTRY_KEYS",
+    "MD5",
+    "REGISTRY_FILE",
+    "REQUIRED_ENTRY_KEYS",
+    "ROLLOUT_KEYS",
+    "SHA256",
+    "TOP_KEYS",
+    "ArtifactRef",
+    "Canary",
+    "ChurnRecord",
+    "DataRecord",
+    "EnvironmentRecord",
+    "GateOutcome",
+    "GatesRecord",
+    "MetricsRecord",
+    "MlflowRecord",
+    "ReasonRecord",
+    "Record",
+    "Registry",
+    "RegistryEntry",
+    "Rollout",
+    "SchemaRecord",
+    "dumps",
+    "load",
+    "ordered_entry",
+    "parse_rollout",
+    "parse_text",
+    "save",
+    "with_rollout",
+    "write_atomic",
+]
 
 REGISTRY_FILE = "registry.yaml"
 TOP_KEYS = ("model", "production", "rollout", "versions")
-ENTRY_KEYS = (
-    "version",
-    "created",
-    "reason",
-    "bump",
-    "code_commit",
-    "data",
-    "params",
-    "schema",
-    "artifact",
-    "model_card",
-    "mlflow",
-    "metrics",
-    "gates",
-    "churn",
-    "environment",
-)
-REQUIRED_ENTRY_KEYS = ("version", "created", "bump", "artifact", "schema")
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
-MD5 = re.compile(r"^[0-9a-f]{32}$")
-
-
-class Record(BaseModel):
-    """Base for registry records: strict types, unknown keys kept as they were read.
-
-    Fields are declared in the order the tool has always written them, since that order is
-    the order on disk.  No float fields: a strict float would turn ``2`` into ``2.0``.
-    """
-
-    model_config = ConfigDict(extra="allow", strict=True)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The record as registry.yaml has it: aliases as keys, only the keys that were set."""
-        return self.model_dump(by_alias=True, exclude_unset=True)
-
-
-class ArtifactRef(Record):
-    """Where a model file is and how to check it: DVC finds it by md5, we verify its sha256."""
-
-    path: str
-    format: str | None = None
-    md5: str
-    sha256: str
-    size_bytes: int | None = None
-    remote: str | None = None
-
-    @field_validator("md5", "sha256")
-    @classmethod
-    def _hex(cls, value: str, info: ValidationInfo) -> str:
-        pattern, digits = (SHA256, 64) if info.field_name == "sha256" else (MD5, 32)
-        if not pattern.match(value):
-            raise PydanticCustomError(
-                "hex_digest",
-                "expected {digits} lowercase hex digits, got {got}",
-                {"digits": digits, "got": repr(value)},
-            )
-        return value
-
-
-class DataRecord(Record):
-    """The training data: DVC's hash of ``data/``, rows used, and each batch file's rows."""
-
-    dvc_hash: str | None = None
-    rows: int | None = None
-    total_rows: int | None = None
-    start: str | None = None
-    end: str | None = None
-    files: dict[str, int] = Field(default_factory=dict)
-
-
-class SchemaRecord(Record):
-    """The model's input and output schema (keys sorted, as training.json has them)."""
-
-    classes: list[str] | None = None
-    features: dict[str, str] = Field(default_factory=dict)
-    fingerprint: str | None = None
-    target: str | None = None
-    task: str | None = None
-
-
-class ReasonRecord(Record):
-    """Why the retrain ran: the triggers that fired and the manual reason, if any."""
-
-    triggers: list[str] = Field(default_factory=list)
-    manual: str | None = None
-
-
-class MlflowRecord(Record):
-    """The MLflow run and registered model version of this training."""
-
-    run_id: str | None = None
-    model_version: str | None = None
-    experiment: str | None = None
-
-
-class MetricsRecord(Record):
-    """Holdout metrics: overall (metric -> value) and per subgroup level (free-form)."""
-
-    overall: dict[str, Any] = Field(default_factory=dict)
-    subgroups: dict[str, Any] = Field(default_factory=dict)
-
-
-class GateOutcome(Record):
-    """One gate's verdict; value and threshold are a number, a string or a mapping."""
-
-    verdict: str
-    value: Any = None
-    threshold: Any = None
-
-
-class GatesRecord(Record):
-    """The gates this version passed, and the production version it was judged against."""
-
-    baseline: str | None = None
-    passed: bool = False
-    results: dict[str, GateOutcome] = Field(default_factory=dict)
-
-
-class ChurnRecord(Record):
-    """Prediction churn against the baseline on the frozen holdout (``decide/churn.py``).
-
-    ``kind`` is ``share`` (classification: share of rows whose label changes) or
-    ``relative_change`` (regression: median |change| / the holdout target's IQR);
-    ``transitions`` maps production label -> candidate label -> rows.  Entries written
-    before churn was measured have no ``churn`` key.
-    """
-
-    kind: str
-    value: Any = None
-    lower: Any = None
-    upper: Any = None
-    confidence: Any = None
-    rows: int | None = None
-    changed: int | None = None
-    max: Any = None
-    transitions: dict[str, dict[str, int]] | None = None
-
-
-class EnvironmentRecord(Record):
-    """The software the model was trained with (retrain.core.environment): Python, the
-    libraries the model depends on (name -> version) and the sha256 of uv.lock."""
-
-    python: str | None = None
-    packages: dict[str, str] = Field(default_factory=dict)
-    lock_sha256: str | None = None
-
-
-class RegistryEntry(Record):
-    """One registered version (one list item under ``versions``)."""
-
-    version: str
-    created: str
-    reason: ReasonRecord = Field(default_factory=ReasonRecord)
-    bump: BumpKind
-    code_commit: str | None = None
-    data: DataRecord = Field(default_factory=DataRecord)
-    params: dict[str, Any] = Field(default_factory=dict)
-    schema_: SchemaRecord = Field(alias="schema")
-    artifact: ArtifactRef
-    model_card: str | None = None
-    mlflow: MlflowRecord = Field(default_factory=MlflowRecord)
-    metrics: MetricsRecord = Field(default_factory=MetricsRecord)
-    gates: GatesRecord = Field(default_factory=GatesRecord)
-    churn: ChurnRecord | None = None
-    # Entries registered before the environment was recorded have none (and stay as written).
-    environment: EnvironmentRecord | None = None
-
-    @classmethod
-    def coerce(cls, entry: RegistryEntry | dict[str, Any]) -> RegistryEntry:
-        return entry if isinstance(entry, RegistryEntry) else cls.model_validate(entry)
-
-    def to_dict(self) -> dict[str, Any]:
-        return ordered_entry(super().to_dict())
-
-    def __getitem__(self, key: str) -> Any:
-        """Read a key as registry.yaml spells it (for scripts and tests); code uses attributes."""
-        return self.to_dict()[key]
 
 
 class Registry(BaseModel):
@@ -283,13 +152,6 @@ class Registry(BaseModel):
             out["rollout"] = self.rollout.to_dict()
         out["versions"] = [e.to_dict() for e in self.versions]
         return out
-
-
-def ordered_entry(entry: dict[str, Any]) -> dict[str, Any]:
-    """The entry with its keys in the registry's fixed order (unknown keys last, sorted)."""
-    known = {k: entry[k] for k in ENTRY_KEYS if k in entry}
-    rest = {k: entry[k] for k in sorted(entry) if k not in ENTRY_KEYS}
-    return {**known, **rest}
 
 
 _YAML_BREAKS = ("\x85", "\u2028", "\u2029")
@@ -414,102 +276,6 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-# --------------------------------------------------------------------------- rollout state
-ROLLOUT_KEYS = ("canary", "shadow")
-CANARY_KEYS = ("version", "weight")
-
-
-@dataclass(frozen=True)
-class Canary:
-    """A version answering ``weight`` percent of requests (by routing key)."""
-
-    version: str
-    weight: int
-
-
-@dataclass(frozen=True)
-class Rollout:
-    """``rollout:`` in registry.yaml: a canary and shadow versions besides production.
-
-    Written to YAML as ``{canary: {version, weight}, shadow: [...]}``; empty parts are left
-    out, and an empty rollout is left out of the file altogether (byte-identical registries
-    for projects that never use it).
-    """
-
-    canary: Canary | None = None
-    shadow: tuple[str, ...] = ()
-
-    @property
-    def empty(self) -> bool:
-        return self.canary is None and not self.shadow
-
-    def versions(self) -> set[str]:
-        out = set(self.shadow)
-        if self.canary is not None:
-            out.add(self.canary.version)
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.canary is not None:
-            out["canary"] = {"version": self.canary.version, "weight": self.canary.weight}
-        if self.shadow:
-            out["shadow"] = list(self.shadow)
-        return out
-
-
-def parse_rollout(raw: Any, where: str, known: set[str], production: str | None) -> Rollout | None:
-    """Check the ``rollout`` block against the registry's versions; one line per problem."""
-    if raw is None:
-        return None
-    at = f"{where}: rollout"
-    if not isinstance(raw, dict):
-        raise RegistryError(f"{at}: expected a mapping with keys {list(ROLLOUT_KEYS)}")
-    unknown = sorted(set(raw) - set(ROLLOUT_KEYS))
-    if unknown:
-        raise RegistryError(f"{at}: unknown key(s) {unknown}; expected {list(ROLLOUT_KEYS)}")
-    if production is None and (raw.get("canary") is not None or raw.get("shadow")):
-        raise RegistryError(f"{at}: a rollout needs a production version to compare with")
-    canary = None
-    if raw.get("canary") is not None:
-        c = raw["canary"]
-        if not isinstance(c, dict):
-            raise RegistryError(f"{at}.canary: expected a mapping with keys {list(CANARY_KEYS)}")
-        unknown = sorted(set(c) - set(CANARY_KEYS))
-        if unknown:
-            raise RegistryError(
-                f"{at}.canary: unknown key(s) {unknown}; expected {list(CANARY_KEYS)}"
-            )
-        version = _rollout_version(c.get("version"), f"{at}.canary.version", known, production)
-        weight = c.get("weight")
-        if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= 99:
-            raise RegistryError(
-                f"{at}.canary.weight: expected a whole percent from 1 to 99 (got {weight!r})"
-            )
-        canary = Canary(version=version, weight=weight)
-    shadow_raw = raw.get("shadow") or []
-    if not isinstance(shadow_raw, list):
-        raise RegistryError(f"{at}.shadow: expected a list of versions")
-    shadow: list[str] = []
-    for i, v in enumerate(shadow_raw):
-        version = _rollout_version(v, f"{at}.shadow[{i}]", known, production)
-        if version in shadow:
-            raise RegistryError(f"{at}.shadow[{i}]: {version} is listed twice")
-        shadow.append(version)
-    return Rollout(canary=canary, shadow=tuple(shadow))
-
-
-def _rollout_version(value: Any, at: str, known: set[str], production: str | None) -> str:
-    if not isinstance(value, str):
-        raise RegistryError(f"{at}: expected a version string (got {value!r})")
-    versioning.parse(value, at)
-    if value not in known:
-        raise RegistryError(f"{at}: {value} names no entry in versions")
-    if value == production:
-        raise RegistryError(f"{at}: {value} is production already; name another version")
-    return value
 
 
 def with_rollout(registry: Registry, rollout: Rollout | None) -> Registry:

@@ -42,19 +42,15 @@ def _sio() -> Any:
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+    """The file's sha256 (hex), read in chunks: a model or a batch file of any size."""
     with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def md5_of(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
+    """The file's md5 (hex), as DVC names it in its cache and remote (not for security)."""
     with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
 
 
 def _types_in(path: Path) -> list[str]:

@@ -7,7 +7,7 @@ bytes of every batch file, with each file's row count.  When the key still match
 files under the same rules would pass the same checks with the same rows, so the trigger
 check can compare row counts with production's without reading a single frame.  Any
 difference (a byte, a file, a setting, a new version of the checks) misses, and the batches
-are read and checked as before.  This module imports nothing heavier than hashlib.
+are read and checked as before.  This module hashes bytes; it never imports pandas.
 """
 
 from __future__ import annotations
@@ -20,18 +20,11 @@ from typing import Any
 
 from retrain.core.config import DatasetConfig
 from retrain.core.errors import DataError
+from retrain.pipeline.artifacts import sha256_of
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 RECORD = Path(".retrain") / "checked-batches.json"
 _CHECKS = Path(__file__).with_name("dataset.py")  # the rules the record vouches for
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def batch_files(cfg: DatasetConfig, root: Path) -> list[Path]:
@@ -51,7 +44,7 @@ def key(cfg: DatasetConfig, root: Path) -> str:
     digest.update(hashlib.sha256(_CHECKS.read_bytes()).hexdigest().encode())
     for path in batch_files(cfg, root):
         rel = os.path.relpath(path, root)
-        digest.update(f"\0{rel}\0{_sha256(path)}".encode())
+        digest.update(f"\0{rel}\0{sha256_of(path)}".encode())
     return digest.hexdigest()
 
 

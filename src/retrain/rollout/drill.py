@@ -40,7 +40,7 @@ from typing import Any
 import pandas as pd
 
 from retrain.core import registry as reg
-from retrain.core import versioning
+from retrain.core import versioning, watchdog
 from retrain.core.config import Config, load_config
 from retrain.core.errors import RetrainError
 from retrain.core.progress import progress
@@ -103,7 +103,10 @@ class Server:
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
+        # Ends the server should the drill die without its ``finally`` (SIGKILL, a timeout).
+        self._watchdog = watchdog.guard(group=self.proc.pid)
 
     def wait_version(self, version: str, timeout: float = READY_TIMEOUT_S) -> float:
         """Poll ``/version`` until it names ``version``; the monotonic time it did."""
@@ -142,6 +145,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+        self._watchdog.release()
         self._log.close()
 
 
