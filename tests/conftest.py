@@ -134,6 +134,22 @@ def bootstrap(sb: example.Sandbox, cli: Cli) -> dict:
     return out
 
 
+def merge_promote_then_revert(
+    sb: example.Sandbox, cli: Cli, second: dict, holdout: Path, before: str
+) -> None:
+    """Merge v1.1.0's proposal and promote it, then roll back and promote the revert:
+    production is v1.0.0 again, answering the holdout as it did before."""
+    example.merge_proposal(sb, second["branch"])
+    cli("promote", "--push-tags")
+    assert cli.json("status")["production"] == "1.1.0"
+    cli("rollback", "--push")
+    cli("promote", "--push-tags")
+    st = cli.json("status")
+    assert st["production"] == "1.0.0"
+    assert [e["event"] for e in st["history"]] == ["promote", "promote", "rollback"]
+    assert cli("predict", "--version", "1.0.0", "--input", str(holdout)).stdout == before
+
+
 @pytest.fixture(scope="session")
 def postgres():
     """A real PostgreSQL server on a free loopback port for the whole session (tests/postgres.py).

@@ -28,7 +28,7 @@ import yaml
 
 from retrain import example
 from retrain.core.config import load_config
-from tests.conftest import PROJECT, Cli, bootstrap
+from tests.conftest import PROJECT, Cli, bootstrap, merge_promote_then_revert
 
 
 @pytest.fixture(scope="module")
@@ -75,20 +75,6 @@ def test_the_cars_raw_file_is_onboarded_as_a_regression(cars):
     assert sb.git("status", "--porcelain") == ""  # the onboarded fork is committed
 
 
-def _merge_promote_then_revert(sb, cli, second, holdout: Path, before: str) -> None:
-    """Merge v1.1.0's proposal and promote it, then roll back and promote the revert:
-    production is v1.0.0 again, answering the holdout as it did before."""
-    example.merge_proposal(sb, second["branch"])
-    cli("promote", "--push-tags")
-    assert cli.json("status")["production"] == "1.1.0"
-    cli("rollback", "--push")
-    cli("promote", "--push-tags")
-    st = cli.json("status")
-    assert st["production"] == "1.0.0"
-    assert [e["event"] for e in st["history"]] == ["promote", "promote", "rollback"]
-    assert cli("predict", "--version", "1.0.0", "--input", str(holdout)).stdout == before
-
-
 def test_cars_bootstrap_new_batch_retrain_merge_promote_revert(cars):
     sb, cli, _, held = cars
     first = bootstrap(sb, cli)
@@ -112,7 +98,7 @@ def test_cars_bootstrap_new_batch_retrain_merge_promote_revert(cars):
     body = (sb.root / "reports" / "latest" / "PR.md").read_text()
     assert re.search(r"rmse is [\d.]+ vs [\d.]+ in production \(-[\d.]+, better", body), body
     assert "classes" not in body.split("### Gates")[0]  # a regression has no class set
-    _merge_promote_then_revert(sb, cli, second, holdout, before)
+    merge_promote_then_revert(sb, cli, second, holdout, before)
 
 
 def test_weather_raw_file_init_bootstrap_new_batch_retrain_merge_promote_revert(tmp_path):
@@ -135,7 +121,7 @@ def test_weather_raw_file_init_bootstrap_new_batch_retrain_merge_promote_revert(
     # compared with production on the frozen holdout (not the bootstrap's skip)
     assert second["gates"]["gates"]["improvement"]["verdict"] == "pass", second
     assert second["gates"]["metrics"]["baseline"]["accuracy"] is not None
-    _merge_promote_then_revert(sb, cli, second, holdout, before)
+    merge_promote_then_revert(sb, cli, second, holdout, before)
 
 
 def test_demo_refuses_an_unknown_example_before_touching_its_directory(tmp_path):

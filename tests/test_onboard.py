@@ -24,7 +24,7 @@ import yaml
 
 from retrain import example
 from retrain.core.config import load_config
-from tests.conftest import PROJECT, Cli, bootstrap
+from tests.conftest import PROJECT, Cli, bootstrap, merge_promote_then_revert
 
 TARGET = "will churn?"
 TIME = "signup date"
@@ -245,24 +245,11 @@ def test_init_then_bootstrap_new_batch_retrain_merge_promote_revert_with_no_othe
     holdout = sb.root / "data" / "holdout.csv"
     before = cli("predict", "--version", "1.0.0", "--input", str(holdout)).stdout
 
-    shutil.move(held, batches[-1])
-    sb.run(str(Path(sys.executable).with_name("dvc")), "add", "-q", "data")
-    sb.git("add", "data.dvc")
-    sb.git("commit", "-q", "-m", f"data: add batch {batches[-1].name}")
-    sb.run(str(Path(sys.executable).with_name("dvc")), "push", "-q")
+    assert example.receive_held(sb, [held]) == batches[-1].name
     second = cli.json("run")
     assert second["outcome"] == "proposed" and second["version"] == "1.1.0", second
     assert "new_data" in second["fired"]
-    example.merge_proposal(sb, second["branch"])
-    cli("promote", "--push-tags")
-    assert cli.json("status")["production"] == "1.1.0"
-
-    cli("rollback", "--push")
-    cli("promote", "--push-tags")
-    st = cli.json("status")
-    assert st["production"] == "1.0.0"
-    assert [e["event"] for e in st["history"]] == ["promote", "promote", "rollback"]
-    assert cli("predict", "--version", "1.0.0", "--input", str(holdout)).stdout == before
+    merge_promote_then_revert(sb, cli, second, holdout, before)
 
 
 def test_a_numeric_target_is_regression_and_the_primary_metric_follows(template, tmp_path):
