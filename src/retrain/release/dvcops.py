@@ -70,6 +70,18 @@ def dvc(
     return res
 
 
+@contextlib.contextmanager
+def _repo(root: Path) -> Iterator[Any]:
+    """DVC's repository API in this process (the stack is loaded already for ``dvc repro``;
+    a ``dvc`` command is a fresh interpreter, half a second each), its prints on stderr."""
+    for key, value in DVC_ENV.items():
+        os.environ.setdefault(key, value)
+    from dvc.repo import Repo
+
+    with contextlib.redirect_stdout(sys.stderr), Repo(str(root)) as repo:
+        yield repo
+
+
 def check_data_matches(root: Path) -> None:
     """Refuse to train on data that is not what the committed ``data.dvc`` records."""
     import json
@@ -85,13 +97,11 @@ def check_data_matches(root: Path) -> None:
     else:
         # In this process (what `dvc status data.dvc --json` prints): `dvc repro` runs here
         # next, so importing DVC once spares starting a second interpreter.
-        for key, value in DVC_ENV.items():
-            os.environ.setdefault(key, value)
         from dvc.exceptions import DvcException
-        from dvc.repo import Repo, lock_repo
+        from dvc.repo import lock_repo
 
         try:
-            with Repo(str(root)) as repo, lock_repo(repo):
+            with _repo(root) as repo, lock_repo(repo):
                 status = repo.status(targets=["data.dvc"])
         except DvcException:
             return  # as before: a status DVC cannot give is left to `dvc repro` to report
@@ -121,10 +131,7 @@ def repro(root: Path) -> None:
     if os.environ.get(SUBPROCESS_ENV) == "1":
         dvc(root, "repro", stream=True)
         return
-    for key, value in DVC_ENV.items():
-        os.environ.setdefault(key, value)
     from dvc.exceptions import DvcException
-    from dvc.repo import Repo
     from dvc.stage import run as dvc_run
     from dvc.stage.exceptions import StageCmdFailedError
 
@@ -155,7 +162,7 @@ def repro(root: Path) -> None:
     log.handlers = [shown]
     dvc_run._run = run_cmd
     try:
-        with Repo(str(root)) as repo:
+        with _repo(root) as repo:
             repo.reproduce()
     except DvcException as exc:
         if failures and isinstance(failures[-1], RetrainError):
@@ -178,18 +185,6 @@ def run_stage(root: Path, name: str) -> None:
     from retrain.pipeline import stages
 
     getattr(stages, name)(load_config(root))
-
-
-@contextlib.contextmanager
-def _repo(root: Path) -> Iterator[Any]:
-    """DVC's repository API in this process (the stack is loaded already for ``dvc repro``;
-    a ``dvc`` command is a fresh interpreter, half a second each), its prints on stderr."""
-    for key, value in DVC_ENV.items():
-        os.environ.setdefault(key, value)
-    from dvc.repo import Repo
-
-    with contextlib.redirect_stdout(sys.stderr), Repo(str(root)) as repo:
-        yield repo
 
 
 def push(root: Path) -> None:

@@ -11,7 +11,8 @@ the proposal recorded, from the things a PR cannot fake:
 It scores both models on the holdout, re-runs the validate stage's checks, recomputes the
 schema fingerprint from the model and ``configs/dataset.yaml``, recomputes the bump and every
 gate with :func:`retrain.decide.gates.evaluate_gates` (the inputs built by the same
-functions of :mod:`retrain.release.judgement` that ``judge`` uses), and compares the result with the registry entry and ``reports/v<X>/gate.json``.
+functions of :mod:`retrain.release.judgement` that ``judge`` uses), and compares the result
+with the registry entry and ``reports/v<X>/gate.json``.
 
 What cannot be recomputed exactly:
 
@@ -114,7 +115,6 @@ def recheck(
     except DataError as exc:
         data_valid, data_detail = False, str(exc)
     holdout = dataset.load_holdout(ds, root)
-    X = holdout[ds.feature_names]
 
     progress(f"verify: fetching v{version}'s artifact and scoring it on the frozen holdout")
     path = artifacts.fetch(root, entry.artifact, version)
@@ -123,15 +123,12 @@ def recheck(
     cost_value = recorded_cost.value if recorded_cost is not None else None
     train_seconds = cost_value.get("train_seconds") if isinstance(cost_value, dict) else None
     size = path.stat().st_size
-    # As proposal.judge does (the same function): both models measured interleaved, here.
+    # The function judge uses: both models scored, and timed interleaved on this machine.
     scored = judgement.score_models(
         cfg, holdout, model, baseline, size=size, train_seconds=train_seconds, step="verify"
     )
-    y_pred, proba, classes = (
-        scored.candidate.y_pred,
-        scored.candidate.proba,
-        scored.candidate.classes,
-    )
+    cand = scored.candidate
+    y_pred, proba, classes = cand.y_pred, cand.proba, cand.classes
     schema = dataset.schema_of(ds, classes)
     change = judgement.schema_change(
         baseline.schema_ if baseline else None, reg.SchemaRecord.model_validate(schema)
@@ -186,7 +183,7 @@ def recheck(
     if diffs:
         _fail(f"{where}: version {version}", diffs)
     checked = [
-        f"recomputed on {len(X)} holdout rows: {len(report.results)} gates pass, bump "
+        f"recomputed on {len(holdout)} holdout rows: {len(report.results)} gates pass, bump "
         f"{report.bump}, metrics and subgroups match the registry entry (±{TOLERANCE:g})"
     ]
     checked.append(_check_gate_json(root, version, report))
