@@ -62,8 +62,11 @@ def _frame(served: ServedModel, jobs: list[_Job]) -> pd.DataFrame:
     return frame
 
 
-def _predict(served: ServedModel, jobs: list[_Job]) -> list[Prediction]:
-    y, proba, classes = predict_rows(served.model, _frame(served, jobs), served.task)
+def _predict(served: ServedModel, jobs: list[_Job], threads: int | None = None) -> list[Prediction]:
+    # threads: serve.yaml's limit on the native pools, set on this (the calling) thread
+    y, proba, classes = predict_rows(
+        served.model, _frame(served, jobs), served.task, threads=threads
+    )
     out = []
     start = 0
     y_list = y.tolist()
@@ -80,8 +83,11 @@ def _predict(served: ServedModel, jobs: list[_Job]) -> list[Prediction]:
 
 
 class Batcher:
-    def __init__(self, max_rows: int, max_wait: float, observe_rows: Any = None) -> None:
+    def __init__(
+        self, max_rows: int, max_wait: float, observe_rows: Any = None, threads: int | None = None
+    ) -> None:
         self.max_rows = max_rows
+        self.threads = threads  # native threads per model call (serve.yaml: threads)
         self.max_wait = max_wait
         self.active = 0  # requests between arrival and answer
         self.peak = 0  # most requests active at once since the last batch was collected
@@ -148,7 +154,7 @@ class Batcher:
                     self.observe_rows(sum(j.n for j in group))
                 try:
                     results = await loop.run_in_executor(
-                        self._executor, _predict, group[0].served, group
+                        self._executor, _predict, group[0].served, group, self.threads
                     )
                 except Exception as exc:
                     for job in group:
