@@ -210,3 +210,32 @@ def test_changed_names_the_kind_of_input_that_moved(kind):
     name = next(n for n, k in kinds.items() if k == kind)
     new = judged.Inputs({**parts, name: "moved"}, kinds)
     assert judged.changed(old, new) == [kind]
+
+
+def test_two_runners_records_are_merged_and_pushed_without_losing_either(sandbox, tmp_path):
+    """Runner A pushes a judgement; runner B (a clone that recorded its own meanwhile)
+    fetches A's, merges them line by line and pushes both."""
+    sb = sandbox
+    other = tmp_path / "other"
+    sb.git("clone", "-q", str(sb.origin), str(other))
+    judged.write(sb.root, _rec(1))
+    seen_a = judged.sync(sb.root)
+    assert seen_a is None and judged.push(sb.root, seen_a)
+    judged.write(other, _rec(2))
+    seen_b = judged.sync(other)
+    assert seen_b is not None
+    assert [r.key for r in judged.records(other)] == ["k1", "k2"]
+    assert judged.push(other, seen_b)
+    judged.sync(sb.root)
+    assert [r.key for r in judged.records(sb.root)] == ["k1", "k2"]
+
+
+def test_an_unreachable_origin_is_said_and_the_local_record_used(sandbox, capsys):
+    sb = sandbox
+    judged.write(sb.root, _rec(1))
+    sb.git("remote", "set-url", "origin", str(sb.base / "gone.git"))
+    assert judged.sync(sb.root) is None
+    assert "could not fetch refs/notes/retrain/judgements from origin" in capsys.readouterr().err
+    assert [r.key for r in judged.records(sb.root)] == ["k1"]
+    assert judged.push(sb.root, None) is False
+    assert "the next scheduled run will judge again" in capsys.readouterr().err

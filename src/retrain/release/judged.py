@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -248,12 +249,19 @@ def sync(root: Path) -> str | None:
     """
     if not gitops.has_remote(root):
         return None
-    res = subprocess.run(
-        ["git", "fetch", "--quiet", "origin", f"+{NOTES_REF}:{ORIGIN_COPY}"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-    )
+    try:
+        res = subprocess.run(
+            ["git", "fetch", "--quiet", "origin", f"+{NOTES_REF}:{ORIGIN_COPY}"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            # never wait for a password on a terminal: without credentials, say so, go on
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+            timeout=120,
+        )
+    except subprocess.TimeoutExpired:
+        progress(f"judgements: fetching {NOTES_REF} from origin timed out; using the local record")
+        return None
     if res.returncode != 0:
         err = (res.stderr or "").strip()
         if "couldn't find remote ref" in err:
