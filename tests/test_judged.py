@@ -239,3 +239,16 @@ def test_an_unreachable_origin_is_said_and_the_local_record_used(sandbox, capsys
     assert [r.key for r in judged.records(sb.root)] == ["k1"]
     assert judged.push(sb.root, None) is False
     assert "the next scheduled run will judge again" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "three"])
+def test_a_bad_stuck_threshold_is_refused_naming_file_and_key(tmp_path, value):
+    from retrain.core.config import TriggersConfig, load_model
+    from retrain.core.errors import ConfigError
+
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "triggers.yaml").write_text(f"stuck:\n  after_gated_runs: {value}\n")
+    with pytest.raises(ConfigError, match=r"configs/triggers.yaml: stuck.after_gated_runs"):
+        load_model(TriggersConfig, tmp_path, "triggers")
+    (tmp_path / "configs" / "triggers.yaml").write_text("stuck:\n  after_gated_runs: null\n")
+    assert load_model(TriggersConfig, tmp_path, "triggers").stuck.after_gated_runs is None
