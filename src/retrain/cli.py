@@ -326,16 +326,31 @@ def monitor(
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--follow", "follow", default=None, help="a git ref to follow, e.g. origin/main")
 @click.option(
+    "--follow-path",
+    "follow_path",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="a directory kept up to date by git-sync or a ConfigMap volume (no git in the pod)",
+)
+@click.option(
     "--interval",
     default=None,
     type=click.FloatRange(min=0.1),
     help="seconds between reconciles (configs/serve.yaml follow_interval, 10)",
 )
-def serve(host: str, port: int, follow: str | None, interval: float | None) -> None:
-    """Serve the production model of registry.yaml, following the working tree or a git ref."""
+def serve(
+    host: str, port: int, follow: str | None, follow_path: Path | None, interval: float | None
+) -> None:
+    """Serve the production model of registry.yaml, following the working tree, a git ref or
+    a mounted directory; each version with the configs and code of the revision naming it."""
+    from retrain.core.errors import BadInput
     from retrain.serve.run import serve as run_server
 
-    run_server(Path.cwd(), host=host, port=port, follow=follow, interval=interval)
+    if follow and follow_path:
+        raise BadInput("--follow and --follow-path: give one source to follow, not both")
+    run_server(
+        Path.cwd(), host=host, port=port, follow=follow, interval=interval, follow_path=follow_path
+    )
 
 
 @cli.command()

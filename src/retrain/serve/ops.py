@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from retrain.serve import inputs
+from retrain.serve import inputs, replicas
 from retrain.serve.inputs import RequestError
 from retrain.serve.scoring import json_response, read_body, request_id_of
 from retrain.serve.state import ServeState, get_state
@@ -111,8 +110,11 @@ async def feedback(request: Request, state: State) -> Response:
             why = state.log_error or "disabled in configs/serve.yaml"
             raise RequestError(503, "prediction_log", f"the prediction log is unavailable ({why})")
         try:
-            unknown = await asyncio.to_thread(
-                _store_feedback, state, [item.model_dump() for item in items]
+            # A row another replica served may reach the shared log a moment later.
+            unknown = await replicas.add_feedback_awaiting_rows(
+                lambda batch: _store_feedback(state, batch),
+                [item.model_dump() for item in items],
+                cfg.feedback_wait_s,
             )
         except Exception as exc:
             raise RequestError(

@@ -1,4 +1,9 @@
-"""``retrain serve``: read the configuration once, then run the app on uvicorn."""
+"""``retrain serve``: read the serving configuration once, then run the app on uvicorn.
+
+Only what serving needs is read (:mod:`retrain.core.config.serving`): a typo in
+``gates.yaml`` never stops a server.  ``RETRAIN_LOG_URL`` overrides ``serve.yaml: log_url``
+(a PostgreSQL URL with its password belongs in a Secret, not in git).
+"""
 
 from __future__ import annotations
 
@@ -6,23 +11,32 @@ import logging
 import sys
 from pathlib import Path
 
-from retrain.core.config import load_config, load_serve_config
+from retrain.core.config.serving import load_serving_config, with_environment
 from retrain.serve.state import ServeSettings
 
 
 def settings_for(
-    root: Path, *, follow: str | None = None, interval: float | None = None
+    root: Path,
+    *,
+    follow: str | None = None,
+    interval: float | None = None,
+    follow_path: Path | None = None,
 ) -> ServeSettings:
-    """Everything ``create_app`` needs; bad configuration raises ConfigError (exit 2)."""
-    cfg = load_config(root)
+    """Everything ``create_app`` needs; bad configuration raises ConfigError (exit 2).
+
+    The configuration at start is the working tree's; a server that follows a git ref or a
+    mounted path then applies its revision's on the first reconcile."""
+    root = Path(root).resolve()
+    cfg = load_serving_config(root)
     return ServeSettings(
-        root=cfg.root,
-        model_name=cfg.release.model_name,
+        root=root,
+        model_name=cfg.model_name,
         dataset=cfg.dataset,
-        config=load_serve_config(cfg.root),
+        config=with_environment(cfg.serve),
         follow=follow,
         interval=interval,
-        trusted=tuple(cfg.model.trusted_types),
+        trusted=cfg.trusted_types,
+        follow_path=follow_path,
     )
 
 
@@ -33,15 +47,17 @@ def serve(
     port: int = 8080,
     follow: str | None = None,
     interval: float | None = None,
+    follow_path: Path | None = None,
 ) -> None:
     import uvicorn
 
     from retrain.serve.app import create_app
 
-    settings = settings_for(root, follow=follow, interval=interval)
+    settings = settings_for(root, follow=follow, interval=interval, follow_path=follow_path)
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="[retrain] %(message)s")
+    following = f"{follow_path} (mounted)" if follow_path else follow or "the working tree"
     print(
-        f"[retrain] serve: {settings.model_name} from {follow or 'the working tree'}'s "
+        f"[retrain] serve: {settings.model_name} from {following}'s "
         f"registry.yaml, every {settings.reconcile_interval:g}s, on http://{host}:{port}",
         file=sys.stderr,
         flush=True,

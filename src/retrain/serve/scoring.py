@@ -66,7 +66,11 @@ async def _score(
     route: str,
     extract: Callable[[Any], tuple[str, Any]],
     answer: Callable[[inputs.RequestError | None, Any], dict[str, Any]],
+    shape: Callable[[dict[str, Any], int], dict[str, Any]] | None = None,
 ) -> Response:
+    """Score one request; ``shape(payload, status)`` rewrites the answer for another
+    protocol (the V2 routes), errors included."""
+    reshape = shape or (lambda payload, status: payload)
     start = time.perf_counter()
     at = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
     request_id = request_id_of(request)
@@ -97,7 +101,11 @@ async def _score(
         result = await batcher.predict(served, columns, n)
     except RequestError as exc:
         state.telemetry.observe(route, exc.status, version, None)
-        return json_response({**exc.to_dict(), "request_id": request_id}, exc.status, request_id)
+        return json_response(
+            reshape({**exc.to_dict(), "request_id": request_id}, exc.status),
+            exc.status,
+            request_id,
+        )
     except Exception as exc:
         log.exception("%s: prediction failed", route)
         state.telemetry.observe(route, 500, version, None)
@@ -115,7 +123,7 @@ async def _score(
                 "status": 500,
             }
         }
-        return json_response({**err, "request_id": request_id}, 500, request_id)
+        return json_response(reshape({**err, "request_id": request_id}, 500), 500, request_id)
     finally:
         batcher.leave()
     payload = {
@@ -124,7 +132,7 @@ async def _score(
         "model_version": served.version,
         "request_id": request_id,
     }
-    response = json_response(payload, 200, request_id)
+    response = json_response(reshape(payload, 200), 200, request_id)
     seconds = time.perf_counter() - start
     state.telemetry.observe(route, 200, served.version, seconds)
     if state.recorder is not None:
