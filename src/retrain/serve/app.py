@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from retrain.core.config.serving import redacted
 from retrain.serve import ops, scoring, v2
 from retrain.serve.batching import Batcher
 from retrain.serve.follow import Reconciler
@@ -41,7 +42,7 @@ def _open_log(settings: ServeSettings) -> tuple[Any, str | None]:
         log_ = predlog.open_log(cfg.log_url, settings.root)
         return LogWriter(log_, batch_size=LOG_BATCH_ROWS), None
     except Exception as exc:
-        log.warning("prediction log %s unavailable: %s", cfg.log_url, exc)
+        log.warning("prediction log %s unavailable: %s", redacted(cfg.log_url), exc)
         return None, f"{type(exc).__name__}: {exc}"
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from retrain.core.config.serving import redacted
 from retrain.serve import inputs, replicas
 from retrain.serve.inputs import RequestError
 from retrain.serve.scoring import json_response, read_body, request_id_of
@@ -36,7 +37,9 @@ async def health(state: State) -> Response:
         "failed_reloads": state.holder.failed_reloads,
         "environment_mismatch": list(served.environment_mismatch) if served else [],
         "prediction_log": {
-            "url": state.settings.config.log_url if state.settings.config.log_enabled else None,
+            "url": redacted(state.settings.config.log_url)
+            if state.settings.config.log_enabled
+            else None,
             "written": written,
             "dropped": dropped,
         },

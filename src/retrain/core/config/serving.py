@@ -91,3 +91,19 @@ def with_environment(serve: ServeConfig) -> ServeConfig:
     """``serve`` with the environment's overrides: ``RETRAIN_LOG_URL`` for ``log_url``."""
     url = os.environ.get(LOG_URL_ENV, "").strip()
     return serve.model_copy(update={"log_url": url}) if url else serve
+
+
+def redacted(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for messages and ``/health``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
