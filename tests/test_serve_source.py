@@ -217,3 +217,18 @@ def test_replicas_started_together_spread_their_reconciles():
     pauses = [replicas.jittered(10.0, 0.2, rng) for _ in range(8)]
     assert len({round(p, 3) for p in pauses}) == 8 and max(pauses) - min(pauses) > 1.0
     assert replicas.jittered(10.0, 0.0, rng) == 10.0
+
+
+def test_serve_refuses_two_sources_and_a_bad_serving_config_in_one_line(tmp_path):
+    import subprocess
+
+    root = configs_copy(tmp_path)
+    both = subprocess.run([sys.executable, "-m", "retrain", "serve", "--follow", "origin/main",
+                           "--follow-path", str(tmp_path)], cwd=root, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert both.returncode == 2 and "--follow-path" in both.stderr
+    assert both.stderr.strip().count("\n") == 0 and "Traceback" not in both.stderr
+    (root / "configs" / "serve.yaml").write_text("follow_jitter: 2\n")
+    bad = subprocess.run([sys.executable, "-m", "retrain", "serve"], cwd=root,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 2 and "configs/serve.yaml: follow_jitter" in bad.stderr, bad.stderr
