@@ -35,6 +35,7 @@ from tests import browser
 from tests.conftest import PROJECT, Cli, bootstrap, merge_promote_then_revert
 from tests.rollout_frames import served
 
+COLOURS = 64  # the docs screenshot's palette (max coverage keeps the few red pixels)
 SITE_CSS = PROJECT / "src" / "retrain" / "site" / "templates" / "site.css"
 
 
@@ -297,6 +298,9 @@ def test_the_site_in_chromium_at_desktop_and_phone_width(story):
                     assert page.get_by_text("In production: v1.0.0").is_visible()
                     assert page.locator(".card", has_text="Last rollback").is_visible()
                     assert page.get_by_text("Rollback: v1.1.0 → v1.0.0").is_visible()
+                    shot = shots / f"index-{width}.png"
+                    page.screenshot(path=str(shot))
+                    _assert_not_blank(shot, width)
                     # the keyboard: Tab reaches the skip link first, Enter moves to main
                     page.keyboard.press("Tab")
                     assert page.evaluate("document.activeElement.textContent") == (
@@ -304,14 +308,15 @@ def test_the_site_in_chromium_at_desktop_and_phone_width(story):
                     )
                     page.keyboard.press("Enter")
                     assert page.evaluate("document.activeElement.id") == "main"
-                    shot = shots / f"index-{width}.png"
-                    page.evaluate("window.scrollTo(0, 0)")
-                    page.screenshot(path=str(shot))
-                    _assert_not_blank(shot, width)
                 page.close()
     target = os.environ.get("RETRAIN_SITE_SCREENSHOT")
-    if target:
-        shutil.copyfile(shots / "index-1280.png", target)
+    if target:  # `make docs-site`: the README's picture, in few colours to keep it small
+        from PIL import Image
+
+        with Image.open(shots / "index-1280.png") as img:
+            img.convert("RGB").quantize(COLOURS, Image.Quantize.MAXCOVERAGE).save(
+                target, optimize=True
+            )
 
 
 def _assert_not_blank(path: Path, width: int) -> None:
@@ -324,6 +329,34 @@ def _assert_not_blank(path: Path, width: int) -> None:
     background = counts.max() / len(pixels)
     assert len(colours) > 50, f"{path.name}: {len(colours)} colours"
     assert background < 0.9, f"{path.name}: {background:.0%} of the picture is one colour"
+
+
+def test_the_pages_workflow_builds_the_site_on_a_push_to_main_and_only_deploy_may_write(
+    story, tmp_path
+):
+    """pages.yml's build job, run here against the story's origin (GitHub stood in by the
+    local workflow runner: a bare repository, actions recorded), writes the same story; the
+    Pages permissions belong to the deploy job alone."""
+    from tests.workflow_runner import WorkflowRunner
+
+    sb, _, _, _, _ = story
+    run = WorkflowRunner(sb.origin, tmp_path / "actions", env=sb.env).run(
+        PROJECT / ".github" / "workflows" / "pages.yml", "push"
+    )
+    assert run.conclusion == "success", run.describe()
+    build, deploy = run.jobs["build"], run.jobs["deploy"]
+    assert build.permissions == {"contents": "read"}
+    assert deploy.permissions == {"pages": "write", "id-token": "write"}
+    assert build.step("Upload the site").with_ == {"path": "_site"}
+    assert build.workspace is not None
+    text = read_page(build.workspace / "_site" / "index.html").text
+    assert "In production: v1.0.0" in text and "Rollback: v1.1.0 → v1.0.0" in text
+    assert "training data of v1.0.0" in text  # dvc pull brought the batches: drift is there
+    assert "production v1.0.0; 2 version(s), 3 event(s), 1 rollback(s)" in run.summary
+    assert [s.uses.split("@")[0] for s in deploy.steps] == [
+        "actions/configure-pages",
+        "actions/deploy-pages",
+    ]
 
 
 # --------------------------------------------------------------------------- writing the folder

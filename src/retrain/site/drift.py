@@ -98,7 +98,8 @@ def drift_per_batch(cfg: Config, story: Story) -> DriftSection:
     out: list[BatchDrift] = []
     for name in sorted(set(frames) | set(problems)):
         trained = [v.version for v in merged if name in v.entry.data.files]
-        row = BatchDrift(name, len(frames[name]) if name in frames else None, trained, None)
+        shown = [v.version for v in story.versions if name in v.entry.data.files]
+        row = BatchDrift(name, len(frames[name]) if name in frames else None, shown, None)
         out.append(row)
         if name in problems:
             row.note = problems[name]

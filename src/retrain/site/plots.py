@@ -150,19 +150,20 @@ def drift_plot(path: Path, batches: list[tuple[str, float]], threshold: float | 
     names = [b for b, _ in batches]
     shares = [s for _, s in batches]
     colours = [VERMILION if threshold is not None and s > threshold else BLUE for s in shares]
-    ax.bar(range(len(names)), shares, color=colours, edgecolor="black", linewidth=0.6)
+    ax.bar(range(len(names)), shares, width=0.6, color=colours, edgecolor="black", linewidth=0.6)
+    pad = 0.5 if len(names) < 3 else 0.2
+    ax.set_xlim(-0.5 - pad, len(names) - 0.5 + pad)
     if threshold is not None:
-        ax.axhline(threshold, color="black", linestyle="--", linewidth=1)
-        ax.text(
-            len(names) - 0.5,
+        ax.axhline(
             threshold,
-            f" trigger above {threshold:g}",
-            va="bottom",
-            ha="right",
-            fontsize=8,
+            color="black",
+            linestyle="--",
+            linewidth=1,
+            label=f"data_drift trigger fires above {threshold:g}",
         )
+        ax.legend(loc="upper left", fontsize=8)
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.15)
     ax.set_ylabel("share of features drifted")
     ax.set_title("Drift of each received batch", fontsize=11)
     ax.grid(axis="y", alpha=0.3)
