@@ -382,10 +382,23 @@ def test_a_second_build_replaces_the_site_byte_for_byte_and_a_foreign_folder_is_
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
 
 
-@pytest.fixture
-def bare(tmp_path: Path) -> tuple[example.Sandbox, Cli]:
-    """A fork with nothing trained: the registry is written by hand below."""
-    sb = example.make_sandbox(tmp_path / "sb", PROJECT)
+@pytest.fixture(scope="module")
+def bare(tmp_path_factory: pytest.TempPathFactory) -> tuple[example.Sandbox, Cli]:
+    """A fork with nothing trained, and branches whose registry is written by hand: ``old``
+    (an entry from before the records), ``broken`` (not YAML), ``gone`` (no registry)."""
+    sb = example.make_sandbox(tmp_path_factory.mktemp("bare") / "sb", PROJECT)
+    for branch in ("old", "broken", "gone"):
+        sb.git("checkout", "-qb", branch, "main")
+        registry = sb.root / "registry.yaml"
+        if branch == "old":
+            doc = {"model": "seattle-weather", "production": "1.0.0", "versions": [OLD_ENTRY]}
+            registry.write_text(yaml.safe_dump(doc))
+        elif branch == "broken":
+            registry.write_text("model: seattle-weather\nproduction: [\n")
+        else:
+            sb.git("rm", "-q", "registry.yaml")
+        sb.git("commit", "-qam", f"{branch} registry, by hand")
+    sb.git("checkout", "-q", "main")
     return sb, Cli(sb)
 
 
@@ -398,14 +411,10 @@ OLD_ENTRY = {
 }
 
 
-def test_an_old_entry_without_records_reads_not_recorded(bare):
+def test_an_old_entry_without_records_reads_not_recorded(bare, tmp_path):
     sb, cli = bare
-    (sb.root / "registry.yaml").write_text(
-        yaml.safe_dump({"model": "seattle-weather", "production": "1.0.0", "versions": [OLD_ENTRY]})
-    )
-    sb.git("commit", "-qam", "Register v1.0.0 by hand (an entry from before the records)")
-    out = sb.base / "site"
-    res = cli("site", "--output", str(out))
+    out = tmp_path / "site"
+    res = cli("site", "--output", str(out), "--ref", "old")
     assert "production v1.0.0; 1 version(s), 1 event(s), 0 rollback(s)" in res.stdout
     text = read_page(out / "v1.0.0.html").text
     assert "Gates: not recorded (reports/v1.0.0/gate.json is not in" in text
@@ -418,31 +427,23 @@ def test_an_old_entry_without_records_reads_not_recorded(bare):
 
 
 @pytest.mark.parametrize(
-    ("setup", "args", "message"),
+    ("args", "message"),
     [
-        ("broken", ["--ref", "broken"], "error: registry.yaml@broken: not valid YAML at line 3"),
-        (None, ["--ref", "no-such-branch"], "error: --ref: 'no-such-branch' is not a commit"),
-        ("gone", ["--ref", "gone"], "error: registry.yaml: not in gone"),
+        (["--ref", "broken"], "error: registry.yaml@broken: not valid YAML at line 3"),
+        (["--ref", "no-such-branch"], "error: --ref: 'no-such-branch' is not a commit"),
+        (["--ref", "gone"], "error: registry.yaml: not in gone"),
+        (["--live-since", "last week"], "error: --live-since: time 'last week': expected"),
     ],
 )
-def test_bad_history_is_one_line_exit_2_and_writes_nothing(bare, setup, args, message):
-    sb, cli = bare
-    if setup:
-        sb.git("checkout", "-qb", setup)
-        if setup == "broken":
-            (sb.root / "registry.yaml").write_text("model: seattle-weather\nproduction: [\n")
-        else:
-            sb.git("rm", "-q", "registry.yaml")
-        sb.git("commit", "-qam", f"{setup} registry")
-        sb.git("checkout", "-q", "main")
-    out = sb.base / "site"
+def test_bad_history_is_one_line_exit_2_and_writes_nothing(bare, tmp_path, args, message):
+    _, cli = bare
+    out = tmp_path / "site"
     res = cli("site", "--output", str(out), *args, check=False)
     assert res.returncode == 2, res.stderr
     lines = res.stderr.strip().splitlines()
     assert lines[-1].startswith(message), lines
     assert all(line.startswith("[retrain]") for line in lines[:-1])
-    assert not out.exists()
-    assert not [p for p in sb.base.iterdir() if p.name.startswith(".site")]
+    assert list(tmp_path.iterdir()) == []  # no site, no half-built folder beside it
 
 
 def test_outside_a_git_repository_is_one_line_exit_2(tmp_path):

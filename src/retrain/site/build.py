@@ -80,6 +80,13 @@ def build(
     figures and write the pages into ``output``."""
     output = Path(output).absolute()
     _check_output(output)
+    if live_since is not None:
+        from retrain.serve.predlog import utc_text
+
+        try:
+            utc_text(live_since)
+        except BadInput as exc:
+            raise BadInput(f"--live-since: {exc}") from None
     progress("site: reading the history from git")
     story = collect(cfg.root, ref)
     progress("site: drift per received batch")
