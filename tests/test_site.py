@@ -291,6 +291,15 @@ def test_the_site_in_chromium_at_desktop_and_phone_width(story):
                 )
                 assert broken == [], broken
                 assert page.evaluate("document.documentElement.scrollWidth") <= width
+                # every badge and verdict is drawn inside its own cell or paragraph
+                stray = page.evaluate(
+                    "[...document.querySelectorAll('.badge, .verdict')].filter(e => {"
+                    " const a = e.getBoundingClientRect();"
+                    " const b = e.parentElement.getBoundingClientRect();"
+                    " return a.height === 0 || a.top < b.top - 1 || a.bottom > b.bottom + 1;"
+                    "}).map(e => e.textContent)"
+                )
+                assert stray == [], (name, width, stray)
                 if name == "index.html":
                     assert page.get_by_role("heading", level=1).inner_text() == (
                         "seattle-weather: model history"

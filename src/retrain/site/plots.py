@@ -81,16 +81,17 @@ def _errorbar(ax: Axes, x: int, p: Point, colour: str) -> None:
     )
 
 
-def _points(ax: Axes, points: list[Point], *, legend: bool) -> None:
+def _points(ax: Axes, points: list[Point], *, legend: bool, connect: bool = True) -> None:
     known = [(i, p.value) for i, p in enumerate(points) if p.value is not None]
-    ax.plot(
-        [i for i, _ in known],
-        [y for _, y in known],
-        color=GREY,
-        linewidth=1,
-        linestyle=":",
-        zorder=1,
-    )
+    if connect:  # versions in order; unconnected where the points are not a sequence
+        ax.plot(
+            [i for i, _ in known],
+            [y for _, y in known],
+            color=GREY,
+            linewidth=1,
+            linestyle=":",
+            zorder=1,
+        )
     seen: set[str] = set()
     for i, p in enumerate(points):
         if p.value is None:
@@ -174,7 +175,7 @@ def live_plot(path: Path, metric: str, points: list[Point]) -> Path:
     """The live metric on labelled served rows per version and role, with intervals."""
     fig = _figure(max(4.5, 1.2 * len(points) + 2.5), 3.4)
     ax = fig.subplots()
-    _points(ax, points, legend=True)
+    _points(ax, points, legend=True, connect=False)
     ax.set_ylabel(f"live {metric}")
     ax.set_title(f"Live {metric} on labelled rows, per version", fontsize=11)
     return _save(fig, path)
