@@ -533,6 +533,44 @@ def test_canary_and_shadow_steps_are_told_on_the_timeline(tmp_path):
     assert versions[1].status_text == "canary at 25% of traffic"
 
 
+def test_gates_and_measurements_added_later_are_shown_as_recorded(tmp_path):
+    """gate.json is read generically: a gate, a churn field or a measurement this version
+    of the site has never heard of is on the version's page, with its values."""
+    from retrain.site.build import write_pages
+    from retrain.site.drift import DriftSection
+    from retrain.site.live import LiveSection
+
+    v = _version("1.1.0", [])
+    v.gate = {
+        "passed": False,
+        "engine": "dask",
+        "gates": {
+            "trivial_baseline": {"verdict": "pass", "value": 0.61, "threshold": 0.44,
+                                 "detail": "beats the majority class"},
+            "out_of_time": {"verdict": "fail", "value": {"2015-H2": -0.03}, "threshold": -0.02},
+        },
+        "metrics": {
+            "churn": {"kind": "share", "value": 0.28, "negative_flips": {"rows": 12, "share": 0.033}},
+            "out_of_time": {"slices": [{"slice": "2015-H2", "accuracy": 0.58, "rows": 90}]},
+        },
+    }  # fmt: skip
+    story = Story("seattle-weather", None, None, "HEAD", _commit(1), [v], [], Links())
+    write_pages(
+        tmp_path,
+        load_config(PROJECT),
+        story,
+        DriftSection([], 0.3, "no data"),
+        LiveSection("log", "accuracy", 0.95, note="none"),
+    )
+    text = read_page(tmp_path / "v1.1.0.html").text
+    assert "trivial baseline pass 0.6100 0.4400 beats the majority class" in text
+    assert "out of time fail 2015-H2 -0.0300 -0.0200" in text
+    assert "A gate failed" in text
+    assert "negative flips rows 12 share 0.0330" in text
+    assert "slice accuracy rows 2015-H2 0.5800 90" in text  # a list of records is a table
+    assert "engine dask" in text
+
+
 @pytest.mark.parametrize("metric", ["accuracy", "rmse"])
 def test_a_versions_interval_is_its_baselines_value_plus_the_gains_bounds(metric):
     v = _version("1.1.0", [])
