@@ -247,6 +247,19 @@ def status(as_json: bool) -> None:
 
 
 @cli.command()
+@click.option(
+    "--output", "output", required=True, type=click.Path(path_type=Path), help="the site's folder"
+)
+@click.option("--ref", default="HEAD", show_default=True, help="the history to show")
+@click.option("--live-since", default=None, help="live metrics from this UTC date or time on")
+def site(output: Path, ref: str, live_since: str | None) -> None:
+    """Write the model's history as a static web page (timeline, metrics, drift, live)."""
+    from retrain.site import build
+
+    click.echo(build(_cfg(), output, ref=ref, live_since=live_since).summary())
+
+
+@cli.command()
 @click.option("--version", "version", required=True)
 @click.option("--input", "input_path", required=True, type=click.Path(path_type=Path))
 @click.option("--output", "output_path", default=None, type=click.Path(path_type=Path))
