@@ -89,16 +89,41 @@ def test_feedback_for_known_rows_is_stored_and_unknown_ids_are_returned(log: Pre
             {"request_id": "req-a", "row": 1, "label": "rain"},
             {"request_id": "ghost", "label": "sun"},
             {"request_id": "req-a", "row": 7, "label": "sun"},
-        ]
+        ],
+        by="labeller",
     )
     assert unknown == ["ghost", "req-a row 7"]
     rows = log.lookup("req-a")
     assert [r["label"] for r in rows] == ["rain", "rain"]
+    assert [r["label_by"] for r in rows] == ["labeller", "labeller"]
     assert log.lookup("ghost") == []
-    # A second label for the same row replaces the first.
-    assert log.add_feedback([{"request_id": "req-a", "label": "fog"}]) == []
+    # A second label for the same row is kept beside the first; the latest one counts.
+    assert log.add_feedback([{"request_id": "req-a", "label": "fog"}], by="other") == []
     assert [r["label"] for r in log.lookup("req-a")] == ["fog", "rain"]
     assert len(log.labelled()) == 2
+    history = log.label_history("req-a")
+    assert [(h["row"], h["label"], h["by"]) for h in history] == [
+        (0, "rain", "labeller"),
+        (0, "fog", "other"),
+        (1, "rain", "labeller"),
+    ]
+
+
+def test_labels_written_without_a_token_are_history_but_never_evidence(log: PredictionLog):
+    """A label posted without a token (the development switch) is kept and audited, but the
+    readers that decide (triggers, monitor, export) see only labels a token wrote: the
+    latest authenticated one, even when an unauthenticated label came after it."""
+    log.write(records("req-a", 2))
+    log.add_feedback([{"request_id": "req-a", "row": 1, "label": "snow"}])
+    assert log.labelled().empty
+    assert list(log.served()["label"]) == [None, None]
+    assert len(log.labelled(authenticated=False)) == 1
+    log.add_feedback([{"request_id": "req-a", "label": "rain"}], by="labeller")
+    log.add_feedback([{"request_id": "req-a", "label": "sun"}])  # no token, later
+    trusted = log.labelled()
+    assert list(trusted["label"]) == ["rain"] and list(trusted["label_by"]) == ["labeller"]
+    assert [r["label"] for r in log.lookup("req-a")] == ["sun", "snow"]  # audit: the latest
+    assert [h["by"] for h in log.label_history("req-a")] == [None, "labeller", None]
 
 
 def test_labelled_frame_joins_feedback_and_filters_version_and_time(log: PredictionLog):
@@ -106,8 +131,8 @@ def test_labelled_frame_joins_feedback_and_filters_version_and_time(log: Predict
     log.write(records("new", 3, version="1.1.0", at="2026-11-21T12:00:00+00:00"))
     log.write(records("new", 3, version="1.2.0", role="shadow", at="2026-11-21T12:00:00Z"))
     log.write(records("unlabelled", 2, version="1.1.0"))
-    log.add_feedback([{"request_id": "old", "label": "sun"}])
-    log.add_feedback([{"request_id": "new", "row": r, "label": "rain"} for r in range(3)])
+    log.add_feedback([{"request_id": "old", "label": "sun"}], by="t")
+    log.add_feedback([{"request_id": "new", "row": r, "label": "rain"} for r in range(3)], by="t")
 
     everything = log.labelled()
     assert len(everything) == 1 + 3 + 3  # the shadow's rows are judged by the same labels
@@ -134,7 +159,9 @@ def test_writer_batches_records_and_feedback_right_after_finds_them(log: Predict
             assert writer.submit(records(f"req-{i}", 5))
         # 35 records, batches of at most 10: at least 4 transactions.  The last one is
         # written by the flush in add_feedback, well before the 5 s interval.
-        assert writer.add_feedback([{"request_id": "req-6", "row": 4, "label": "sun"}]) == []
+        assert (
+            writer.add_feedback([{"request_id": "req-6", "row": 4, "label": "sun"}], by="t") == []
+        )
         assert writer.written == 35 and writer.dropped == 0 and writer.batches >= 4
         assert log.count() == 35
         assert log.lookup("req-6")[4]["label"] == "sun"

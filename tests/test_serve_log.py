@@ -124,18 +124,25 @@ def _rows(request_id: str, version: str, at: str, n: int, *, role: str = "produc
     return out
 
 
-def _serve(root: Path, records: list[dict], labels: dict[tuple[str, int], str]) -> None:
-    """Log ``records`` the way the server does (a LogWriter), then post ``labels``."""
+def _serve(
+    root: Path,
+    records: list[dict],
+    labels: dict[tuple[str, int], str],
+    *,
+    by: str | None = "labeller",
+) -> None:
+    """Log ``records`` the way the server does (a LogWriter), then post ``labels`` as the
+    token named ``by`` would (None: without a token, the development switch)."""
     writer = LogWriter(open_log("sqlite:///.retrain/predictions.db", root))
     writer.submit(records)
     unknown = writer.add_feedback(
-        [{"request_id": r, "row": i, "label": lab} for (r, i), lab in labels.items()]
+        [{"request_id": r, "row": i, "label": lab} for (r, i), lab in labels.items()], by=by
     )
     assert unknown == [] and writer.dropped == 0
     writer.close()
 
 
-def _swap_traffic(root: Path, *, good: bool) -> None:
+def _swap_traffic(root: Path, *, good: bool, by: str | None = "labeller") -> None:
     """Requests served before the swap (1.0.0), during (1.1.0), and after the revert (1.0.0);
     feedback for every row, right or wrong for the rows after the revert."""
     before = _rows("req-before", "1.0.0", "2026-11-12T08:00:00Z", 40)
@@ -147,7 +154,7 @@ def _swap_traffic(root: Path, *, good: bool) -> None:
     for r in after:
         wrong = LABELS[(LABELS.index(r["prediction"]) + 1) % 5]
         labels[("req-after", r["row"])] = r["prediction"] if good or r["row"] % 2 else wrong
-    _serve(root, before + during + shadow + after, labels)
+    _serve(root, before + during + shadow + after, labels, by=by)
 
 
 def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -337,7 +344,7 @@ def test_feedback_export_needs_the_inputs_logged(project):
     )
     writer = LogWriter(open_log("sqlite:///.retrain/b.db", root))
     writer.submit(_rows("blind", "1.0.0", "2026-11-20T00:00:00Z", 2, inputs=False))
-    writer.add_feedback([{"request_id": "blind", "label": "sun"}])
+    writer.add_feedback([{"request_id": "blind", "label": "sun"}], by="labeller")
     writer.close()
     err = _bad_export(root, "--since", "2026-11-01", "--output", "data/batches/new.csv")
     assert "served without their inputs" in err

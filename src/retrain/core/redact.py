@@ -44,9 +44,7 @@ def url(text: str) -> str:
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         if any(_secret_key(k) for k, _ in pairs):
-            query = urlencode(
-                [(k, MASK if _secret_key(k) else v) for k, v in pairs], safe="*"
-            )
+            query = urlencode([(k, MASK if _secret_key(k) else v) for k, v in pairs], safe="*")
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 

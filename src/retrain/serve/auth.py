@@ -170,7 +170,10 @@ class TokenFile:
             if key != self._key:
                 try:
                     text = self.path.read_text(encoding="utf-8")
-                    self._tokens, self._error = parse_tokens(text, f"{TOKENS_ENV}={self.path}"), None
+                    self._tokens, self._error = (
+                        parse_tokens(text, f"{TOKENS_ENV}={self.path}"),
+                        None,
+                    )
                 except TokensFileError as exc:
                     self._tokens, self._error = [], str(exc)
                 except (OSError, UnicodeDecodeError) as exc:
@@ -340,4 +343,3 @@ def check_dev_switch(host: str, dev_open_feedback: bool) -> None:
         raise ValueError(
             f"--dev-open-feedback only on a loopback address (--host 127.0.0.1), not {host!r}"
         )
-
