@@ -219,6 +219,34 @@ def test_directly_promoted_bad_version_in_its_watch_window_is_reverted(canary, t
     assert "Rollback seattle-weather to v1.0.0" in sb.git("log", "-1", "--format=%s", "origin/main")
 
 
+def test_a_rollback_resting_on_labels_no_token_wrote_opens_a_pr_instead_of_pushing(
+    canary, tmp_path
+):
+    """`--push` (or `auto_rollback: push`) acts on label evidence only when a token wrote
+    the labels: the same bad version judged on a log file without `label_by` is rolled back
+    through a PR a person merges, and main is not touched (issue #19).  GitHub is stood in
+    by the recording `gh`."""
+    sb, cli, gh = canary
+    text = (sb.root / "registry.yaml").read_text()
+    text = re.sub(r"(?m)^rollout:\n(  .*\n)+", "", text).replace(
+        "production: 1.0.0", "production: 1.1.0"
+    )
+    (sb.root / "registry.yaml").write_text(text)
+    sb.git("commit", "-qam", "Promote 1.1.0 directly")
+    sb.git("push", "-q", "origin", "main")
+    cli("promote")
+    main = sb.git("rev-parse", "origin/main")
+    log = write_log(
+        tmp_path / "log.csv",
+        served("1.1.0", "production", 200, accuracy=0.3, start=now(), seed=10, label_by=None),
+    )
+    out = cli.json("monitor", "--push", "--log", str(log))
+    assert out["verdict"] == "rollback" and not out["labels_authenticated"], out["summary"]
+    assert out["action"]["kind"] == "pr" and "not pushed" in out["action"]["note"]
+    assert sb.git("rev-parse", "origin/main") == main
+    assert gh_calls(gh)[-1]["argv"][:2] == ["pr", "create"]
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
