@@ -74,7 +74,7 @@ class _Entry(BaseModel):
 class _File(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    tokens: list[_Entry]
+    tokens: list[_Entry] = []  # none: /feedback is closed (403), as without a file
 
 
 @dataclass(frozen=True)

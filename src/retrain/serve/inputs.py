@@ -23,6 +23,7 @@ from retrain.core.config import DatasetConfig
 from retrain.core.registry import RegistryEntry
 
 PAYLOAD_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+_FLOAT_MAX = 1.7976931348623157e308
 
 
 class RequestError(Exception):
@@ -294,7 +295,8 @@ def _check_column(feat: Feature, values: list[Any], where: str) -> list[Any]:
                 raise RequestError(
                     422, f"{where}.{i}.{name}", f"column {name!r} expected a number, got {short(v)}"
                 )
-            if math.isinf(v):
+            # An integer past float's range (10**400 is valid JSON) is no finite number either.
+            if (isinstance(v, int) and abs(v) > _FLOAT_MAX) or math.isinf(v):
                 raise RequestError(
                     422,
                     f"{where}.{i}.{name}",
