@@ -7,6 +7,7 @@ import math
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from retrain.core import redact
@@ -21,13 +22,17 @@ router = APIRouter()
 State = Annotated[ServeState, Depends(get_state)]
 
 
-@router.get("/ping")
+@router.get(
+    "/ping",
+    response_class=Response,
+    responses={503: {"description": "no model loaded yet"}},
+)
 async def ping(state: State) -> Response:
     """200 once a model is loaded (MLflow's liveness check), 503 before."""
     return Response(status_code=200 if state.holder.current is not None else 503)
 
 
-@router.get("/health")
+@router.get("/health", responses={503: {"description": "loading: no model yet"}})
 async def health(state: State) -> Response:
     """``ready`` / ``degraded`` (still serving, with the reasons) / ``loading`` (503)."""
     served = state.holder.current
@@ -61,7 +66,7 @@ async def health(state: State) -> Response:
     return json_response(body, 200 if served is not None else 503, None)
 
 
-@router.get("/version")
+@router.get("/version", responses={503: {"description": "no model loaded yet"}})
 async def version(state: State) -> Response:
     """The model serving now: name, version, registry commit, artifact sha256."""
     served, rollout, _ = state.holder.snapshot()
@@ -83,7 +88,7 @@ async def version(state: State) -> Response:
     )
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(state: State) -> Response:
     return Response(content=state.telemetry.render(), media_type=CONTENT_TYPE_LATEST)
 

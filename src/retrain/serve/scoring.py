@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.background import BackgroundTask
+from starlette.requests import ClientDisconnect
 
 from retrain.pipeline.predict import predict_rows
 from retrain.serve import inputs, openapi, routing
@@ -127,11 +128,14 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise RequestError(413, "body", f"{declared} bytes is over the limit of {limit}")
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(413, "body", f"more than {limit} bytes; the limit is {limit}")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestError(413, "body", f"more than {limit} bytes; the limit is {limit}")
+            chunks.append(chunk)
+    except ClientDisconnect:  # gone before its body was sent: no model error to count
+        raise RequestError(400, "body", "the client closed the connection mid-body") from None
     return b"".join(chunks)
 
 
