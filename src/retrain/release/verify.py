@@ -14,7 +14,6 @@ from retrain.pipeline import artifacts
 from retrain.release import gitops, history, recheck
 from retrain.release.promotion import registry_at
 
-
 # What a change of production may not carry: code and the environment it runs in.  The
 # check runs the base branch's code; a PR that changed code as well would be judged by code
 # no one has merged yet (a fork's model.py is imported when the candidate is loaded).
