@@ -268,6 +268,30 @@ def test_verify_refuses_bad_rollout_state_with_one_line(canary, edit, message):
     sb.git("checkout", "--", "registry.yaml")
 
 
+def test_verify_refuses_a_change_of_production_that_carries_code(canary):
+    """The promotion gate runs the base branch's code; a PR that moved production and
+    changed code (here the environment, pyproject.toml) would have its model judged by
+    code no one merged, so verify refuses it, naming the files (issue #19)."""
+    sb, cli, _ = canary
+    base = sb.git("rev-parse", "HEAD")
+    path = sb.root / "registry.yaml"
+    text = re.sub(r"(?m)^rollout:\n(  .*\n)+", "", path.read_text())
+    path.write_text(text.replace("production: 1.0.0", "production: 1.1.0"))
+    project = sb.root / "pyproject.toml"
+    original = project.read_text()
+    project.write_text(original + "\n# a change under review\n")
+    try:
+        res = cli("verify", "--base", base, check=False)
+        assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert "also changes code or its environment (pyproject.toml)" in res.stderr
+        project.write_text(original)
+        ok = cli("verify", "--base", base)
+        assert "carries no code" in ok.stdout and "production moves from 1.0.0" in ok.stdout
+    finally:
+        project.write_text(original)
+        sb.git("checkout", "--", "registry.yaml")
+
+
 def test_verify_refuses_a_shadow_whose_artifact_is_not_in_the_remote(canary):
     sb, cli, _ = canary
     base = sb.git("rev-parse", "HEAD")

@@ -29,7 +29,8 @@ def _is_code(path: str) -> bool:
 
 def _verify_alone(root: Path, base_sha: str) -> str:
     """A change of production travels without code: refuse one that carries code."""
-    changed = gitops.git(root, "diff", "--name-only", base_sha, "HEAD").splitlines()
+    # Against the working tree: committed and uncommitted changes alike.
+    changed = gitops.git(root, "diff", "--name-only", base_sha).splitlines()
     code = sorted(p for p in changed if _is_code(p))
     if code:
         shown = ", ".join(code[:5]) + (f" and {len(code) - 5} more" if len(code) > 5 else "")
