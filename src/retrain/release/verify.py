@@ -29,8 +29,10 @@ def _is_code(path: str) -> bool:
 
 def _verify_alone(root: Path, base_sha: str) -> str:
     """A change of production travels without code: refuse one that carries code."""
-    # Against the working tree: committed and uncommitted changes alike.
-    changed = gitops.git(root, "diff", "--name-only", base_sha).splitlines()
+    # The branch's own changes (from where it left the base; on GitHub's merge commit that
+    # is the base), committed and uncommitted alike.
+    fork_point = gitops.git(root, "merge-base", base_sha, "HEAD", check=False) or base_sha
+    changed = gitops.git(root, "diff", "--name-only", fork_point).splitlines()
     code = sorted(p for p in changed if _is_code(p))
     if code:
         shown = ", ".join(code[:5]) + (f" and {len(code) - 5} more" if len(code) > 5 else "")
