@@ -344,11 +344,27 @@ def monitor(
     type=click.FloatRange(min=0.1),
     help="seconds between reconciles (configs/serve.yaml follow_interval, 10)",
 )
-def serve(host: str, port: int, follow: str | None, interval: float | None) -> None:
-    """Serve the production model of registry.yaml, following the working tree or a git ref."""
+@click.option(
+    "--dev-open-feedback",
+    is_flag=True,
+    help="development only: /feedback without a token, from loopback; labels not trusted",
+)
+def serve(
+    host: str, port: int, follow: str | None, interval: float | None, dev_open_feedback: bool
+) -> None:
+    """Serve the production model of registry.yaml, following the working tree or a git ref.
+
+    /feedback needs a bearer token from the file named by RETRAIN_TOKENS_FILE."""
     from retrain.serve.run import serve as run_server
 
-    run_server(Path.cwd(), host=host, port=port, follow=follow, interval=interval)
+    run_server(
+        Path.cwd(),
+        host=host,
+        port=port,
+        follow=follow,
+        interval=interval,
+        dev_open_feedback=dev_open_feedback,
+    )
 
 
 @cli.command()
@@ -374,7 +390,8 @@ def drill(workdir: Path, as_json: bool, summary_file: str | None) -> None:
 @click.option("--log", "log_url", default=None, help="prediction log URL (default: serve.yaml)")
 @click.option("--json", "as_json", is_flag=True)
 def audit(request_id: str, ref: str, log_url: str | None, as_json: bool) -> None:
-    """Which model served REQUEST_ID: version, registry entry, promoting commit, feedback."""
+    """Which model served REQUEST_ID (the server's id, or a client's X-Request-ID): version,
+    registry entry, promoting commit, every label and who wrote it."""
     from retrain.serve import audit as au
     from retrain.serve import predlog
 
@@ -384,7 +401,7 @@ def audit(request_id: str, ref: str, log_url: str | None, as_json: bool) -> None
         log.close()
         log = predlog.open_log(log_url, root)
     try:
-        result = au.audit(root, log, request_id, ref=ref)
+        result = au.audit_any(root, log, request_id, ref=ref)
     finally:
         log.close()
     _emit(result) if as_json else click.echo(au.format_audit(result))
