@@ -341,9 +341,12 @@ def test_feedback_for_a_row_another_replica_is_still_logging_is_accepted(fork, p
     url = postgres.create_db("replicas")
     # A password, as a Secret's URL has one (the test server trusts loopback, ignores it).
     url = url.replace("@127.0.0.1", ":s3cret-pw@127.0.0.1")
-    env = {**cli.env, "RETRAIN_LOG_URL": url}
+    tokens = sb.base / "replica-tokens.yaml"
+    tokens.write_text("tokens:\n  - {name: labeller, token: replica-labeller-token-0123}\n")
+    env = {**cli.env, "RETRAIN_LOG_URL": url, "RETRAIN_TOKENS_FILE": str(tokens)}
     with retrain_serve(sb.root, env, "--interval", "30", version="1.0.0") as b:
         c = b.client
+        c.token = "replica-labeller-token-0123"
         log = predlog.open_log(url, sb.root)
         try:
             rid = "served-by-replica-a"
@@ -356,7 +359,7 @@ def test_feedback_for_a_row_another_replica_is_still_logging_is_accepted(fork, p
             t0 = time.monotonic()
             status, out = c.post("/feedback", {"request_id": rid, "label": "rain"})
             late.join()
-            assert status == 200 and out == {"stored": 1}, out
+            assert status == 200 and out["stored"] == 1 and out["by"] == "labeller", out
             assert time.monotonic() - t0 >= 0.9
             assert [r["label"] for r in log.lookup(rid)] == ["rain"]
             status, out = c.post("/feedback", {"request_id": "never-served", "label": "sun"})

@@ -15,11 +15,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from retrain.core import registry as reg
-from retrain.core.config.serving import load_serving_config, with_environment
+from retrain.core.config.serving import load_serving_config
 from retrain.core.errors import ConfigError
 from retrain.pipeline import artifacts
 from retrain.serve import evict, replicas
 from retrain.serve.follow import forget_modules_outside
+from retrain.serve.predlog import log_url_of
 from retrain.serve.source import MountedPath
 from tests.conftest import PROJECT
 
@@ -66,9 +67,9 @@ def test_what_serving_reads_is_still_checked_naming_file_and_key(tmp_path, file,
 def test_the_log_url_comes_from_the_environment_when_set(tmp_path, monkeypatch):
     serve = load_serving_config(configs_copy(tmp_path)).serve
     monkeypatch.setenv("RETRAIN_LOG_URL", "postgresql://u:secret@db:5432/log")
-    assert with_environment(serve).log_url == "postgresql://u:secret@db:5432/log"
+    assert log_url_of(serve)[0] == "postgresql://u:secret@db:5432/log"
     monkeypatch.setenv("RETRAIN_LOG_URL", " ")
-    assert with_environment(serve).log_url == serve.log_url
+    assert log_url_of(serve)[0] == serve.log_url
 
 
 # --------------------------------------------------------------------------- mounts

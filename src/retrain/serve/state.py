@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fastapi import Request
 
+from retrain.core import redact
 from retrain.core.config import DatasetConfig, ServeConfig
-from retrain.core.config.serving import LOG_URL_ENV, ServingConfig, with_environment
+from retrain.core.config.serving import ServingConfig
+from retrain.serve.auth import Auth, LabelBudget, TokenFile
 from retrain.serve.batching import Batcher
 from retrain.serve.follow import Reconciler
 from retrain.serve.holder import ModelHolder
@@ -31,6 +33,19 @@ class ServeSettings:
     interval: float | None = None
     trusted: tuple[str, ...] = ()  # configs/model.yaml: trusted_types
     follow_path: Path | None = None  # a mounted revision (git-sync, ConfigMap) to follow
+    # The prediction log's URL: RETRAIN_LOG_URL, RETRAIN_LOG_URL_FILE or serve.yaml (None:
+    # serve.yaml's, for settings made by hand in tests).
+    log_url: str | None = None
+    dev_open_feedback: bool = False  # `retrain serve --dev-open-feedback`: loopback only
+
+    @property
+    def prediction_log_url(self) -> str:
+        return self.log_url if self.log_url is not None else self.config.log_url
+
+    @property
+    def secrets(self) -> list[str]:
+        """What must never appear in an answer or a log line (the log URL's password)."""
+        return redact.secrets_of(self.prediction_log_url)
 
     @property
     def reconcile_interval(self) -> float:
@@ -48,6 +63,8 @@ class ServeState:
     writer: Any  # retrain.serve.logwriter.LogWriter, or None when the log is off or unreachable
     log_error: str | None
     restart_needed: str | None = None  # a followed revision changed what only a restart applies
+    auth: Auth = field(default_factory=lambda: Auth(TokenFile(None)))
+    budget: LabelBudget = field(default_factory=lambda: LabelBudget(6000))
 
     def apply(self, cfg: ServingConfig, where: str) -> None:
         """Serve with a followed revision's configuration from now on: its schema (ranges,
@@ -58,8 +75,17 @@ class ServeState:
         serve = cfg.serve.model_copy(
             update={"log_url": old.config.log_url, "log_enabled": old.config.log_enabled}
         )
-        wanted = with_environment(cfg.serve)
-        changed = [k for k in ("log_url", "log_enabled") if getattr(wanted, k) != getattr(serve, k)]
+        from retrain.serve.predlog import LOG_URL_ENV, log_url_of
+
+        try:
+            wanted_url = log_url_of(cfg.serve)[0]
+        except Exception:  # an unreadable secret file: the log opened at start stays
+            wanted_url = old.prediction_log_url
+        changed = []
+        if wanted_url != old.prediction_log_url:
+            changed.append("log_url")
+        if cfg.serve.log_enabled != old.config.log_enabled:
+            changed.append("log_enabled")
         self.restart_needed = (
             f"{where}: serve.yaml changes {' and '.join(changed)}; a restart applies it"
             f" ({LOG_URL_ENV} overrides log_url)"
@@ -77,6 +103,8 @@ class ServeState:
         )
         self.batcher.max_rows = serve.batch_max_rows
         self.batcher.max_wait = serve.batch_wait_ms / 1000.0
+        self.batcher.max_queued_rows = serve.max_queued_rows
+        self.budget.per_minute = serve.max_labels_per_minute
         if self.recorder is not None:
             self.recorder.log_inputs = serve.log_inputs
 
@@ -86,6 +114,20 @@ class ServeState:
         if self.recorder is not None:
             dropped += self.recorder.failed
         return written, dropped
+
+    def recent_drops(self) -> int:
+        """Rows that could not be logged within ``drops_window_seconds``."""
+        window = self.settings.config.drops_window_seconds
+        n = 0
+        if self.writer is not None and hasattr(self.writer, "dropped_within"):
+            n += int(self.writer.dropped_within(window))
+        if self.recorder is not None:
+            n += self.recorder.failed_within(window)
+        return n
+
+    def scrub(self, text: str) -> str:
+        """``text`` fit to leave the server: no password, no URL with its secrets."""
+        return redact.urls_in(redact.scrub(text, self.settings.secrets))
 
     def problems(self) -> list[str]:
         out = []
@@ -97,10 +139,17 @@ class ServeState:
             out.append(self.restart_needed)
         if getattr(self.writer, "down", False):
             out.append(f"prediction log down: {getattr(self.writer, 'last_error', '')}")
-        _, dropped = self.log_counts()
-        if dropped:
-            out.append(f"prediction log: {dropped} served row(s) could not be logged")
-        return out
+        recent = self.recent_drops()
+        if recent:
+            window = self.settings.config.drops_window_seconds
+            out.append(
+                f"prediction log: {recent} served row(s) could not be logged in the last "
+                f"{window:g} s"
+            )
+        auth_error = self.auth.status()["error"]
+        if auth_error:
+            out.append(f"tokens: {auth_error}")
+        return [self.scrub(p) for p in out]
 
 
 def get_state(request: Request) -> ServeState:

@@ -26,8 +26,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from retrain.serve import openapi
 from retrain.serve.inputs import RequestError
-from retrain.serve.scoring import _records_answer, _score, json_response
+from retrain.serve.scoring import Caller, _records_answer, _score, json_response
 from retrain.serve.state import ServeState, get_state
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
@@ -182,6 +183,13 @@ def _unknown(state: ServeState, name: str) -> Response | None:
     )
 
 
+_MODEL_ANSWERS = openapi.answers(
+    {"400": "no model loaded yet", "404": "another model's name"},
+    openapi.ANY_OBJECT,
+    openapi.V2_ERROR,
+)
+
+
 def _package_version() -> str:
     try:
         return metadata.version("retrain")
@@ -189,27 +197,30 @@ def _package_version() -> str:
         return "0"
 
 
-@router.get("")
+@router.get("", **openapi.answers({}, openapi.ANY_OBJECT, openapi.V2_ERROR))
 async def server_metadata() -> Response:
     return json_response(
         {"name": "retrain", "version": _package_version(), "extensions": []}, 200, None
     )
 
 
-@router.get("/health/live")
+@router.get("/health/live", **openapi.answers({}, openapi.ANY_OBJECT, openapi.V2_ERROR))
 async def live() -> Response:
     """The process answers (the model may still be loading)."""
     return json_response({"live": True}, 200, None)
 
 
-@router.get("/health/ready")
+@router.get(
+    "/health/ready",
+    **openapi.answers({"400": "no model loaded yet"}, openapi.ANY_OBJECT, openapi.V2_ERROR),
+)
 async def ready(state: State) -> Response:
     """200 once a model is loaded, 400 before."""
     ok = _not_ready(state) is None
     return json_response({"ready": ok}, 200 if ok else 400, None)
 
 
-@router.get("/models/{name}/ready")
+@router.get("/models/{name}/ready", **_MODEL_ANSWERS)
 async def model_ready(name: str, state: State) -> Response:
     unknown = _unknown(state, name)
     if unknown is not None:
@@ -218,7 +229,7 @@ async def model_ready(name: str, state: State) -> Response:
     return json_response({"name": name, "ready": ok}, 200 if ok else 400, None)
 
 
-@router.get("/models/{name}")
+@router.get("/models/{name}", **_MODEL_ANSWERS)
 async def model_metadata(name: str, state: State) -> Response:
     """The inputs (one per feature column, in the model's order), outputs and versions."""
     unknown = _unknown(state, name)
@@ -252,8 +263,11 @@ async def model_metadata(name: str, state: State) -> Response:
     return json_response(body, 200, None)
 
 
-@router.post("/models/{name}/infer")
-async def infer(name: str, request: Request, state: State) -> Response:
+@router.post(
+    "/models/{name}/infer",
+    **openapi.route(InferenceRequest, openapi.ANY_OBJECT, error=openapi.V2_ERROR),
+)
+async def infer(name: str, request: Request, state: State, _: Caller) -> Response:
     """A table, one input per column: the predictions of the version that answers."""
     unknown = _unknown(state, name)
     if unknown is not None:

@@ -13,7 +13,6 @@ typo there never stops (or fails a reload of) a server.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,6 @@ from retrain.core.config.base import CONFIG_DIR, _format_error, load_model, read
 from retrain.core.config.data import DatasetConfig, ModelConfig
 from retrain.core.config.release import ReleaseConfig, ServeConfig
 from retrain.core.errors import ConfigError
-
-LOG_URL_ENV = "RETRAIN_LOG_URL"  # overrides serve.yaml: log_url (a Secret, never git)
 
 
 class _Part(BaseModel):
@@ -85,25 +82,3 @@ def load_serving_config(root: Path | str = ".") -> ServingConfig:
         trusted_types=tuple(model.trusted_types),
         serve=serve,
     )
-
-
-def with_environment(serve: ServeConfig) -> ServeConfig:
-    """``serve`` with the environment's overrides: ``RETRAIN_LOG_URL`` for ``log_url``."""
-    url = os.environ.get(LOG_URL_ENV, "").strip()
-    return serve.model_copy(update={"log_url": url}) if url else serve
-
-
-def redacted(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for messages and ``/health``."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
