@@ -42,6 +42,14 @@ class RolloutConfig(Strict):
         confidence: float = Field(default=0.95, gt=0.5, lt=1)
         n_resamples: int = Field(default=1000, ge=100, le=100_000)
         seed: int = Field(default=0, ge=0)
+        max_labelled_rows: int = Field(
+            default=10_000,
+            ge=100,
+            le=1_000_000,
+            description="labelled rows per version and role the live metric and its "
+            "bootstrap use; past it a seeded sample (the interval widens by about "
+            "sqrt(labels / this)); the bootstrap takes about 32 bytes x n_resamples x this",
+        )
 
     class Health(Strict):
         """Absolute health of a directly promoted version inside its watch window."""
