@@ -12,6 +12,7 @@ dropped, down, last error, its time)`` on ``ACK_FD`` whenever that changes.  Exi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
@@ -150,10 +151,8 @@ def main(argv: list[str]) -> None:
     finally:
         writer.close(timeout=CLOSE_WAIT_S)
         child.stop()
-        try:
+        with contextlib.suppress(OSError):  # the server is gone: nobody to tell
             child.report()
-        except OSError:
-            pass
         os._exit(0)
 
 

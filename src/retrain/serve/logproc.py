@@ -133,10 +133,8 @@ class ProcessLogWriter:
         )
         self._reader = reader
         reader.start()
-        try:
+        with contextlib.suppress(OSError):  # the child is gone already: its reader says so
             conn.send(self._open)
-        except OSError:
-            pass  # the child is gone already: its reader says so
 
     def _read_acks(self, conn: Connection, proc: subprocess.Popen[bytes], acks: Connection) -> None:
         try:
@@ -258,10 +256,9 @@ class ProcessLogWriter:
                 self._seq += 1
                 self._inflight.append((self._seq, rows))
                 self._pending += rows
-            try:
+            # A child that died: its reader counts the rows in flight as dropped.
+            with contextlib.suppress(OSError):
                 conn.send_bytes(payload)
-            except OSError:
-                pass  # the child died: its reader counts the rows in flight as dropped
         return True
 
     def _control(self, message: tuple[Any, ...]) -> None:
