@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +74,28 @@ def recall(cfg: DatasetConfig, root: Path) -> dict[str, int] | None:
         return None
     rows = data.get("rows")
     return {str(k): int(v) for k, v in rows.items()} if isinstance(rows, dict) else None
+
+
+# --------------------------------------------------------------------------- read once
+_SESSIONS: list[dict[Any, Any]] = []
+
+
+@contextmanager
+def read_once() -> Iterator[None]:
+    """Share what passes over batch files learnt, and the rows they kept, until the block
+    ends (``retrain run``: the trigger check, validate and train read each file once; see
+    :mod:`retrain.pipeline.batchread`).  Entering it imports nothing."""
+    _SESSIONS.append({})
+    try:
+        yield
+    finally:
+        _SESSIONS.pop()
+
+
+def sharing() -> bool:
+    return bool(_SESSIONS)
+
+
+def session() -> dict[Any, Any] | None:
+    """The innermost session's memo (None outside :func:`read_once`)."""
+    return _SESSIONS[-1] if _SESSIONS else None

@@ -42,25 +42,28 @@ def validate(cfg: Config) -> dict[str, Any]:
     out = root / VALIDATION_FILE
     out.unlink(missing_ok=True)  # never leave a stale "passed" behind a failure
     faults.point("stage:validate")
-    data = dataset.load_batches(cfg.dataset, root)
+    data = dataset.check_batches(cfg.dataset, root)
     holdout = dataset.load_holdout(cfg.dataset, root)
     if cfg.dataset.task == "classification":
-        unseen = sorted(set(holdout[cfg.dataset.target]) - set(data.frame[cfg.dataset.target]))
+        unseen = sorted(set(holdout[cfg.dataset.target]) - data.labels)
     else:
         unseen = []
     report = {
         "passed": True,
         "files": data.files,
         "total_rows": data.total_rows,
-        "training_rows": len(data.frame),
+        "training_rows": data.training_rows,
         "window": {"start": data.start, "end": data.end},
         "holdout_rows": len(holdout),
         "holdout_labels_unseen_in_training": unseen,
     }
+    if data.outside:
+        report["outside_window"] = data.outside
     write_json(out, report)
+    skipped = f" ({len(data.outside)} before the window, not opened)" if data.outside else ""
     progress(
-        f"validate: {len(data.files)} batch file(s), {data.total_rows} rows, "
-        f"{len(data.frame)} in the training window, holdout {len(holdout)} rows: OK"
+        f"validate: {len(data.files)} batch file(s){skipped}, {data.total_rows} rows, "
+        f"{data.training_rows} in the training window, holdout {len(holdout)} rows: OK"
     )
     return report
 
@@ -149,11 +152,16 @@ def _continue(cfg: Config, plan: WarmPlan, fresh: Any) -> tuple[Any, pd.DataFram
     """The production model, trained further on the new batches only (None: cannot)."""
     assert plan.parent is not None
     ds = cfg.dataset
+    from retrain.pipeline import batchread
+
+    cols = [*ds.feature_names, ds.target] + ([ds.time_column] if ds.time_column else [])
     frames = [
-        dataset.check_frame(dataset.read_table(p, str(p.relative_to(cfg.root))), ds, p.name)
+        chunk
         for p in plan.new_files
+        for chunk in batchread.checked_chunks(ds, p, str(p.relative_to(cfg.root)), columns=cols)
     ]
     new = pd.concat(frames, ignore_index=True)
+    del frames
     X, y = new[ds.feature_names], new[ds.target]
     ref = plan.parent.artifact
     path = artifacts.fetch(cfg.root, ref, plan.parent.version)

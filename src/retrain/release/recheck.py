@@ -107,7 +107,7 @@ def recheck(
     version = entry.version
     dvcops.check_data_matches(root)
     try:
-        data = dataset.load_batches(ds, root)
+        data = dataset.check_batches(ds, root)  # streamed: the window's files, once each
         data_valid, data_detail = (
             True,
             f"{data.total_rows} rows in {len(data.files)} batch file(s) checked",
