@@ -21,30 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from retrain.core.config import DatasetConfig
+from retrain.pipeline.batchcheck import file_sha
 from retrain.pipeline.profiles import Profile
+
+__all__ = ["STORE", "Store", "StoredFacts", "file_sha", "rules_key"]
 
 STORE = Path(".retrain") / "batches"
 #: the modules whose code decides what a check or a profile gives
 _CODE = ("dataset.py", "batchread.py", "profiles.py")
 #: dataset settings that do not change any file's facts, checks or profiles
 _NOT_RULES = {"name", "batches", "holdout", "train_window_days", "min_rows", "subgroups"}
-
-_SHA_MEMO: dict[tuple[str, int, int, int], str] = {}
-
-
-def file_sha(path: Path) -> str:
-    """sha256 of a file's bytes, remembered for this process while its size, mtime and inode
-    stay the same (a run hashes each batch once)."""
-    st = path.stat()
-    memo_key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
-    sha = _SHA_MEMO.get(memo_key)
-    if sha is None:
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        sha = _SHA_MEMO[memo_key] = digest.hexdigest()
-    return sha
 
 
 def rules_key(cfg: DatasetConfig) -> str:
