@@ -449,12 +449,12 @@ def load_results() -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------- main
-def scenarios(sizes: list[int], history: list[int]) -> list[dict[str, Any]]:
+def scenarios(sizes: list[int], history: list[int], old_rows: int) -> list[dict[str, Any]]:
     out = []
     for n in sizes:
         label = f"{n // 1_000_000}M" if n % 1_000_000 == 0 else f"{n:,}"
-        out.append({"name": f"size {label}", "key": f"size-{n}", "order": n,
-                    "old": [(2011, 2, 50_000)], "new": (2013, 1, n), "window_rows": n})  # fmt: skip
+        out.append({"name": f"size {label}", "key": f"size-{n}-old{old_rows}", "order": n,
+                    "old": [(2011, 2, old_rows)], "new": (2013, 1, n), "window_rows": n})  # fmt: skip
     for k in history:
         old = []
         year, half = 2012, 2
@@ -473,6 +473,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--history", default="1,10", help="old 1M-row batches ('none' for none)")
     ap.add_argument("--variants", default="before,after", help=f"of {', '.join(VARIANTS)}")
     ap.add_argument("--before-ref", default="main", help="git ref of the 'before' code")
+    ap.add_argument(
+        "--old-rows", type=int, default=50_000, help="rows of the size scenarios' old batch"
+    )
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--report", action="store_true", help="print the saved results and stop")
     args = ap.parse_args(argv)
@@ -487,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--variants: unknown {unknown}; known: {list(VARIANTS)}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     before_code = export_ref(args.before_ref) if "before" in variants else None
-    for sc in scenarios(sizes, history):
+    for sc in scenarios(sizes, history, args.old_rows):
         base = setup(sc["key"], sc["old"], sc["new"])
         for variant in variants:
             spec = VARIANTS[variant]
