@@ -255,7 +255,7 @@ def copy_for(base: Path, variant: str, code: Path, model: dict[str, Any]) -> Pat
     root = dest / "work"
     env = _env(dest)
     _sh(["git", "remote", "set-url", "origin", str(dest / "origin.git")], root, env)
-    _sh([_dvc(), "remote", "modify", "sandbox", "url", str(dest / "dvc-remote")], root, env)
+    _sh([_dvc(), "remote", "modify", "--local", "sandbox", "url", str(dest / "dvc-remote")], root, env)
     for rel in ("src", "dvc.yaml"):
         target = root / rel
         if (code / rel).exists() and (code / rel).resolve() != target.resolve():

@@ -22,6 +22,7 @@ each file once between them.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -259,6 +260,69 @@ def row_hashes(frame: pd.DataFrame) -> np.ndarray:
     return pd.util.hash_pandas_object(norm, index=False).to_numpy(dtype=np.uint64)
 
 
+class Rows:
+    """Rows gathered record batch by record batch into arrays allocated once for the whole
+    file (not a list of chunks concatenated at the end, which holds the rows twice)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.n = 0
+        self.arrays: dict[str, np.ndarray] = {}
+        self.utc: set[str] = set()  # tz-aware timestamp columns, kept as naive UTC
+        self.other: dict[str, list[pd.Series]] = {}  # extension dtypes: concatenated
+
+    def add(self, frame: pd.DataFrame) -> None:
+        k = len(frame)
+        if self.n + k > self.capacity:  # more rows than announced (a CSV): grow
+            self.capacity = max(self.n + k, 2 * self.capacity)
+            for name, arr in self.arrays.items():
+                grown = np.empty(self.capacity, dtype=arr.dtype)
+                grown[: self.n] = arr[: self.n]
+                self.arrays[name] = grown
+        for name in frame.columns:
+            s = frame[name]
+            dt = s.dtype
+            if isinstance(dt, pd.DatetimeTZDtype):
+                values = s.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+                self.utc.add(name)
+            elif isinstance(dt, np.dtype) and dt.kind in "fiubOM":
+                values = s.to_numpy()
+            else:
+                self.other.setdefault(name, []).append(s.reset_index(drop=True))
+                continue
+            if name not in self.arrays:
+                self.arrays[name] = np.empty(self.capacity, dtype=values.dtype)
+            self.arrays[name][self.n : self.n + k] = values
+        self.n += k
+
+    def frame(self, columns: list[str]) -> pd.DataFrame:
+        out: dict[str, Any] = {}
+        for name in columns:
+            if name in self.arrays:
+                arr = self.arrays.pop(name)[: self.n]
+                if self.n < 0.9 * self.capacity:
+                    arr = arr.copy()  # much of the file was outside the window
+                col = pd.Series(arr, copy=False, dtype=arr.dtype)
+                out[name] = col.dt.tz_localize("UTC") if name in self.utc else col
+            elif name in self.other:
+                out[name] = pd.concat(self.other.pop(name), ignore_index=True)
+        return pd.DataFrame(out, copy=False)
+
+
+def give_back_memory() -> None:
+    """Return freed memory to the system after a large read: Arrow's pool keeps what it
+    freed, and glibc's heap keeps the chunks' transient buffers (the read's high-water mark
+    would otherwise stay resident through the fit)."""
+    import ctypes
+    import ctypes.util
+
+    pa.default_memory_pool().release_unused()
+    libc = ctypes.util.find_library("c")
+    if libc:
+        with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+            ctypes.CDLL(libc).malloc_trim(0)
+
+
 @dataclass
 class FileScan:
     """What one checked pass over a batch file learnt."""
@@ -316,7 +380,7 @@ def scan(
     tcol, dupes = cfg.time_column, not cfg.allow_duplicate_rows
     out = FileScan(path, display, 0, None, None, Profile(), cutoff=cutoff)
     hashes: list[np.ndarray] = []
-    kept: list[pd.DataFrame] = []
+    kept = Rows(footer(path, display, None).rows if is_parquet(path) else 0)
     keep_cols = kept_columns(cfg)
     for first, raw, several in raw_chunks(path, display, None, chunk_rows):
         frame = dataset.check_frame(
@@ -345,17 +409,17 @@ def scan(
         if cfg.task == "classification":
             out.labels.update(str(v) for v in window[cfg.target].unique())
         if keep:
-            kept.append(window[[c for c in keep_cols if c in window.columns]].copy())
+            kept.add(window[[c for c in keep_cols if c in window.columns]])
         del frame, window
     out.profile = whole.result()
     out.slices = {w: acc.result() for w, acc in parts.items()}
     if keep:
-        out.kept = (
-            pd.concat(kept, ignore_index=True) if len(kept) > 1 else kept[0].reset_index(drop=True)
-        )
+        out.kept = kept.frame(keep_cols)
     if dupes:
         out.hashes = np.sort(np.concatenate(hashes)) if hashes else np.empty(0, np.uint64)
+        del hashes
         _check_within(cfg, out)
+    give_back_memory()
     return out
 
 

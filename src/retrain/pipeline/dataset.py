@@ -68,7 +68,8 @@ def as_text(col: pd.Series) -> pd.Series:
     a row, instead of a string object per row: 63 bytes a row for a short label)."""
     codes, uniques = pd.factorize(col, use_na_sentinel=True)
     text = pd.Series(uniques).astype("string").astype(object).to_numpy()
-    lookup = np.append(text, None)  # code -1 (missing) takes the last slot
+    lookup = np.empty(len(text) + 1, dtype=object)  # code -1 (missing) takes the last slot
+    lookup[:-1] = text
     return pd.Series(lookup[codes], index=col.index, dtype=object, name=col.name)
 
 
@@ -286,26 +287,41 @@ def load_batches(cfg: DatasetConfig, root: Path) -> TrainingData:
 
     plan = window.plan(cfg, root)
     cols = plan.columns
-    frames: list[pd.DataFrame] = []
     files: dict[str, int] = {f.rel: int(f.rows or 0) for f in plan.files}
+    # In name order (ties in time keep it): runs of files still to read share one set of
+    # arrays; files this run already read hand over the rows they kept.
+    segments: list[list[window.BatchFacts] | pd.DataFrame] = []
     for f in plan.inside:
         seen = batchread.remembered(cfg, f.path)
         if seen is not None and seen.kept is not None and seen.cutoff == plan.cutoff:
-            frames.append(seen.kept[cols])
+            segments.append(seen.kept[cols])
             seen.kept = None  # handed over: the session no longer holds these rows
             files[f.rel] = seen.rows
+        elif segments and isinstance(segments[-1], list):
+            segments[-1].append(f)
+        else:
+            segments.append([f])
+    frames: list[pd.DataFrame] = []
+    for seg in segments:
+        if isinstance(seg, pd.DataFrame):
+            frames.append(seg)
             continue
-        parts, n = [], 0
-        for chunk in batchread.checked_chunks(cfg, f.path, f.rel, columns=cols):
-            n += len(chunk)
-            if plan.cutoff is not None and cfg.time_column:
-                chunk = chunk[batchread.as_ns(chunk[cfg.time_column]) > plan.cutoff]
-            parts.append(chunk)
-        files[f.rel] = n
-        frames.append(pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0])
+        rows = batchread.Rows(sum(int(f.rows or 0) for f in seg))
+        for f in seg:
+            n = 0
+            for chunk in batchread.checked_chunks(cfg, f.path, f.rel, columns=cols):
+                n += len(chunk)
+                if plan.cutoff is not None and cfg.time_column:
+                    chunk = chunk[batchread.as_ns(chunk[cfg.time_column]) > plan.cutoff]
+                rows.add(chunk)
+            files[f.rel] = n
+        frames.append(rows.frame(cols))
+        del rows
+    del segments
     data = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     del frames
     data = data.reset_index(drop=True)
+    batchread.give_back_memory()
     start = end = None
     if cfg.time_column:
         t = data[cfg.time_column]
