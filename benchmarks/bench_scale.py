@@ -255,7 +255,11 @@ def copy_for(base: Path, variant: str, code: Path, model: dict[str, Any]) -> Pat
     root = dest / "work"
     env = _env(dest)
     _sh(["git", "remote", "set-url", "origin", str(dest / "origin.git")], root, env)
-    _sh([_dvc(), "remote", "modify", "--local", "sandbox", "url", str(dest / "dvc-remote")], root, env)
+    _sh(
+        [_dvc(), "remote", "modify", "--local", "sandbox", "url", str(dest / "dvc-remote")],
+        root,
+        env,
+    )
     for rel in ("src", "dvc.yaml"):
         target = root / rel
         if (code / rel).exists() and (code / rel).resolve() != target.resolve():
@@ -276,8 +280,8 @@ def copy_for(base: Path, variant: str, code: Path, model: dict[str, Any]) -> Pat
 
 
 # --------------------------------------------------------------------------- measuring
-def _tree_rss(pid: int) -> int:
-    """Resident bytes of ``pid`` and every descendant (from /proc)."""
+def _tree_rss(pid: int) -> tuple[int, list[tuple[int, str]]]:
+    """Resident bytes of ``pid`` and every descendant (from /proc), and who holds them."""
     children: dict[int, list[int]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -288,14 +292,17 @@ def _tree_rss(pid: int) -> int:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
         children.setdefault(ppid, []).append(int(entry.name))
-    total, todo = 0, [pid]
+    total, todo, who = 0, [pid], []
     page = os.sysconf("SC_PAGE_SIZE")
     while todo:
         p = todo.pop()
         with contextlib.suppress(OSError):
-            total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * page
+            rss = int(Path(f"/proc/{p}/statm").read_text().split()[1]) * page
+            cmd = Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:80]
+            total += rss
+            who.append((rss, cmd))
         todo.extend(children.get(p, []))
-    return total
+    return total, who
 
 
 STAGES = [  # (stage that starts, a pattern of the line that starts it)
@@ -304,7 +311,7 @@ STAGES = [  # (stage that starts, a pattern of the line that starts it)
     ("validate", re.compile(r"Running stage 'validate'")),
     ("train: read", re.compile(r"Running stage 'train'")),
     ("fit", re.compile(r"\[retrain\] train: fitting")),
-    ("train: save, MLflow", re.compile(r"\[retrain\] train: done in")),
+    ("train: save, MLflow", re.compile(r"\[retrain\] train: logging the run to MLflow")),
     ("evaluate", re.compile(r"Running stage 'evaluate'")),
     ("gates, propose", re.compile(r"\[retrain\] evaluate: .*p95 latency")),
 ]
@@ -320,6 +327,7 @@ def measure(root: Path, env: dict[str, str], timeout: float) -> dict[str, Any]:
     )  # fmt: skip
     marks: list[tuple[float, str]] = [(0.0, "start")]
     samples: list[tuple[float, int]] = []
+    top: list[Any] = [0, []]
     lines: list[str] = []
     stop = threading.Event()
 
@@ -334,7 +342,10 @@ def measure(root: Path, env: dict[str, str], timeout: float) -> dict[str, Any]:
 
     def sample() -> None:
         while not stop.is_set():
-            samples.append((time.perf_counter() - t0, _tree_rss(proc.pid)))
+            total, who = _tree_rss(proc.pid)
+            samples.append((time.perf_counter() - t0, total))
+            if total > top[0]:
+                top[:] = [total, sorted(who, reverse=True)[:5]]
             stop.wait(0.1)
 
     threads = [threading.Thread(target=read_err), threading.Thread(target=sample)]
@@ -359,6 +370,7 @@ def measure(root: Path, env: dict[str, str], timeout: float) -> dict[str, Any]:
         "load_after": os.getloadavg()[0],
         "maxrss_largest": (usage.ru_maxrss * 1024) if usage else None,
         "peak_tree": max((r for _, r in samples), default=0),
+        "peak_processes": top[1],
         "stages": {},
         "log_tail": lines[-40:],
     }
@@ -386,7 +398,7 @@ def _s(x: float | None) -> str:
 
 def print_table(results: list[dict[str, Any]]) -> None:
     stage_names = [s for s, _ in STAGES]
-    header = ["scenario", "variant", "window rows", "wall s", "fit s", "non-fit / fit",
+    header = ["scenario", "variant", "window rows", "wall s", "train_seconds", "non-fit / fit",
               *[f"{s} s" for s in stage_names], "peak RSS tree GB", "largest maxrss GB",
               "peak stage", "load"]  # fmt: skip
     rows = []
@@ -478,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--report", action="store_true", help="print the saved results and stop")
+    ap.add_argument("--setup-only", action="store_true", help="prepare the scenarios, run none")
     args = ap.parse_args(argv)
     if args.report:
         print_table(load_results())
@@ -492,6 +505,8 @@ def main(argv: list[str] | None = None) -> int:
     before_code = export_ref(args.before_ref) if "before" in variants else None
     for sc in scenarios(sizes, history, args.old_rows):
         base = setup(sc["key"], sc["old"], sc["new"])
+        if args.setup_only:
+            continue
         for variant in variants:
             spec = VARIANTS[variant]
             code = before_code if spec.src is None else spec.src.parent

@@ -457,3 +457,31 @@ def test_validation_json_says_what_was_read(project):
     assert saved == report
     assert saved["files"]["data/batches/2012-H1.parquet"] == 182  # from its footer
     assert saved["outside_window"] == ["data/batches/2012-H1.parquet"]
+
+
+def test_in_one_run_a_batch_that_repeats_rows_is_still_refused_after_a_passed_check(project):
+    """The read-once session lets row hashes go once a check passed; a check over another
+    set of files (a batch arrived meanwhile) hashes them again."""
+    cfg = load_config(project).dataset
+    with batchcheck.read_once():
+        dataset.check_batches(cfg, project)
+        rows = pd.read_parquet(project / "data/batches/2013-H1.parquet").iloc[[7]]
+        rows.to_parquet(project / "data/batches/2013-H2.parquet", index=False)
+        with pytest.raises(DataError, match="appear in more than one batch"):
+            dataset.check_batches(cfg, project)
+
+
+def test_the_lean_fit_is_the_pipelines_fit_and_lets_the_rows_go(project):
+    from retrain.pipeline import estimators
+
+    cfg = load_config(project)
+    cfg = cfg.model_copy(
+        update={"model": cfg.model.model_copy(update={"params": {"n_estimators": 20}})}
+    )
+    plain, lean = estimators.build_model(cfg), estimators.build_model(cfg)
+    data = dataset.load_batches(cfg.dataset, project)
+    plain.fit(data.features(cfg.dataset), data.frame[cfg.dataset.target])
+    stages.fit_lean(lean, data, cfg.dataset)
+    holdout = dataset.load_holdout(cfg.dataset, project)[cfg.dataset.feature_names]
+    np.testing.assert_array_equal(plain.predict_proba(holdout), lean.predict_proba(holdout))
+    assert len(data.frame) == 0
