@@ -99,9 +99,9 @@ def reads(monkeypatch) -> list[tuple[str, tuple[str, ...] | None]]:
     seen: list[tuple[str, tuple[str, ...] | None]] = []
     raw, times = batchread.raw_chunks, batchread.read_times
 
-    def raw_chunks(path, display, columns=None, chunk_rows=0):
+    def raw_chunks(path, display, columns=None, *args):
         seen.append((Path(path).name, None if columns is None else tuple(columns)))
-        return raw(path, display, columns, chunk_rows)
+        return raw(path, display, columns, *args)
 
     def read_times(path, display, column):
         seen.append((Path(path).name, (column,)))

@@ -143,10 +143,16 @@ def read_times(path: Path, display: str, column: str) -> tuple[int, int, int] | 
 
 # --------------------------------------------------------------------------- record batches
 def raw_chunks(
-    path: Path, display: str, columns: Sequence[str] | None = None, chunk_rows: int = 0
+    path: Path,
+    display: str,
+    columns: Sequence[str] | None = None,
+    chunk_rows: int = 0,
+    text: Sequence[str] = (),
 ) -> Iterator[tuple[int, pd.DataFrame, bool]]:
     """``(first row, frame, more than one chunk)`` per record batch of ``columns`` (all when
-    None), unchecked.  A CSV file is one chunk."""
+    None), unchecked.  A CSV file is one chunk.  ``text`` columns stored as strings are
+    decoded as dictionaries (pandas categoricals: a label is decoded once per page, not once
+    per row; the checks turn them into the same strings)."""
     if not is_parquet(path):
         frame = dataset.read_table(path, display)
         if columns is not None:
@@ -155,7 +161,18 @@ def raw_chunks(
         return
     size = chunk_rows or CHUNK_ROWS
     try:
-        with pq.ParquetFile(path) as pf:
+        with pq.ParquetFile(path) as probe:
+            schema = probe.schema_arrow
+        strings = [
+            c
+            for c in text
+            if c in schema.names
+            and (
+                pa.types.is_string(schema.field(c).type)
+                or pa.types.is_large_string(schema.field(c).type)
+            )
+        ]
+        with pq.ParquetFile(path, read_dictionary=strings) as pf:
             total = pf.metadata.num_rows
             if total == 0:
                 raise DataError(f"{display}: has no rows")
@@ -183,7 +200,8 @@ def checked_chunks(
     parquet = is_parquet(path)
     if columns is not None and parquet:
         check_names(footer(path, display, None).names, cfg, display)
-    for first, raw, several in raw_chunks(path, display, columns if parquet else None, chunk_rows):
+    cols = columns if parquet else None
+    for first, raw, several in raw_chunks(path, display, cols, chunk_rows, text_columns(cfg)):
         frame = dataset.check_frame(
             raw, cfg, display, first_row=first, duplicates=False, partial=several
         )
@@ -205,6 +223,12 @@ def profile_kinds(cfg: DatasetConfig) -> dict[str, Kind]:
     kinds: dict[str, Kind] = {f.name: f.type for f in cfg.features}
     kinds[cfg.target] = "categorical" if cfg.task == "classification" else "numeric"
     return kinds
+
+
+def text_columns(cfg: DatasetConfig) -> list[str]:
+    """The columns the checks turn into strings: categorical features, a class label."""
+    cols = [f.name for f in cfg.features if f.type == "categorical"]
+    return cols + ([cfg.target] if cfg.task == "classification" else [])
 
 
 def kept_columns(cfg: DatasetConfig) -> list[str]:
@@ -240,24 +264,26 @@ class _Accumulator:
 
 def row_hashes(frame: pd.DataFrame) -> np.ndarray:
     """One uint64 per row, equal for rows ``DataFrame.duplicated`` calls equal (floats with
-    -0.0 and NaN normalised, numbers as float64, timestamps in ns, text as objects)."""
-    cols: dict[str, Any] = {}
+    -0.0 and NaN normalised, numbers as float64, timestamps in ns, text as objects).  Rows
+    with equal hashes are only candidates: callers compare the rows themselves."""
+    out = np.zeros(len(frame), dtype=np.uint64)
     for name in frame.columns:
         s = frame[name]
         dt = s.dtype
+        values: Any
         if pd.api.types.is_datetime64_any_dtype(dt):
-            if getattr(dt, "tz", None) is not None:
-                cols[name] = as_ns(s)
-            else:
-                cols[name] = s.dt.as_unit("ns").array.asi8
+            values = (
+                as_ns(s) if getattr(dt, "tz", None) is not None else s.dt.as_unit("ns").array.asi8
+            )
         elif pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt):
-            v = s.to_numpy(dtype=np.float64, na_value=np.nan) + 0.0  # -0.0 becomes 0.0
-            v[np.isnan(v)] = np.nan
-            cols[name] = v
+            values = s.to_numpy(dtype=np.float64, na_value=np.nan) + 0.0  # -0.0 becomes 0.0
+            values[np.isnan(values)] = np.nan
         else:
-            cols[name] = s.astype(object).to_numpy()
-    norm = pd.DataFrame(cols, index=pd.RangeIndex(len(frame)), copy=False)
-    return pd.util.hash_pandas_object(norm, index=False).to_numpy(dtype=np.uint64)
+            values = s.to_numpy(dtype=object)
+        h = pd.util.hash_array(np.asarray(values), categorize=True)
+        np.multiply(out, np.uint64(1_000_003), out=out)
+        np.bitwise_xor(out, h, out=out)
+    return out
 
 
 class Rows:
@@ -383,7 +409,7 @@ def scan(
     hashes: list[np.ndarray] = []
     kept = Rows(footer(path, display, None).rows if is_parquet(path) else 0)
     keep_cols = kept_columns(cfg)
-    for first, raw, several in raw_chunks(path, display, None, chunk_rows):
+    for first, raw, several in raw_chunks(path, display, None, chunk_rows, text_columns(cfg)):
         frame = dataset.check_frame(
             raw, cfg, display, first_row=first, duplicates=False, partial=several
         )
@@ -433,7 +459,7 @@ def _repeated(sorted_hashes: np.ndarray) -> np.ndarray:
 def _rows_with(cfg: DatasetConfig, path: Path, display: str, wanted: np.ndarray) -> pd.DataFrame:
     """The checked rows of a file whose hash is in ``wanted``, with their row numbers."""
     found = []
-    for first, raw, several in raw_chunks(path, display):
+    for first, raw, several in raw_chunks(path, display, None, 0, text_columns(cfg)):
         frame = dataset.check_frame(
             raw, cfg, display, first_row=first, duplicates=False, partial=several
         )

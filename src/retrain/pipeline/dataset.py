@@ -110,7 +110,7 @@ def check_frame(
     if names_only:
         return frame
     kept = [c for c in cfg.ignore_columns if c in frame.columns]
-    frame = frame[expected + kept].copy()
+    frame = frame[expected + kept]  # copy-on-write: the caller's frame is never changed
     among = f" among rows {first_row + 2}-{first_row + len(frame) + 1}" if partial else ""
 
     for spec in cfg.features:
