@@ -15,8 +15,9 @@ the same frozen holdout rows and returns a :class:`GateReport` whose results are
 ``cost``         model size and training time within budget;
 ``guardrails``   secondary metrics (``guardrails``) get no worse than their limits, even
                  when the primary metric improves;
-``churn``        the share of holdout predictions that change (regression: the median
-                 relative change) stays within ``churn.max_share`` / ``max_change``
+``churn``        the negative flip rate (rows production got right and the candidate gets
+                 wrong; regression: rows whose error grows by more than ``tolerance``) stays
+                 within ``churn.max_negative_flip_rate`` / ``max_worse_share``
                  (:mod:`retrain.decide.churn`; reported, not gating, when no limit is set);
 ``key_examples`` every key example with an ``expected`` label is still predicted right
                  (:mod:`retrain.decide.key_examples`; only when the file exists).
@@ -162,10 +163,10 @@ def _cost_gate(inputs: GateInputs, cfg: GatesConfig) -> GateResult:
 
 
 def _churn_gate(inputs: GateInputs, cfg: GatesConfig) -> tuple[GateResult, dict[str, Any] | None]:
-    """Eighth gate: how many answers change for the consumers (:mod:`retrain.decide.churn`)."""
+    """Eighth gate: how many answers get worse for the consumers (:mod:`retrain.decide.churn`)."""
     classification = inputs.task == "classification"
-    key = "max_share" if classification else "max_change"
-    limit = cfg.churn.max_share if classification else cfg.churn.max_change
+    key = "max_negative_flip_rate" if classification else "max_worse_share"
+    limit = cfg.churn.max_negative_flip_rate if classification else cfg.churn.max_worse_share
     if inputs.baseline is None:
         return GateResult("churn", "skip", None, limit, BOOTSTRAP_SKIP), None
     imp = cfg.improvement
@@ -177,6 +178,7 @@ def _churn_gate(inputs: GateInputs, cfg: GatesConfig) -> tuple[GateResult, dict[
         confidence=imp.confidence,
         n_resamples=imp.n_resamples,
         seed=imp.seed,
+        tolerance=cfg.churn.tolerance,
     )
     table = c.to_dict()
     text = churn_mod.describe(c)

@@ -290,6 +290,13 @@ def _transitions(churn: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"labels": labels, "rows": rows}
 
 
+def _negative_flips(churn: Mapping[str, Any]) -> list[tuple[str, str, int]]:
+    """Rows production got right and the candidate gets wrong, by label pair, most first."""
+    table = churn.get("negative_transitions") or {}
+    pairs = [(str(p), str(c), int(n)) for p, row in table.items() for c, n in row.items() if n]
+    return sorted(pairs, key=lambda t: (-t[2], t[0], t[1]))
+
+
 def _view(ctx: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the templates show, computed once from the ctx."""
     g = ctx.get("gates") or {}
@@ -355,6 +362,7 @@ def _view(ctx: Mapping[str, Any]) -> dict[str, Any]:
         "boot": m.get("bootstrap") or {},
         "churn": m.get("churn") or {},
         "transitions": _transitions(m.get("churn") or {}),
+        "negative_flips": _negative_flips(m.get("churn") or {}),
         "key_examples": (m.get("key_examples") or {}).get("rows") or [],
         "cost": ctx.get("cost") or {},
         "primary": primary,
