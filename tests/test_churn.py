@@ -87,7 +87,13 @@ def test_regression_counts_rows_whose_error_grows_beyond_the_tolerance():
     production = np.array([10.0, 11.0, 12.0, 9.0, 10.0])  # errors 0, 1, 2, 1, 0
     candidate = np.array([10.4, 11.0, 10.0, 6.0, 10.6])  # errors 0.4, 1, 0, 4, 0.6
     c = churn.measure(
-        "regression", y, production, candidate, confidence=0.95, n_resamples=200, seed=0,
+        "regression",
+        y,
+        production,
+        candidate,
+        confidence=0.95,
+        n_resamples=200,
+        seed=0,
         tolerance=0.5,
     )
     # error growth: +0.4 (within), 0, -2 (better), +3 (worse), +0.6 (worse)
@@ -185,8 +191,13 @@ def test_the_interval_is_the_improvement_gates_paired_bootstrap():
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(CLASSES), st.sampled_from(CLASSES),
-                          st.sampled_from(CLASSES)), min_size=1, max_size=60))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(CLASSES), st.sampled_from(CLASSES), st.sampled_from(CLASSES)),
+        min_size=1,
+        max_size=60,
+    )
+)
 def test_flips_add_up(rows):
     y, p, c = (np.array(col) for col in zip(*rows, strict=True))
     m = churn.measure("classification", y, p, c, confidence=0.9, n_resamples=100, seed=1)

@@ -81,6 +81,9 @@ class GateInputs:
     data_valid: bool
     data_detail: str = ""
     key_examples: KeyExampleReport | None = None  # None: no data/key_examples.csv
+    # the training target's record for the trivial baseline (retrain.pipeline.trivial);
+    # None: no trivial_baseline gate (a training.json written before it existed)
+    trivial: dict[str, Any] | None = None
 
 
 @dataclass

@@ -9,6 +9,9 @@ the same frozen holdout rows and returns a :class:`GateReport` whose results are
 ``improvement``  the primary metric beats production by at least ``min_delta`` and the gain
                  is not noise (paired bootstrap lower bound > 0); for a PATCH, no regression
                  beyond ``patch.max_regression`` instead;
+``trivial_baseline`` the primary metric beats the model that ignores its inputs (most
+                 frequent class; mean or median) on the holdout, lower bound > 0 too; applies
+                 at bootstrap as well (:mod:`retrain.decide.trivial_gate`);
 ``subgroups``    no declared subgroup level with enough rows regresses beyond
                  ``max_regression``; smaller levels are reported "too small to judge";
 ``latency``      measured p95 of single-row and batch prediction within budget;
@@ -57,6 +60,7 @@ from retrain.decide.gate_types import (
     fmt,
     rounded,
 )
+from retrain.decide.trivial_gate import trivial_gate
 from retrain.pipeline import metrics
 
 __all__ = [
@@ -231,10 +235,12 @@ def evaluate_gates(inputs: GateInputs, cfg: GatesConfig) -> GateReport:
     bump, schema_result = _bump_gate(inputs)
     improvement, boot = improvement_gate(inputs, cfg, bump)
     subgroups, sub_table = subgroup_gate(inputs, cfg)
-    results = [
-        _data_gate(inputs),
-        schema_result,
-        improvement,
+    results = [_data_gate(inputs), schema_result, improvement]
+    trivial_table = None
+    if inputs.trivial is not None:
+        trivial_result, trivial_table = trivial_gate(inputs, cfg)
+        results.append(trivial_result)
+    results += [
         subgroups,
         _latency_gate(inputs, cfg),
         _cost_gate(inputs, cfg),
@@ -267,6 +273,8 @@ def evaluate_gates(inputs: GateInputs, cfg: GatesConfig) -> GateReport:
         "bootstrap": boot,
         "churn": churn_table,
     }
+    if inputs.trivial is not None:
+        report_metrics["trivial_baseline"] = trivial_table
     if inputs.key_examples is not None:
         report_metrics["key_examples"] = inputs.key_examples.to_dict()
     passed = all(r.verdict != "fail" for r in results)

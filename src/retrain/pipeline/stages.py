@@ -21,7 +21,7 @@ from retrain.core.config import Config
 from retrain.core.errors import ConfigError, DataError
 from retrain.core.progress import progress
 from retrain.core.registry import write_atomic
-from retrain.pipeline import artifacts, dataset, estimators, latency, metrics
+from retrain.pipeline import artifacts, dataset, estimators, latency, metrics, trivial
 from retrain.pipeline.predict import predict_rows
 
 VALIDATION_FILE = "artifacts/validation.json"
@@ -254,6 +254,9 @@ def train(cfg: Config) -> dict[str, Any]:
         "artifact": {"path": MODEL_FILE, **ref},
         "train_seconds": round(seconds, 3),
         "environment": environment.capture(root, pipe),
+        # the trivial baseline's constant comes from the whole training window, warm start
+        # or not (retrain.pipeline.trivial; the trivial_baseline gate)
+        "trivial_baseline": trivial.record(ds.task, data.frame[ds.target]),
     }
     if warm:
         info["training"] = plan.record(len(X))

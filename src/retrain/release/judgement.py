@@ -132,6 +132,7 @@ def gate_inputs(
     data_valid: bool,
     data_detail: str,
     key_report: KeyExampleReport | None,
+    trivial: dict[str, Any] | None = None,
 ) -> GateInputs:
     ds = cfg.dataset
     return GateInputs(
@@ -146,6 +147,7 @@ def gate_inputs(
         data_valid=data_valid,
         data_detail=data_detail,
         key_examples=key_report,
+        trivial=trivial,
     )
 
 
@@ -187,6 +189,7 @@ def judge(cfg: Config, registry: reg.Registry, *, bump_requested: str | None) ->
         key_report=key_examples.for_models(
             root, ds, classes, candidate_model, scored.production_model, prod
         ),
+        trivial=training.get("trivial_baseline"),
     )
     progress("gates: evaluating improvement (paired bootstrap), subgroups, latency, cost")
     gate_report = evaluate_gates(inputs, cfg.gates)

@@ -39,7 +39,7 @@ from retrain.core.errors import BadInput, DataError
 from retrain.core.progress import progress
 from retrain.decide import key_examples
 from retrain.decide.gates import GateReport, evaluate_gates
-from retrain.pipeline import artifacts, dataset, stages
+from retrain.pipeline import artifacts, dataset, stages, trivial
 from retrain.release import dvcops, judgement
 
 TOLERANCE = 2e-6
@@ -106,12 +106,15 @@ def recheck(
     ds = cfg.dataset
     version = entry.version
     dvcops.check_data_matches(root)
+    trivial_record = None
     try:
         data = dataset.load_batches(ds, root)
         data_valid, data_detail = (
             True,
             f"{data.total_rows} rows in {len(data.files)} batch file(s) checked",
         )
+        # the training window's target, as the train stage recorded it
+        trivial_record = trivial.record(ds.task, data.frame[ds.target])
     except DataError as exc:
         data_valid, data_detail = False, str(exc)
     holdout = dataset.load_holdout(ds, root)
@@ -144,6 +147,7 @@ def recheck(
         key_report=key_examples.for_models(
             root, ds, classes, model, scored.production_model, baseline
         ),
+        trivial=trivial_record,
     )
     progress("verify: recomputing every gate")
     report = evaluate_gates(inputs, cfg.gates)

@@ -53,7 +53,7 @@ from typing import Any
 VERDICT_ICON = {"pass": "✅", "fail": "❌", "skip": "⏭"}
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 _LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
-_BOUNDED = frozenset({"accuracy", "balanced_accuracy", "f1_macro", "roc_auc"})
+_BOUNDED = frozenset({"accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "average_precision"})
 _REGRESSION = frozenset({"rmse", "mae", "r2"})
 _MAX_CHART_LEVELS = 8
 _MAX_JSON_CHARS = 40_000
@@ -310,6 +310,7 @@ def _view(ctx: Mapping[str, Any]) -> dict[str, Any]:
         if base.get(metric) is not None:
             primary["delta"] = cand[metric] - base[metric]
             primary["direction"] = _direction(primary["delta"], _higher_better(metric, m))
+    trivial_summary = (m.get("trivial_baseline") or {}).get("summary") or {}
     metric_rows = []
     for name, value in cand.items():
         old = base.get(name)
@@ -323,6 +324,7 @@ def _view(ctx: Mapping[str, Any]) -> dict[str, Any]:
                 "candidate": value,
                 "delta": delta,
                 "direction": None if delta is None else _direction(delta, _higher_better(name, m)),
+                "trivial": trivial_summary.get(name),
             }
         )
     worst, too_small = _worst(m)
@@ -363,6 +365,7 @@ def _view(ctx: Mapping[str, Any]) -> dict[str, Any]:
         "churn": m.get("churn") or {},
         "transitions": _transitions(m.get("churn") or {}),
         "negative_flips": _negative_flips(m.get("churn") or {}),
+        "trivial": m.get("trivial_baseline") or {},
         "key_examples": (m.get("key_examples") or {}).get("rows") or [],
         "cost": ctx.get("cost") or {},
         "primary": primary,

@@ -16,7 +16,6 @@ from retrain.core import metric_names
 from retrain.core.config.base import Strict
 from retrain.core.metric_names import ALL_METRICS
 
-
 _REPLACED_CHURN_KEYS = {
     "max_share": "max_negative_flip_rate",
     "max_change": "max_worse_share (with tolerance)",
@@ -104,6 +103,27 @@ class GatesConfig(Strict):
                         )
             return data
 
+    class TrivialBaseline(Strict):
+        """The ``trivial_baseline`` gate: beat the model that ignores its inputs."""
+
+        metric: str | None = Field(
+            default=None,
+            description="the metric it is judged by (default: primary_metric); on imbalanced "
+            "labels one the constant cannot game (f1_macro, balanced_accuracy, roc_auc, "
+            "average_precision)",
+        )
+
+        @field_validator("metric")
+        @classmethod
+        def _known(cls, value: str | None) -> str | None:
+            if value is not None and value not in ALL_METRICS:
+                raise PydanticCustomError(
+                    "unknown_metric",
+                    "not a known metric; expected one of [{names}]",
+                    {"names": ", ".join(ALL_METRICS)},
+                )
+            return value
+
     class Guardrail(Strict):
         max_drop: float | None = Field(default=None, ge=0, allow_inf_nan=False)
         max_rise: float | None = Field(default=None, ge=0, allow_inf_nan=False)
@@ -119,6 +139,7 @@ class GatesConfig(Strict):
     cost: Cost = Cost()
     patch: Patch = Patch()
     churn: Churn = Churn()
+    trivial_baseline: TrivialBaseline = TrivialBaseline()
 
     @field_validator("primary_metric")
     @classmethod
