@@ -156,3 +156,20 @@ def test_a_model_that_finds_positives_is_proposed_and_beats_the_constant(fork):
     assert t["candidate"] > t["value"] and t["lower"] > 0
     pr = sb.git("show", "retrain/v1.0.0:reports/v1.0.0/PR.md")
     assert "It beats the trivial baseline, always 'no'" in pr
+
+
+@pytest.mark.parametrize(
+    ("current", "n_classes", "proba", "majority", "expected"),
+    [
+        ("accuracy", 2, True, 0.967, "average_precision"),  # issue 23's 3.3% positives
+        ("accuracy", 2, False, 0.967, "balanced_accuracy"),  # no probabilities to rank by
+        ("accuracy", 5, True, 0.93, "f1_macro"),  # one class dominates
+        ("accuracy", 5, True, 0.47, "accuracy"),  # a rare class, none dominant: kept
+        ("roc_auc", 2, True, 0.97, "roc_auc"),  # already fits: kept
+        ("roc_auc", 2, False, 0.97, "balanced_accuracy"),  # needs probabilities it lacks
+    ],
+)
+def test_the_metric_init_chooses(current, n_classes, proba, majority, expected):
+    from retrain.onboard import imbalance
+
+    assert imbalance.choose_metric(current, n_classes, proba, majority) == expected

@@ -41,6 +41,7 @@ from typing import Any
 from retrain.core.config import GatesConfig
 from retrain.core.errors import ConfigError
 from retrain.decide import churn as churn_mod
+from retrain.decide import out_of_time
 from retrain.decide.comparative import (
     bootstrap_deltas,
     guardrail_gate,
@@ -275,6 +276,12 @@ def evaluate_gates(inputs: GateInputs, cfg: GatesConfig) -> GateReport:
     }
     if inputs.trivial is not None:
         report_metrics["trivial_baseline"] = trivial_table
+    if inputs.holdout_age is not None:
+        report_metrics["frozen_holdout"] = inputs.holdout_age
+    if inputs.out_of_time is not None:
+        report_metrics["out_of_time"] = out_of_time.report(
+            inputs.task, metric, inputs.out_of_time, cfg
+        )
     if inputs.key_examples is not None:
         report_metrics["key_examples"] = inputs.key_examples.to_dict()
     passed = all(r.verdict != "fail" for r in results)

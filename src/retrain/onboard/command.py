@@ -17,6 +17,7 @@ from retrain.core import registry as reg
 from retrain.core.config import DatasetConfig
 from retrain.core.errors import BadInput, DataError, RegistryError
 from retrain.core.registry import write_atomic
+from retrain.onboard import imbalance
 from retrain.onboard.configs import (
     UNIT_THRESHOLDS,
     _dump,
@@ -29,7 +30,6 @@ from retrain.onboard.configs import (
     _release_text,
     _triggers_text,
 )
-from retrain.onboard import imbalance
 from retrain.onboard.infer import _pick_subgroup, _times, infer_features, infer_task, split
 from retrain.pipeline import dataset
 

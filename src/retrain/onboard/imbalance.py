@@ -5,14 +5,14 @@ that always answers the common class scores high accuracy (0.967 on a 3.3%-posit
 so the template's accuracy-based judgement cannot tell a degenerate model from a good one.
 :func:`adjust` rewrites, as text edits that keep the template's comments:
 
-- ``gates.yaml: primary_metric`` (and ``trivial_baseline.metric``): ``average_precision``
-  for a binary target when the estimator gives probabilities, else ``balanced_accuracy``;
-  a metric that already fits (``balanced_accuracy``, ``f1_macro``, ``roc_auc``,
-  ``average_precision``) is kept;
+- ``gates.yaml: primary_metric`` (and ``trivial_baseline.metric``): for a binary target
+  ``average_precision`` when the estimator gives probabilities, else ``balanced_accuracy``;
+  with more classes ``f1_macro``; a metric that already fits (``balanced_accuracy``,
+  ``f1_macro``, ``roc_auc``, ``average_precision``) is kept;
 - ``gates.yaml: guardrails`` (when the template has none): ranking and calibration may not
   get worse either (``roc_auc``, ``log_loss``), or macro F1 without probabilities;
-- ``gates.yaml: churn.max_negative_flip_rate``: at most half the rarest class's share, so a
-  candidate cannot break half of the rare class and stay under the limit;
+- ``gates.yaml: churn.max_negative_flip_rate`` (binary targets): at most half the rare
+  class's share, so a candidate cannot break half of the rare class and stay under it;
 - ``release.yaml: rollout.health.min_metric``: a live floor a tenth of the way from the
   trivial model's score on the holdout to a perfect one, so a degenerate model in
   production is caught by the watch window.  The monitor judges against the higher of this
@@ -28,6 +28,7 @@ from retrain.onboard.configs import _num, _set_line, _set_nested, _yaml_num
 from retrain.pipeline import metrics, trivial
 
 IMBALANCED = 0.10  # the rarest class under this share of the rows: an imbalanced target
+DOMINANT = 0.90  # the most frequent class at this share: accuracy cannot separate models
 FITTING = ("balanced_accuracy", "f1_macro", "roc_auc", "average_precision")
 WITH_PROBA = frozenset(
     {"random_forest", "hist_gradient_boosting", "logistic_regression", "decision_tree"}
@@ -42,20 +43,32 @@ def rarest(target: pd.Series) -> tuple[str, float]:
     return str(label), float(shares[label])
 
 
-def choose_metric(current: str, n_classes: int, proba: bool) -> str:
+def choose_metric(current: str, n_classes: int, proba: bool, majority: float) -> str:
+    """The primary metric for an imbalanced target.
+
+    Accuracy cannot separate models once the most frequent class is :data:`DOMINANT` of
+    the rows (a constant scores that much), so it is replaced: for two classes by average
+    precision (the rare class's ranking) when the model gives probabilities, else balanced
+    accuracy; for more by macro F1, which weighs each class alike and, unlike balanced
+    accuracy (mean recall), also asks for precision.  When a class is rare but none
+    dominates (the weather's snow at 1.6%, sun at 47%), accuracy still separates models and
+    is kept; macro F1 then judges the trivial baseline and guards the rare classes.
+    """
     if current in FITTING and (proba or not metrics.needs_proba(current)):
         return current
-    if n_classes == 2 and proba:
-        return "average_precision"
-    return "balanced_accuracy"
+    if majority < DOMINANT:
+        return current
+    if n_classes == 2:
+        return "average_precision" if proba else "balanced_accuracy"
+    return "f1_macro"
 
 
-def _guardrails(metric: str, proba: bool) -> dict[str, dict[str, float]]:
+def _guardrails(metric: str, proba: bool, kept: bool) -> dict[str, dict[str, float]]:
     rails: dict[str, dict[str, float]] = {}
+    if (kept or not proba) and metric != "f1_macro":
+        rails["f1_macro"] = {"max_drop": 0.02}  # the rare classes' precision and recall
     if proba and metric != "roc_auc":
         rails["roc_auc"] = {"max_drop": 0.02}
-    if not proba and metric != "f1_macro":
-        rails["f1_macro"] = {"max_drop": 0.02}
     if proba:
         rails["log_loss"] = {"max_rise": 0.05}
     return rails
@@ -82,7 +95,10 @@ def adjust(
     proba = estimator in WITH_PROBA
     doc = yaml.safe_load(gates) or {}
     current = str(doc.get("primary_metric", "accuracy"))
-    metric = choose_metric(current, n_classes, proba)
+    majority = float(target.astype(str).value_counts(normalize=True).max())
+    metric = choose_metric(current, n_classes, proba, majority)
+    kept = metric == current and metric not in FITTING
+    judge = "f1_macro" if kept else metric  # what the trivial baseline is judged by
     rec = trivial.record("classification", training)
     y = holdout.astype(str).to_numpy()
     pred, prob, classes = trivial.predictions(rec, "accuracy", len(y))
@@ -96,10 +112,15 @@ def adjust(
     if metric != current:
         gates = _set_line(gates, "primary_metric", f"{metric}  # {why}")
         notes.append(f"gates.yaml: primary_metric {current} -> {metric}")
-    res = _set_nested(gates, ("trivial_baseline", "metric"), metric, why)
+    elif kept:
+        notes.append(
+            f"gates.yaml: primary_metric {current} kept (the most frequent class is "
+            f"{majority:.1%}, under {DOMINANT:.0%}); the trivial baseline is judged by {judge}"
+        )
+    res = _set_nested(gates, ("trivial_baseline", "metric"), judge, why)
     gates = res if res is not None else gates
     if not doc.get("guardrails"):
-        rails = _guardrails(metric, proba)
+        rails = _guardrails(metric, proba, kept)
         block = [f"guardrails:               # {why}: these may not get worse either"]
         block += [
             f"  {name}: {{{k}: {_num(v)}}}" for name, r in rails.items() for k, v in r.items()
@@ -109,7 +130,8 @@ def adjust(
         notes.append(f"gates.yaml: guardrails {shown}")
     limit = (doc.get("churn") or {}).get("max_negative_flip_rate")
     cap = float(f"{share / 2:.2g}")
-    if isinstance(limit, int | float) and not isinstance(limit, bool) and cap < limit:
+    number = isinstance(limit, int | float) and not isinstance(limit, bool)
+    if n_classes == 2 and number and cap < limit:
         res = _set_nested(
             gates,
             ("churn", "max_negative_flip_rate"),

@@ -297,6 +297,28 @@ def _negative_flips(churn: Mapping[str, Any]) -> list[tuple[str, str, int]]:
     return sorted(pairs, key=lambda t: (-t[2], t[0], t[1]))
 
 
+def _oot_rows(m: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The out-of-time table: every metric for production and the second fit."""
+    oot = m.get("out_of_time") or {}
+    cand, base = oot.get("candidate") or {}, oot.get("baseline") or {}
+    rows = []
+    for name in cand or base:
+        c, b = cand.get(name), base.get(name)
+        delta = c - b if c is not None and b is not None else None
+        rows.append(
+            {
+                "name": name,
+                "primary": name == oot.get("metric"),
+                "higher": _higher_better(name, m),
+                "baseline": b,
+                "candidate": c,
+                "delta": delta,
+                "direction": None if delta is None else _direction(delta, _higher_better(name, m)),
+            }
+        )
+    return rows
+
+
 def _view(ctx: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the templates show, computed once from the ctx."""
     g = ctx.get("gates") or {}
@@ -366,6 +388,9 @@ def _view(ctx: Mapping[str, Any]) -> dict[str, Any]:
         "transitions": _transitions(m.get("churn") or {}),
         "negative_flips": _negative_flips(m.get("churn") or {}),
         "trivial": m.get("trivial_baseline") or {},
+        "oot": m.get("out_of_time") or {},
+        "oot_rows": _oot_rows(m),
+        "frozen": m.get("frozen_holdout") or {},
         "key_examples": (m.get("key_examples") or {}).get("rows") or [],
         "cost": ctx.get("cost") or {},
         "primary": primary,
