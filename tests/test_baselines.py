@@ -97,9 +97,7 @@ def test_a_gain_that_may_be_noise_is_held():
     rec = trivial.record("classification", pd.Series(_rare(5000, seed=1)))
     pred = np.full(len(y), "no", dtype=object)
     pred[np.flatnonzero(y == "yes")[:1]] = "yes"  # one positive found: +0.001
-    r = evaluate_gates(_inputs(y, _scores(pred), rec=rec), GatesConfig()).result(
-        "trivial_baseline"
-    )
+    r = evaluate_gates(_inputs(y, _scores(pred), rec=rec), GatesConfig()).result("trivial_baseline")
     assert r.verdict == "fail" and r.value == pytest.approx(0.001)
     assert "may be noise" in r.detail
 
@@ -148,8 +146,9 @@ def test_regression_is_judged_against_the_mean_or_median(metric, constant):
     assert r.verdict == "fail" and r.value == 0.0
     assert f"the training window's {constant}" in r.detail
     good = evaluate_gates(
-        _inputs(y, _scores(y + rng.normal(0, 1, len(y))), rec=rec, task="regression",
-                metric=metric),
+        _inputs(
+            y, _scores(y + rng.normal(0, 1, len(y))), rec=rec, task="regression", metric=metric
+        ),
         GatesConfig(primary_metric=metric),
     )
     assert good.result("trivial_baseline").verdict == "pass"

@@ -432,3 +432,8 @@ def render_pr_body(ctx: dict[str, Any]) -> str:
 def render_run_summary(ctx: dict[str, Any]) -> str:
     """Short Markdown for the end of every run (terminal and ``$GITHUB_STEP_SUMMARY``)."""
     return _render("run_summary.md.j2", ctx)
+
+
+def render_holdout_roll(ctx: dict[str, Any]) -> str:
+    """The pull request of ``retrain holdout roll`` (what moves, production re-scored)."""
+    return str(_environment().get_template("holdout_roll.md.j2").render(v=ctx))
