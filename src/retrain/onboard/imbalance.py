@@ -128,10 +128,10 @@ def adjust(
         gates = gates.rstrip("\n") + "\n" + "\n".join(block) + "\n"
         shown = ", ".join(f"{n} {k} {_num(v)}" for n, r in rails.items() for k, v in r.items())
         notes.append(f"gates.yaml: guardrails {shown}")
-    limit = (doc.get("churn") or {}).get("max_negative_flip_rate")
+    given = (doc.get("churn") or {}).get("max_negative_flip_rate")
+    limit = float(given) if isinstance(given, int | float) and not isinstance(given, bool) else 1.0
     cap = float(f"{share / 2:.2g}")
-    number = isinstance(limit, int | float) and not isinstance(limit, bool)
-    if n_classes == 2 and number and cap < limit:
+    if n_classes == 2 and given is not None and cap < limit:
         res = _set_nested(
             gates,
             ("churn", "max_negative_flip_rate"),
