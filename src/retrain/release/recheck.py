@@ -167,7 +167,7 @@ def recheck(
             judgement.out_of_time_inputs(
                 cfg, cut.judged, cut.record(), None, baseline, scored.production_model
             )
-            if cut is not None
+            if cut is not None and _recorded_out_of_time(root, version)
             else None
         ),
         window=window,
@@ -220,6 +220,16 @@ def recheck(
         f"{lat.get('p95_ms_batch')} ms/batch, within budget"
     )
     return checked
+
+
+def _recorded_out_of_time(root: Path, version: str) -> bool:
+    """Whether the proposal judged an out-of-time slice (its second fit can fail, e.g. when
+    the older rows lack a class; then neither side reports one)."""
+    try:
+        doc = json.loads((root / f"reports/v{version}/gate.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False  # _check_gate_json names the problem
+    return bool(isinstance(doc, dict) and "out_of_time" in (doc.get("metrics") or {}))
 
 
 def _check_gate_json(root: Path, version: str, report: GateReport) -> str:
