@@ -1,4 +1,4 @@
-"""Harmful churn (the eighth gate): which answers get worse for whoever consumes them?
+"""Harmful churn (the `churn` gate): which answers get worse for whoever consumes them?
 
 A retrain that fixes production's mistakes changes many answers, and that is the retrain
 working.  The harm is in the rows production got *right* that the candidate gets *wrong*:

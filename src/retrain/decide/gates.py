@@ -168,7 +168,7 @@ def _cost_gate(inputs: GateInputs, cfg: GatesConfig) -> GateResult:
 
 
 def _churn_gate(inputs: GateInputs, cfg: GatesConfig) -> tuple[GateResult, dict[str, Any] | None]:
-    """Eighth gate: how many answers get worse for the consumers (:mod:`retrain.decide.churn`)."""
+    """The churn gate: how many answers get worse for the consumers (:mod:`retrain.decide.churn`)."""
     classification = inputs.task == "classification"
     key = "max_negative_flip_rate" if classification else "max_worse_share"
     limit = cfg.churn.max_negative_flip_rate if classification else cfg.churn.max_worse_share

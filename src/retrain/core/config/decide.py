@@ -131,7 +131,7 @@ class GatesConfig(Strict):
     primary_metric: str = "accuracy"
     guardrails: dict[str, Guardrail] = Field(
         default_factory=dict,
-        description="secondary metrics that may not get worse beyond a limit (seventh gate)",
+        description="secondary metrics that may not get worse beyond a limit (the guardrails gate)",
     )
     improvement: Improvement = Improvement()
     subgroups: Subgroups = Subgroups()
