@@ -65,6 +65,11 @@ BAD_BATCHES = {
         "2013-07-01,-5.0,20.0,10.0,3.0,summer,sun\n",
         ["precipitation", "below its minimum"],
     ),
+    "unknown level": (
+        HEADER,
+        "2013-07-01,0.0,20.0,10.0,3.0,monsoon,sun\n",
+        ["season", "level 'monsoon'", "levels in configs/dataset.yaml"],
+    ),
     "duplicated rows": (HEADER, GOOD_ROW + GOOD_ROW, ["duplicated row"]),
     "bad timestamp": (
         HEADER,
@@ -155,6 +160,11 @@ BAD_CONFIGS = {
         ["configs/model.yaml", "params.n_trees"],
     ),
     "not yaml": ("release.yaml", "model_name: [unclosed\n", ["configs/release.yaml", "YAML"]),
+    "churn key replaced": (
+        "gates.yaml",
+        "churn:\n  max_share: 0.35\n",
+        ["configs/gates.yaml", "churn: max_share: replaced by churn.max_negative_flip_rate"],
+    ),
 }
 
 

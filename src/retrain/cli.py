@@ -219,6 +219,35 @@ def rollback(to: str | None, push: bool, open_pr: bool, as_json: bool) -> None:
         )
 
 
+@cli.group()
+def holdout() -> None:
+    """The frozen holdout: move it forward in a reviewed pull request."""
+
+
+@holdout.command("roll")
+@click.option("--rows", type=int, default=None, help="rows of the new holdout (default: as now)")
+@click.option("--push", is_flag=True, help="push the new data (DVC) and the branch")
+@click.option("--open-pr", is_flag=True, help="open the pull request with gh (implies --push)")
+@click.option("--json", "as_json", is_flag=True)
+def holdout_roll(rows: int | None, push: bool, open_pr: bool, as_json: bool) -> None:
+    """The newest labelled rows become the holdout, the old one a batch, production
+    re-scored on both: on branch holdout/roll-<day>, for review (never applied directly)."""
+    from retrain.release import holdout as ho
+
+    res = ho.roll(_cfg(), rows=rows, push=push, open_pr=open_pr)
+    if as_json:
+        _emit(res.to_dict())
+        return
+    click.echo(
+        f"holdout roll: {res.new['rows']} rows {res.new['start']} … {res.new['end']} replace "
+        f"{res.old['rows']} rows {res.old['start']} … {res.old['end']} (now {res.new_batch}); "
+        f"on {res.branch} ({res.commit[:8]}{', pushed' if res.pushed else ', not pushed'}); "
+        f"report: {res.report}"
+    )
+    if res.pr_url:
+        click.echo(f"pull request: {res.pr_url}")
+
+
 @cli.command()
 @click.option("--base", required=True, help="the git ref the PR merges into, e.g. origin/main")
 @click.option("--summary", "summary_file", default=None)
@@ -244,6 +273,19 @@ def status(as_json: bool) -> None:
 
     st = history.status(Path.cwd(), _cfg())
     _emit(st) if as_json else click.echo(history.format_status(st))
+
+
+@cli.command()
+@click.option(
+    "--output", "output", required=True, type=click.Path(path_type=Path), help="the site's folder"
+)
+@click.option("--ref", default="HEAD", show_default=True, help="the history to show")
+@click.option("--live-since", default=None, help="live metrics from this UTC date or time on")
+def site(output: Path, ref: str, live_since: str | None) -> None:
+    """Write the model's history as a static web page (timeline, metrics, drift, live)."""
+    from retrain.site import build
+
+    click.echo(build(_cfg(), output, ref=ref, live_since=live_since).summary())
 
 
 @cli.command()
@@ -326,16 +368,49 @@ def monitor(
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--follow", "follow", default=None, help="a git ref to follow, e.g. origin/main")
 @click.option(
+    "--follow-path",
+    "follow_path",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="a directory kept up to date by git-sync or a ConfigMap volume (no git in the pod)",
+)
+@click.option(
     "--interval",
     default=None,
     type=click.FloatRange(min=0.1),
     help="seconds between reconciles (configs/serve.yaml follow_interval, 10)",
 )
-def serve(host: str, port: int, follow: str | None, interval: float | None) -> None:
-    """Serve the production model of registry.yaml, following the working tree or a git ref."""
+@click.option(
+    "--dev-open-feedback",
+    is_flag=True,
+    help="development only: /feedback without a token, from loopback; labels not trusted",
+)
+def serve(
+    host: str,
+    port: int,
+    follow: str | None,
+    follow_path: Path | None,
+    interval: float | None,
+    dev_open_feedback: bool,
+) -> None:
+    """Serve the production model of registry.yaml, following the working tree, a git ref or
+    a mounted directory; each version with the configs and code of the revision naming it.
+
+    /feedback needs a bearer token from the file named by RETRAIN_TOKENS_FILE."""
+    from retrain.core.errors import BadInput
     from retrain.serve.run import serve as run_server
 
-    run_server(Path.cwd(), host=host, port=port, follow=follow, interval=interval)
+    if follow and follow_path:
+        raise BadInput("--follow and --follow-path: give one source to follow, not both")
+    run_server(
+        Path.cwd(),
+        host=host,
+        port=port,
+        follow=follow,
+        interval=interval,
+        follow_path=follow_path,
+        dev_open_feedback=dev_open_feedback,
+    )
 
 
 @cli.command()
@@ -361,7 +436,8 @@ def drill(workdir: Path, as_json: bool, summary_file: str | None) -> None:
 @click.option("--log", "log_url", default=None, help="prediction log URL (default: serve.yaml)")
 @click.option("--json", "as_json", is_flag=True)
 def audit(request_id: str, ref: str, log_url: str | None, as_json: bool) -> None:
-    """Which model served REQUEST_ID: version, registry entry, promoting commit, feedback."""
+    """Which model served REQUEST_ID (the server's id, or a client's X-Request-ID): version,
+    registry entry, promoting commit, every label and who wrote it."""
     from retrain.serve import audit as au
     from retrain.serve import predlog
 
@@ -371,7 +447,7 @@ def audit(request_id: str, ref: str, log_url: str | None, as_json: bool) -> None
         log.close()
         log = predlog.open_log(log_url, root)
     try:
-        result = au.audit(root, log, request_id, ref=ref)
+        result = au.audit_any(root, log, request_id, ref=ref)
     finally:
         log.close()
     _emit(result) if as_json else click.echo(au.format_audit(result))

@@ -144,7 +144,18 @@ def check_frame(
                 )
             frame[spec.name] = converted
         else:
-            frame[spec.name] = as_text(col)
+            text = as_text(col)
+            frame[spec.name] = text
+            if spec.levels is not None:
+                seen = text.dropna()
+                unknown = seen[~seen.isin(spec.levels)]
+                if len(unknown):
+                    row = int(np.flatnonzero(text.isin(unknown.iloc[:1]).to_numpy())[0])
+                    raise DataError(
+                        f"{display}: column {spec.name!r} has level {unknown.iloc[0]!r} "
+                        f"(first at row {first_row + row + 2}), not one of its levels "
+                        f"{spec.levels}; add it to levels in configs/dataset.yaml to accept it"
+                    )
 
     if labelled:
         target = frame[cfg.target]

@@ -20,12 +20,35 @@ class FeatureSpec(Strict):
     min: float | None = None
     max: float | None = None
     allow_missing: bool = False
+    levels: list[str] | None = Field(
+        default=None,
+        description="a categorical column's levels; validate and serve refuse any other",
+    )
 
     @model_validator(mode="after")
     def _range(self) -> FeatureSpec:
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) must be <= max ({self.max})")
+        if self.levels is not None:
+            if self.type != "categorical":
+                raise ValueError("levels: only a categorical feature has levels")
+            if not self.levels:
+                raise ValueError("levels: give at least one level, or leave levels out")
+            dupes = sorted({v for v in self.levels if self.levels.count(v) > 1})
+            if dupes:
+                raise ValueError(f"levels: {dupes} listed twice")
         return self
+
+
+class OutOfTime(Strict):
+    """``dataset.yaml: out_of_time``: the newest rows of the training window, left out of a
+    second fit of the candidate so both models are also judged on data newer than what that
+    fit saw (``docs/gates.md``; the shipped model is fit on the whole window)."""
+
+    share: float = Field(
+        default=0.1, ge=0, le=0.5, description="newest share of the window's rows (0: off)"
+    )
+    min_rows: int = Field(default=30, ge=1, description="fewer rows in the slice: not judged")
 
 
 class DatasetConfig(Strict):
@@ -53,6 +76,7 @@ class DatasetConfig(Strict):
     )
     allow_duplicate_rows: bool = False
     min_rows: int = Field(default=50, ge=1)
+    out_of_time: OutOfTime = OutOfTime()
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetConfig:
