@@ -70,7 +70,7 @@ class Variant:
 
 
 VARIANTS: dict[str, Variant] = {
-    "before": Variant(None, about="the code of --before-ref (main)"),
+    "before": Variant(None, about="the code of --before-ref (where this branch left main)"),
     "after": Variant(ROOT / "src", about="this checkout"),
     # The Dask engine (issue 24, item 2) adds `engine:` to model.yaml; on a branch that has
     # it, `--variants after,dask` adds its row.
@@ -497,7 +497,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="1M,3M,10M", help="new-batch sizes ('none' for none)")
     ap.add_argument("--history", default="1,10", help="old 1M-row batches ('none' for none)")
     ap.add_argument("--variants", default="before,after", help=f"of {', '.join(VARIANTS)}")
-    ap.add_argument("--before-ref", default="main", help="git ref of the 'before' code")
+    ap.add_argument(
+        "--before-ref",
+        default=None,
+        help="git ref of the 'before' code (default: where this branch left main)",
+    )
     ap.add_argument(
         "--old-rows", type=int, default=50_000, help="rows of the size scenarios' old batch"
     )
@@ -515,7 +519,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"--variants: unknown {unknown}; known: {list(VARIANTS)}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    before_code = export_ref(args.before_ref) if "before" in variants else None
+    ref = (
+        args.before_ref
+        or _sh(["git", "merge-base", "HEAD", "main"], ROOT, dict(os.environ)).strip()
+    )
+    before_code = export_ref(ref) if "before" in variants else None
     for sc in scenarios(sizes, history, args.old_rows):
         base = setup(sc["key"], sc["old"], sc["new"])
         if args.setup_only:
