@@ -155,6 +155,10 @@ def test_bad_model_or_gates_config_is_one_line_exit_2_and_writes_nothing(case, t
                 "      - artifacts/validation.json\n",
                 "      - artifacts/validation.json\n      - model.py\n",
                 1,
+            ).replace(
+                "      - artifacts/train/training.json\n",
+                "      - artifacts/train/training.json\n      - model.py\n",
+                1,
             )
         )
     before = sorted(p.relative_to(root) for p in root.rglob("*"))

@@ -80,6 +80,12 @@ def test_pipeline_function_is_refused_until_trusted_then_promoted_and_predicted_
             "      - artifacts/validation.json\n      - model.py\n",
             1,
         )
+        # evaluate loads the model, which calls into model.py: a dependency there too
+        .replace(
+            "      - artifacts/train/training.json\n",
+            "      - artifacts/train/training.json\n      - model.py\n",
+            1,
+        )
     )
     _commit(sb, "Our own model code")
 
