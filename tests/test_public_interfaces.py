@@ -191,3 +191,18 @@ def test_a_stage_command_without_a_host_runs_the_stage_itself(tmp_path: Path):
     )
     assert res.returncode == 0, res.stderr
     assert json.loads((sb.root / "artifacts" / "validation.json").read_text())["passed"] is True
+
+
+def test_a_data_dvc_dvc_cannot_read_stops_the_run_naming_it(tmp_path: Path):
+    """``check_data_matches`` used to return quietly when DVC could not answer (issue 22)."""
+    sb = example.make_sandbox(tmp_path / "sb", PROJECT)
+    (sb.root / "data.dvc").write_text("outs:\n- md5: [unclosed\n")
+    sb.git("commit", "-qam", "A hand-broken data.dvc")
+    res = Cli(sb)("run", "--force", check=False)
+    assert res.returncode == 2, res.stderr[-2000:]
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error: ")]
+    assert errors == [
+        "error: data.dvc: DVC cannot read it (unable to read: 'data.dvc', YAML file structure "
+        "is corrupted)"
+    ], res.stderr[-2000:]
+    assert "Running stage" not in res.stderr  # nothing was trained on data nobody checked

@@ -120,9 +120,10 @@ def drift(reference: Path, current: Path, as_json: bool) -> None:
 @click.option("--reason", default=None, help="why (a manual trigger)")
 @click.option(
     "--bump",
-    type=click.Choice(["minor", "patch"]),
+    type=click.Choice(["minor", "patch", "major"]),
     default=None,
-    help="patch: a fix that must not regress (gate: no regression beyond ε)",
+    help="patch: a fix that must not regress (gate: no regression beyond ε); major: by hand "
+    "(a schema change forces it anyway)",
 )
 @click.option("--push", is_flag=True, help="push the proposal branch to origin")
 @click.option("--open-pr", is_flag=True, help="open the pull request with gh (implies --push)")
@@ -150,7 +151,7 @@ def run(
 
 @cli.command()
 @click.option("--reason", default=None)
-@click.option("--bump", type=click.Choice(["minor", "patch"]), default=None)
+@click.option("--bump", type=click.Choice(["minor", "patch", "major"]), default=None)
 @click.option("--push", is_flag=True)
 @click.option("--open-pr", is_flag=True)
 def propose(reason: str | None, bump: str | None, push: bool, open_pr: bool) -> None:
@@ -318,7 +319,7 @@ def monitor(
         raise click.UsageError("--open-pr and --push are exclusive")
     cfg = _cfg()
     frame = mon.read_log_file(log_file) if log_file is not None else None
-    obs = mon.observe(cfg, frame)
+    obs = mon.observe(cfg, frame, source=str(log_file) if log_file is not None else None)
     action = mon.act(cfg, obs, push=push, open_pr=open_pr)
     text = mon.format_report(obs, action)
     _append_summary(summary_file, "### Monitor\n\n```\n" + text + "\n```")

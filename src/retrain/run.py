@@ -136,19 +136,24 @@ def retrain_cost(started: tuple[float, float], fit_seconds: float | None) -> dic
 def _live_feedback(cfg: Config, registry: reg.Registry) -> Any:
     """The live labels of the prediction log, if any (see ``feedback.live_for_triggers``).
 
-    A SQLite log whose file was never created holds nothing; seeing that from the path alone
-    spares a weekly run that has no log the import of SQLAlchemy (a third of a second).
+    A SQLite log whose file was never created holds nothing: the check says so ("not
+    checked: no prediction log at …"), and seeing it from the path alone spares a weekly run
+    that has no log the import of SQLAlchemy (a third of a second).
     """
     if not cfg.triggers.performance.enabled or registry.production is None:
         return None
-    from retrain.core.config import load_serve_config
+    from retrain.core.config import prediction_log_url, sqlite_log_file
 
-    url = load_serve_config(cfg.root).log_url
-    rest = url.removeprefix("sqlite:///")
-    if rest != url and rest and not rest.startswith(":memory:"):
-        path = Path(rest) if Path(rest).is_absolute() else cfg.root / rest
-        if not path.exists():
-            return None
+    try:
+        path = sqlite_log_file(prediction_log_url(cfg.root)[0], cfg.root)
+    except ValueError:
+        path = None  # the log's own module refuses it, naming the setting
+    if path is not None and not path.exists():
+        try:
+            where = str(path.resolve().relative_to(cfg.root))
+        except ValueError:
+            where = str(path)
+        return triggers.LiveFeedback.no_log(registry.production, where)
     from retrain.serve import feedback
 
     return feedback.live_for_triggers(cfg, registry)

@@ -83,28 +83,42 @@ def _repo(root: Path) -> Iterator[Any]:
 
 
 def check_data_matches(root: Path) -> None:
-    """Refuse to train on data that is not what the committed ``data.dvc`` records."""
+    """Refuse to train on data that is not what the committed ``data.dvc`` records.
+
+    A ``data.dvc`` DVC cannot read is bad input (exit 2, naming the file); any other failure
+    to ask DVC stops the run too (exit 1), with DVC's own reason: the run never goes on
+    without knowing what it trains on."""
     import json
 
     if not (root / "data.dvc").is_file():
         return
     if os.environ.get(SUBPROCESS_ENV) == "1":
         res = dvc(root, "status", "data.dvc", "--json", check=False)
+        if res.returncode != 0:
+            lines = [ln for ln in (res.stderr or res.stdout or "").splitlines() if ln.strip()]
+            raise ExternalCommandError(
+                f"dvc status data.dvc failed: {lines[-1].strip() if lines else 'no output'}"
+            )
         try:
             status = json.loads(res.stdout or "{}")
-        except json.JSONDecodeError:
-            return
+        except json.JSONDecodeError as exc:
+            raise ExternalCommandError(
+                f"dvc status data.dvc --json printed no JSON ({exc}): {res.stdout[:200]!r}"
+            ) from None
     else:
         # In this process (what `dvc status data.dvc --json` prints): `dvc repro` runs here
         # next, so importing DVC once spares starting a second interpreter.
         from dvc.exceptions import DvcException
         from dvc.repo import lock_repo
+        from dvc.utils.strictyaml import YAMLSyntaxError, YAMLValidationError
 
         try:
             with _repo(root) as repo, lock_repo(repo):
                 status = repo.status(targets=["data.dvc"])
-        except DvcException:
-            return  # as before: a status DVC cannot give is left to `dvc repro` to report
+        except (YAMLSyntaxError, YAMLValidationError) as exc:
+            raise BadInput(f"data.dvc: DVC cannot read it ({_first_line(exc)})") from None
+        except DvcException as exc:
+            raise ExternalCommandError(f"dvc status data.dvc failed: {_first_line(exc)}") from None
     for entry in status.get("data.dvc", []):
         state = (entry.get("changed outs") or {}).get("data")
         if state in ("modified", "new"):
@@ -114,6 +128,11 @@ def check_data_matches(root: Path) -> None:
             )
         if state == "deleted":
             raise BadInput("data/: missing; fetch it with `dvc pull`")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 # The stages of dvc.yaml whose commands (`retrain <name>`) hand their work to `retrain run`.

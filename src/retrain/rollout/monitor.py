@@ -21,7 +21,6 @@ metric and latency per version over time.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -56,6 +55,7 @@ class Observation:
     verdicts: list[Verdict]
     stats: list[VersionStats]
     frame: pd.DataFrame = field(repr=False)
+    source: str = ""  # the log read: its URL (password hidden) or the --log file
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +63,7 @@ class Observation:
             "since": self.since,
             "now": self.now,
             "production": self.production,
+            "log": self.source,
             "verdict": self.verdict.action,
             "version": self.verdict.version,
             "summary": self.verdict.summary,
@@ -140,16 +141,18 @@ def read_log_file(path: Path) -> pd.DataFrame:
     return frame
 
 
-def load_log(cfg: Config, since: datetime) -> pd.DataFrame:
+def load_log(cfg: Config, since: datetime) -> tuple[pd.DataFrame, str]:
     """The served rows since ``since``, joined with feedback, from the servers' log
-    (``configs/serve.yaml`` ``log_url``; ``RETRAIN_LOG_URL`` overrides it, e.g. in CI)."""
-    from retrain.core.config import load_serve_config
+    (``configs/serve.yaml`` ``log_url``; ``RETRAIN_LOG_URL`` overrides it, e.g. in CI), and
+    which log that was, for the report."""
     from retrain.serve import predlog
 
-    url = os.environ.get("RETRAIN_LOG_URL") or load_serve_config(cfg.root).log_url
-    log = predlog.open_log(url, cfg.root)
+    _, log = predlog.configured_log(cfg.root)
+    source = log.display
+    if log.sqlite_path is not None and not log.exists():
+        source += " (no such file: nothing was logged there)"
     try:
-        return log.served(since.isoformat())
+        return log.served(since.isoformat()), source
     except predlog.LogUnavailable as exc:
         raise BadInput(f"prediction log {log.display}: unreachable ({exc})") from None
     finally:
@@ -172,15 +175,20 @@ def _floor(cfg: Config, registry: reg.Registry) -> float | None:
 
 
 def observe(
-    cfg: Config, frame: pd.DataFrame | None = None, *, now: datetime | None = None
+    cfg: Config,
+    frame: pd.DataFrame | None = None,
+    *,
+    now: datetime | None = None,
+    source: str | None = None,
 ) -> Observation:
-    """Read what is live and judge it; no side effect."""
+    """Read what is live and judge it; no side effect.  ``frame``: rows read elsewhere (a
+    ``--log`` export named by ``source``) instead of the configured log."""
     root = cfg.root
     registry = reg.load(root, expected_model=cfg.release.model_name)
     now = now or datetime.now(UTC)
     since = step_started(root)
     if frame is None:
-        frame = load_log(cfg, since)
+        frame, source = load_log(cfg, since)
     try:
         frame = analysis.check_frame(frame)
     except ValueError as exc:
@@ -189,7 +197,13 @@ def observe(
     metric, task = cfg.gates.primary_metric, cfg.dataset.task
     rc = cfg.release.rollout
     prod = registry.production
-    base = {"since": _iso(since), "now": _iso(now), "production": prod, "frame": frame}
+    base = {
+        "since": _iso(since),
+        "now": _iso(now),
+        "production": prod,
+        "frame": frame,
+        "source": source or "rows given by the caller",
+    }
     if prod is None:
         idle = Verdict("none", None, "no production version; nothing to monitor")
         return Observation(mode="idle", verdict=idle, verdicts=[idle], stats=[], **base)
@@ -417,7 +431,7 @@ def _commit_on_base(cfg: Config, files: dict[str, bytes], message: str, body: st
 def format_report(obs: Observation, action: Action | None = None) -> str:
     lines = [
         f"monitor ({obs.mode}): {obs.verdict.summary}",
-        f"  rows since {obs.since}: {len(obs.frame)}",
+        f"  rows since {obs.since}: {len(obs.frame)}, read from {obs.source}",
     ]
     for s in obs.stats:
         val = "-" if s.value is None else f"{s.value:.4f}"

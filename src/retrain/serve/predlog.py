@@ -32,7 +32,12 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from retrain.core.config import ServeConfig, load_serve_config
+from retrain.core.config import (
+    ServeConfig,
+    load_serve_config,
+    prediction_log_url,
+    sqlite_log_file,
+)
 from retrain.core.errors import BadInput, RetrainError
 
 if TYPE_CHECKING:
@@ -216,12 +221,11 @@ def open_log(url: str, root: Path) -> PredictionLog:
     ``postgresql://user@host:port/db`` (``postgresql+psycopg://`` also accepted).  A URL of
     any other form is bad configuration (:class:`BadInput`).
     """
-    if url.startswith("sqlite:///"):
-        rest = url.removeprefix("sqlite:///")
-        if not rest or rest.startswith(":memory:"):
-            raise BadInput(f"log_url: {url!r}: expected a file, e.g. sqlite:///.retrain/p.db")
-        path = Path(rest)
-        path = path if path.is_absolute() else Path(root) / path
+    try:
+        path = sqlite_log_file(url, root)
+    except ValueError as exc:
+        raise BadInput(f"log_url: {exc}") from None
+    if path is not None:
         return PredictionLog(_sqlite_engine(path), url=url, sqlite_path=path)
     if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
         return PredictionLog(_pg_engine(url), url=url)
@@ -231,12 +235,15 @@ def open_log(url: str, root: Path) -> PredictionLog:
 
 
 def configured_log(root: Path) -> tuple[ServeConfig, PredictionLog]:
-    """``configs/serve.yaml`` and the prediction log it names (not contacted yet)."""
+    """``configs/serve.yaml`` and the prediction log the reading commands use (not contacted
+    yet): ``RETRAIN_LOG_URL`` when set, else the file's ``log_url``."""
     serve = load_serve_config(root)
+    url, where = prediction_log_url(root)
     try:
-        return serve, open_log(serve.log_url, root)
+        return serve, open_log(url, root)
     except BadInput as exc:
-        raise BadInput(f"configs/serve.yaml: {exc}") from None
+        prefix = "configs/serve.yaml" if where.startswith("configs/") else where
+        raise BadInput(f"{prefix}: {exc}") from None
 
 
 # --------------------------------------------------------------------------- the log

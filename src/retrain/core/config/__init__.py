@@ -43,6 +43,8 @@ from retrain.core.config.release import (
     ServeConfig,
     duration_seconds,
     load_serve_config,
+    prediction_log_url,
+    sqlite_log_file,
 )
 
 __all__ = [
@@ -65,6 +67,8 @@ __all__ = [
     "ReleaseConfig",
     "ServeConfig",
     "load_serve_config",
+    "prediction_log_url",
+    "sqlite_log_file",
     "Config",
     "load_config",
 ]

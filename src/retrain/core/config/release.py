@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -162,3 +163,30 @@ def load_serve_config(root: Path | str = ".") -> ServeConfig:
     """``configs/serve.yaml``, or the defaults when the file is absent."""
     result: ServeConfig = load_model(ServeConfig, Path(root).resolve(), "serve")
     return result
+
+
+LOG_URL_ENV = "RETRAIN_LOG_URL"
+
+
+def prediction_log_url(root: Path | str = ".") -> tuple[str, str]:
+    """``(url, where it was set)`` of the prediction log the reading commands use
+    (``triggers``, ``run``, ``monitor``, ``audit``, ``feedback export``): ``RETRAIN_LOG_URL``
+    when set (a secret, e.g. in CI, so a password stays out of git), else ``log_url`` of
+    ``configs/serve.yaml``."""
+    env = os.environ.get(LOG_URL_ENV, "").strip()
+    if env:
+        return env, LOG_URL_ENV
+    return load_serve_config(root).log_url, "configs/serve.yaml: log_url"
+
+
+def sqlite_log_file(url: str, root: Path | str) -> Path | None:
+    """The file of a ``sqlite:///path`` log (relative to ``root`` unless absolute:
+    ``sqlite:////abs/p.db``); None for another database.  A SQLite URL naming no file is
+    a ValueError."""
+    if not url.startswith("sqlite:///"):
+        return None
+    rest = url.removeprefix("sqlite:///")
+    if not rest or rest.startswith(":memory:"):
+        raise ValueError(f"{url!r}: expected a file, e.g. sqlite:///.retrain/p.db")
+    path = Path(rest)
+    return path if path.is_absolute() else Path(root) / path
