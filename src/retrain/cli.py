@@ -154,39 +154,13 @@ def run(
 @click.option("--bump", type=click.Choice(["minor", "patch", "major"]), default=None)
 @click.option("--push", is_flag=True)
 @click.option("--open-pr", is_flag=True)
-def propose(reason: str | None, bump: str | None, push: bool, open_pr: bool) -> None:
+@click.option("--json", "as_json", is_flag=True)
+def propose(reason: str | None, bump: str | None, push: bool, open_pr: bool, as_json: bool) -> None:
     """Judge the reproduced pipeline and, if every gate passes, commit retrain/v<X.Y.Z>."""
-    from retrain.core import lock
+    from retrain import run as r
 
-    cfg = _cfg()
-    with lock.hold(cfg.root, "propose"):
-        _propose(cfg, reason=reason, bump=bump, push=push, open_pr=open_pr)
-
-
-def _propose(cfg: Any, *, reason: str | None, bump: str | None, push: bool, open_pr: bool) -> None:
-    from retrain.core import registry
-    from retrain.release import proposal
-
-    reg = registry.load(cfg.root, expected_model=cfg.release.model_name)
-    j = proposal.judge(cfg, reg, bump_requested=bump)
-    if not j.gates.passed:
-        failed = ", ".join(f"{r.name} ({r.value} vs {r.threshold})" for r in j.gates.failed)
-        click.echo(f"gated: no proposal; failed: {failed}")
-        return
-    fired = ["manual"]
-    prop = proposal.propose(
-        cfg,
-        reg,
-        j,
-        fired=fired,
-        reason=reason,
-        triggers=None,
-        drift=None,
-        push=push,
-        open_pr=open_pr,
-    )
-    proposal.restore_workspace(cfg.root)
-    click.echo(f"proposed v{prop.version} on {prop.branch}; PR body: {prop.body_path}")
+    result = r.propose(_cfg(), reason=reason, bump=bump, push=push, open_pr=open_pr)
+    _emit(result.to_dict()) if as_json else click.echo(result.summary)
 
 
 @cli.command()

@@ -220,59 +220,110 @@ def _run(
             f"retrain cost: {j.cost['wall_seconds']} s wall, {j.cost['cpu_seconds']} s CPU"
             + (f", fit {j.cost['fit_share']:.0%} of it" if j.cost["fit_share"] is not None else "")
         )
-        fired = trig.fired
-        if not j.gates.passed:
-            ctx = proposal.report_context(
-                cfg, j, outcome="gated", triggers=trig.to_dict(), fired=fired, drift=trig.drift
-            )
-            summary = markdown.render_run_summary(ctx)
-            (root / proposal.LATEST_REPORT / "summary.md").write_text(summary)
-            return RunResult(
-                outcome="gated",
-                fired=fired,
-                version=None,
-                branch=None,
-                gates=j.gates.to_dict(),
-                triggers=trig.to_dict(),
-                summary=summary,
-                bump=j.bump,
-                cost=j.cost,
-            )
-        prop = proposal.propose(
-            cfg,
-            registry,
-            j,
-            fired=fired,
-            reason=reason,
-            triggers=trig.to_dict(),
-            drift=trig.drift,
-            push=push,
-            open_pr=open_pr,
+        return _conclude(
+            cfg, registry, j, fired=trig.fired, trig=trig, reason=reason, push=push, open_pr=open_pr
         )
-        faults.point("run:proposed")
+    finally:
+        proposal.restore_workspace(root)
+
+
+def propose(
+    cfg: Config,
+    *,
+    reason: str | None = None,
+    bump: str | None = None,
+    push: bool = False,
+    open_pr: bool = False,
+) -> RunResult:
+    """``retrain propose``: judge the pipeline ``dvc repro`` already reproduced and, when every
+    gate passes, propose it, exactly as ``retrain run`` does after its ``dvc repro`` (a manual
+    proposal: no trigger was checked)."""
+    from retrain.release import proposal
+
+    with lock.hold(cfg.root, "propose"):
+        registry = reg.load(cfg.root, expected_model=cfg.release.model_name)
+        try:
+            j = proposal.judge(cfg, registry, bump_requested=bump)
+            return _conclude(
+                cfg,
+                registry,
+                j,
+                fired=["manual"],
+                trig=None,
+                reason=reason,
+                push=push,
+                open_pr=open_pr,
+            )
+        finally:
+            proposal.restore_workspace(cfg.root)
+
+
+def _conclude(
+    cfg: Config,
+    registry: reg.Registry,
+    j: Any,
+    *,
+    fired: list[str],
+    trig: triggers.TriggerReport | None,
+    reason: str | None,
+    push: bool,
+    open_pr: bool,
+) -> RunResult:
+    """After the judgement: the run's report, and the proposal when every gate passed."""
+    from retrain.release import proposal
+
+    checks = trig.to_dict() if trig is not None else None
+    drift = trig.drift if trig is not None else None
+    if not j.gates.passed:
         ctx = proposal.report_context(
-            cfg,
-            j,
-            outcome="proposed",
-            triggers=trig.to_dict(),
-            fired=fired,
-            branch=prop.branch,
-            pr_url=prop.pr_url,
-            drift=trig.drift,
+            cfg, j, outcome="gated", triggers=checks, fired=fired, drift=drift
         )
         summary = markdown.render_run_summary(ctx)
-        (root / proposal.LATEST_REPORT / "summary.md").write_text(summary)
+        (cfg.root / proposal.LATEST_REPORT / "summary.md").write_text(summary)
         return RunResult(
-            outcome="proposed",
+            outcome="gated",
             fired=fired,
-            version=prop.version,
-            branch=prop.branch,
+            version=None,
+            branch=None,
             gates=j.gates.to_dict(),
-            triggers=trig.to_dict(),
-            pr_url=prop.pr_url,
+            triggers=checks or {},
             summary=summary,
             bump=j.bump,
             cost=j.cost,
         )
-    finally:
-        proposal.restore_workspace(root)
+    prop = proposal.propose(
+        cfg,
+        registry,
+        j,
+        fired=fired,
+        reason=reason,
+        triggers=checks,
+        drift=drift,
+        push=push,
+        open_pr=open_pr,
+    )
+    faults.point("run:proposed")
+    ctx = proposal.report_context(
+        cfg,
+        j,
+        outcome="proposed",
+        triggers=checks,
+        fired=fired,
+        branch=prop.branch,
+        pr_url=prop.pr_url,
+        drift=drift,
+    )
+    summary = markdown.render_run_summary(ctx)
+    (cfg.root / proposal.LATEST_REPORT / "summary.md").write_text(summary)
+    return RunResult(
+        outcome="proposed",
+        fired=fired,
+        version=prop.version,
+        branch=prop.branch,
+        gates=j.gates.to_dict(),
+        triggers=checks or {},
+        pr_url=prop.pr_url,
+        summary=summary,
+        bump=j.bump,
+        cost=j.cost,
+    )
