@@ -139,7 +139,7 @@ def test_retrain_exits_with_its_status_after_threads_and_exit_handlers_without_t
 
 
 def test_an_uncaught_exception_keeps_its_traceback_and_status_one():
-    script = EXIT_SCRIPT.replace('sys.exit(status)', 'raise RuntimeError("boom")')
+    script = EXIT_SCRIPT.replace("sys.exit(status)", 'raise RuntimeError("boom")')
     res = subprocess.run([sys.executable, "-c", script, "0"], capture_output=True, text=True)
     assert res.returncode == 1
     assert "RuntimeError: boom" in res.stderr and "Traceback" in res.stderr
