@@ -142,10 +142,10 @@ def _live_feedback(cfg: Config, registry: reg.Registry) -> Any:
     """
     if not cfg.triggers.performance.enabled or registry.production is None:
         return None
-    from retrain.core.config import prediction_log_url, sqlite_log_file
+    from retrain.core.config import load_serve_config, log_url_of, sqlite_log_file
 
     try:
-        path = sqlite_log_file(prediction_log_url(cfg.root)[0], cfg.root)
+        path = sqlite_log_file(log_url_of(load_serve_config(cfg.root))[0], cfg.root)
     except ValueError:
         path = None  # the log's own module refuses it, naming the setting
     if path is not None and not path.exists():

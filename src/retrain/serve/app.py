@@ -9,14 +9,18 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from retrain.core import redact
 from retrain.serve import ops, scoring
+from retrain.serve.auth import Auth, LabelBudget, TokenFile
 from retrain.serve.batching import Batcher
 from retrain.serve.follow import Reconciler, RegistrySource
 from retrain.serve.holder import ModelHolder
+from retrain.serve.inputs import RequestError
+from retrain.serve.limits import ConcurrencyLimit
 from retrain.serve.recorder import Recorder
 from retrain.serve.state import ServeSettings, ServeState
 from retrain.serve.telemetry import Telemetry
@@ -37,11 +41,13 @@ def _open_log(settings: ServeSettings) -> tuple[Any, str | None]:
         from retrain.serve import predlog
         from retrain.serve.logwriter import LogWriter
 
-        log_ = predlog.open_log(cfg.log_url, settings.root)
+        log_ = predlog.open_log(settings.prediction_log_url, settings.root)
         return LogWriter(log_, batch_size=LOG_BATCH_ROWS), None
     except Exception as exc:
-        log.warning("prediction log %s unavailable: %s", cfg.log_url, exc)
-        return None, f"{type(exc).__name__}: {exc}"
+        shown = redact.url(settings.prediction_log_url)
+        why = redact.urls_in(redact.scrub(f"{type(exc).__name__}: {exc}", settings.secrets))
+        log.warning("prediction log %s unavailable: %s", shown, why)
+        return None, why
 
 
 def create_app(settings: ServeSettings) -> FastAPI:
@@ -50,7 +56,11 @@ def create_app(settings: ServeSettings) -> FastAPI:
         holder = ModelHolder()
         writer, log_error = await asyncio.to_thread(_open_log, settings)
         recorder = (
-            Recorder(writer, log_inputs=settings.config.log_inputs)
+            Recorder(
+                writer,
+                log_inputs=settings.config.log_inputs,
+                max_backlog_rows=settings.config.max_log_backlog_rows,
+            )
             if settings.config.log_enabled
             else None
         )
@@ -60,6 +70,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
             settings.config.batch_max_rows,
             settings.config.batch_wait_ms / 1000.0,
             observe_rows=telemetry.batch_rows.observe,
+            max_queued_rows=settings.config.max_queued_rows,
         )
         reconciler = Reconciler(
             settings.root,
@@ -80,6 +91,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
             recorder=recorder,
             writer=writer,
             log_error=log_error,
+            auth=Auth(
+                TokenFile.from_env(),
+                dev_open_feedback=settings.dev_open_feedback,
+                predictions_need_token=settings.config.require_token_for_predictions,
+            ),
+            budget=LabelBudget(settings.config.max_labels_per_minute),
         )
         state_box.append(state)
         app.state.serve = state
@@ -101,13 +118,28 @@ def create_app(settings: ServeSettings) -> FastAPI:
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(writer.log.close)
 
+    docs = settings.config.openapi  # /docs and /openapi.json only when asked for
     app = FastAPI(
         title="retrain serve",
         summary="The production model of registry.yaml, followed from git",
         lifespan=lifespan,
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
     )
     app.include_router(scoring.router)
     app.include_router(ops.router)
+    app.add_middleware(ConcurrencyLimit, limit=settings.config.max_concurrent_requests)
+
+    @app.exception_handler(RequestError)
+    async def _refused(request: Request, exc: RequestError) -> Response:
+        """A refusal raised before a route ran (a dependency: the bearer token)."""
+        state: ServeState = request.app.state.serve
+        served = state.holder.current
+        state.telemetry.observe(
+            request.url.path, exc.status, served.version if served else "none", None
+        )
+        return scoring.error_response(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

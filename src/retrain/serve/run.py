@@ -11,18 +11,32 @@ from retrain.serve.state import ServeSettings
 
 
 def settings_for(
-    root: Path, *, follow: str | None = None, interval: float | None = None
+    root: Path,
+    *,
+    follow: str | None = None,
+    interval: float | None = None,
+    dev_open_feedback: bool = False,
 ) -> ServeSettings:
-    """Everything ``create_app`` needs; bad configuration raises ConfigError (exit 2)."""
+    """Everything ``create_app`` needs; bad configuration raises ConfigError (exit 2).
+
+    The prediction log's URL comes from ``RETRAIN_LOG_URL``, the file named by
+    ``RETRAIN_LOG_URL_FILE`` (a mounted secret), or ``configs/serve.yaml``, as for
+    ``retrain monitor``: a password never has to be committed."""
+    from retrain.serve.predlog import log_url_of
+
     cfg = load_config(root)
+    serve_cfg = load_serve_config(cfg.root)
+    url, _ = log_url_of(serve_cfg)
     return ServeSettings(
         root=cfg.root,
         model_name=cfg.release.model_name,
         dataset=cfg.dataset,
-        config=load_serve_config(cfg.root),
+        config=serve_cfg,
         follow=follow,
         interval=interval,
         trusted=tuple(cfg.model.trusted_types),
+        log_url=url,
+        dev_open_feedback=dev_open_feedback,
     )
 
 
@@ -33,16 +47,40 @@ def serve(
     port: int = 8080,
     follow: str | None = None,
     interval: float | None = None,
+    dev_open_feedback: bool = False,
 ) -> None:
     import uvicorn
 
+    from retrain.core import redact
+    from retrain.core.errors import BadInput
     from retrain.serve.app import create_app
+    from retrain.serve.auth import TOKENS_ENV, TokenFile, check_dev_switch
 
-    settings = settings_for(root, follow=follow, interval=interval)
+    try:
+        check_dev_switch(host, dev_open_feedback)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    settings = settings_for(
+        root, follow=follow, interval=interval, dev_open_feedback=dev_open_feedback
+    )
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="[retrain] %(message)s")
+    # Every line this process logs is scrubbed of the log URL's password.
+    scrub = ScrubSecrets(settings.secrets)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(scrub)
+    tokens, error = TokenFile.from_env().current()
+    if error:
+        feedback = f"/feedback refused ({error})"
+    elif tokens:
+        feedback = f"/feedback with {len(tokens)} token(s) from {TOKENS_ENV}"
+    elif dev_open_feedback:
+        feedback = "/feedback open to loopback without a token (development; labels not trusted)"
+    else:
+        feedback = f"/feedback closed: no {TOKENS_ENV}"
     print(
         f"[retrain] serve: {settings.model_name} from {follow or 'the working tree'}'s "
-        f"registry.yaml, every {settings.reconcile_interval:g}s, on http://{host}:{port}",
+        f"registry.yaml, every {settings.reconcile_interval:g}s, on http://{host}:{port}; "
+        f"log {redact.url(settings.prediction_log_url)}; {feedback}",
         file=sys.stderr,
         flush=True,
     )
@@ -54,3 +92,20 @@ def serve(
         log_level="warning",
         timeout_graceful_shutdown=10,
     )
+
+
+class ScrubSecrets(logging.Filter):
+    """A logging filter that masks the known secrets (and passwords in URLs) of a record."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from retrain.core import redact
+
+        message = record.getMessage()
+        clean = redact.urls_in(redact.scrub(message, self.secrets))
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fastapi import Request
 
+from retrain.core import redact
 from retrain.core.config import DatasetConfig, ServeConfig
+from retrain.serve.auth import Auth, LabelBudget, TokenFile
 from retrain.serve.batching import Batcher
 from retrain.serve.follow import Reconciler
 from retrain.serve.holder import ModelHolder
@@ -27,6 +29,19 @@ class ServeSettings:
     follow: str | None = None
     interval: float | None = None
     trusted: tuple[str, ...] = ()  # configs/model.yaml: trusted_types
+    # The prediction log's URL: RETRAIN_LOG_URL, RETRAIN_LOG_URL_FILE or serve.yaml (None:
+    # serve.yaml's, for settings made by hand in tests).
+    log_url: str | None = None
+    dev_open_feedback: bool = False  # `retrain serve --dev-open-feedback`: loopback only
+
+    @property
+    def prediction_log_url(self) -> str:
+        return self.log_url if self.log_url is not None else self.config.log_url
+
+    @property
+    def secrets(self) -> list[str]:
+        """What must never appear in an answer or a log line (the log URL's password)."""
+        return redact.secrets_of(self.prediction_log_url)
 
     @property
     def reconcile_interval(self) -> float:
@@ -43,6 +58,8 @@ class ServeState:
     recorder: Recorder | None
     writer: Any  # retrain.serve.logwriter.LogWriter, or None when the log is off or unreachable
     log_error: str | None
+    auth: Auth = field(default_factory=lambda: Auth(TokenFile(None)))
+    budget: LabelBudget = field(default_factory=lambda: LabelBudget(6000))
 
     def log_counts(self) -> tuple[int, int]:
         written = int(getattr(self.writer, "written", 0) or 0)
@@ -50,6 +67,20 @@ class ServeState:
         if self.recorder is not None:
             dropped += self.recorder.failed
         return written, dropped
+
+    def recent_drops(self) -> int:
+        """Rows that could not be logged within ``drops_window_seconds``."""
+        window = self.settings.config.drops_window_seconds
+        n = 0
+        if self.writer is not None and hasattr(self.writer, "dropped_within"):
+            n += int(self.writer.dropped_within(window))
+        if self.recorder is not None:
+            n += self.recorder.failed_within(window)
+        return n
+
+    def scrub(self, text: str) -> str:
+        """``text`` fit to leave the server: no password, no URL with its secrets."""
+        return redact.urls_in(redact.scrub(text, self.settings.secrets))
 
     def problems(self) -> list[str]:
         out = []
@@ -59,10 +90,17 @@ class ServeState:
             out.append(f"prediction log unavailable: {self.log_error}")
         if getattr(self.writer, "down", False):
             out.append(f"prediction log down: {getattr(self.writer, 'last_error', '')}")
-        _, dropped = self.log_counts()
-        if dropped:
-            out.append(f"prediction log: {dropped} served row(s) could not be logged")
-        return out
+        recent = self.recent_drops()
+        if recent:
+            window = self.settings.config.drops_window_seconds
+            out.append(
+                f"prediction log: {recent} served row(s) could not be logged in the last "
+                f"{window:g} s"
+            )
+        auth_error = self.auth.status()["error"]
+        if auth_error:
+            out.append(f"tokens: {auth_error}")
+        return [self.scrub(p) for p in out]
 
 
 def get_state(request: Request) -> ServeState:

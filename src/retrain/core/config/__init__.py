@@ -38,12 +38,14 @@ from retrain.core.config.load import (
     load_config,
 )
 from retrain.core.config.release import (
+    LOG_URL_ENV,
+    LOG_URL_FILE_ENV,
     ReleaseConfig,
     RolloutConfig,
     ServeConfig,
     duration_seconds,
     load_serve_config,
-    prediction_log_url,
+    log_url_of,
     sqlite_log_file,
 )
 
@@ -67,7 +69,9 @@ __all__ = [
     "ReleaseConfig",
     "ServeConfig",
     "load_serve_config",
-    "prediction_log_url",
+    "LOG_URL_ENV",
+    "LOG_URL_FILE_ENV",
+    "log_url_of",
     "sqlite_log_file",
     "Config",
     "load_config",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
 from pydantic import (
     Field,
     field_validator,
+    model_validator,
 )
 
 from retrain.core.config.base import Strict, load_model
@@ -157,6 +159,47 @@ class ServeConfig(Strict):
     follow_interval: float = Field(
         default=10.0, gt=0, allow_inf_nan=False, description="seconds between reconciles"
     )
+    # Trust boundary (README "Serving": tokens). Tokens come from RETRAIN_TOKENS_FILE, never
+    # from this committed file.
+    require_token_for_predictions: bool = Field(
+        default=False, description="true: /invocations and /predict need a bearer token too"
+    )
+    max_labels_per_request: int = Field(
+        default=1000, ge=1, description="labels in one /feedback call; more get 413"
+    )
+    max_labels_per_minute: int = Field(
+        default=6000, ge=1, description="labels one token may post per minute; more get 429"
+    )
+    max_concurrent_requests: int = Field(
+        default=64, ge=1, description="requests in progress at once; more get 503 Retry-After"
+    )
+    max_queued_rows: int = Field(
+        default=20_000, ge=1, description="rows waiting for the model; more get 503 Retry-After"
+    )
+    max_log_backlog_rows: int = Field(
+        default=100_000,
+        ge=1,
+        description="served rows waiting to be logged; more get 503 Retry-After",
+    )
+    max_json_depth: int = Field(
+        default=32, ge=4, le=500, description="nesting of a JSON body; deeper gets 400"
+    )
+    openapi: bool = Field(default=False, description="true: serve /docs and /openapi.json")
+    drops_window_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="/health is degraded while log rows were dropped within this window",
+    )
+
+    @model_validator(mode="after")
+    def _queue_holds_a_request(self) -> ServeConfig:
+        if self.max_queued_rows < self.max_rows:
+            raise ValueError(
+                f"max_queued_rows ({self.max_queued_rows}) must be >= max_rows "
+                f"({self.max_rows}), or the largest request could never be queued"
+            )
+        return self
 
 
 def load_serve_config(root: Path | str = ".") -> ServeConfig:
@@ -166,17 +209,31 @@ def load_serve_config(root: Path | str = ".") -> ServeConfig:
 
 
 LOG_URL_ENV = "RETRAIN_LOG_URL"
+LOG_URL_FILE_ENV = "RETRAIN_LOG_URL_FILE"
 
 
-def prediction_log_url(root: Path | str = ".") -> tuple[str, str]:
-    """``(url, where it was set)`` of the prediction log the reading commands use
-    (``triggers``, ``run``, ``monitor``, ``audit``, ``feedback export``): ``RETRAIN_LOG_URL``
-    when set (a secret, e.g. in CI, so a password stays out of git), else ``log_url`` of
-    ``configs/serve.yaml``."""
-    env = os.environ.get(LOG_URL_ENV, "").strip()
-    if env:
-        return env, LOG_URL_ENV
-    return load_serve_config(root).log_url, "configs/serve.yaml: log_url"
+def log_url_of(serve: ServeConfig, environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """``(log URL, where it came from)``: ``RETRAIN_LOG_URL``, else the first line of the
+    file named by ``RETRAIN_LOG_URL_FILE`` (a mounted secret), else ``configs/serve.yaml``
+    ``log_url``.  A password belongs in the first two, never in the committed file.  Every
+    command that opens the log takes it from here (the reading commands, the server, and
+    ``retrain run``'s check for a log that was never written, which imports no SQLAlchemy)."""
+    from retrain.core.errors import BadInput
+
+    env = os.environ if environ is None else environ
+    if env.get(LOG_URL_ENV, "").strip():
+        return env[LOG_URL_ENV].strip(), LOG_URL_ENV
+    path = env.get(LOG_URL_FILE_ENV, "").strip()
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            raise BadInput(f"{LOG_URL_FILE_ENV}={path}: cannot be read ({reason})") from None
+        if not text:
+            raise BadInput(f"{LOG_URL_FILE_ENV}={path}: empty; expected the log's URL")
+        return text.splitlines()[0].strip(), LOG_URL_FILE_ENV
+    return serve.log_url, "configs/serve.yaml"
 
 
 def sqlite_log_file(url: str, root: Path | str) -> Path | None:
