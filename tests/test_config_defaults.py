@@ -57,7 +57,10 @@ def documented_defaults(path: Path) -> list[tuple[tuple[str, ...], Any, int]]:
         while stack and stack[-1][0] >= indent:
             stack.pop()
         key, value = m["key"], _strip_comment(m["value"])
-        if m["hash"] and value:
+        # A default is one value (a number, a word, a URL, a [flow] or "quoted" text);
+        # "# features: numeric columns may give..." is prose.
+        one_value = bool(value) and (" " not in value or value[0] in "[{'\"")
+        if m["hash"] and one_value:
             try:
                 parsed = yaml.safe_load(value)
             except yaml.YAMLError:

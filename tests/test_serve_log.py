@@ -492,7 +492,8 @@ def test_monitor_takes_the_log_url_from_a_secret_file_and_counts_only_token_labe
     _serve(root, [], {("t", 1): "sun"}, by=None)
     monkeypatch.setenv("RETRAIN_LOG_URL_FILE", str(secret))
     monkeypatch.delenv("RETRAIN_LOG_URL", raising=False)
-    frame = monitor.load_log(load_config(root), pd.Timestamp("2026-11-01", tz="UTC"))
+    frame, source = monitor.load_log(load_config(root), pd.Timestamp("2026-11-01", tz="UTC"))
+    assert source == f"sqlite:///{root / '.retrain' / 'predictions.db'}"  # the log it read
     assert frame["label"].tolist()[0] == "rain" and frame["label"].isna().tolist()[1:] == [1, 1]
     assert frame["label_by"].tolist()[0] == "labeller" and frame["label_by"].isna().sum() == 2
     monkeypatch.setenv("RETRAIN_LOG_URL_FILE", str(tmp_path / "missing"))
