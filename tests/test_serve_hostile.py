@@ -317,7 +317,12 @@ def test_schemathesis_finds_no_5xx_and_no_undeclared_answer(server):
     schema = schemathesis.openapi.from_url(f"{server.base}/openapi.json")
     operations = [r.ok() for r in schema.get_all_operations()]
     paths = {(o.method.upper(), o.path) for o in operations}
-    assert {("POST", "/predict"), ("POST", "/invocations"), ("POST", "/feedback")} <= paths
+    assert {
+        ("POST", "/predict"),
+        ("POST", "/invocations"),
+        ("POST", "/feedback"),
+        ("POST", "/v2/models/{name}/infer"),
+    } <= paths
     strategy = st.one_of(
         schema.as_strategy(generation_mode=schemathesis.GenerationMode.POSITIVE),
         schema.as_strategy(generation_mode=schemathesis.GenerationMode.NEGATIVE),

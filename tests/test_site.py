@@ -114,8 +114,11 @@ def _write_prediction_log(sb: example.Sandbox) -> dict[str, float]:
             log.write(records)
             labelled = f[f["label"].notna()]
             log.add_feedback(
-                {"request_id": r, "row": 0, "label": y}
-                for r, y in zip(labelled["request_id"], labelled["label"], strict=True)
+                (
+                    {"request_id": r, "row": 0, "label": y}
+                    for r, y in zip(labelled["request_id"], labelled["label"], strict=True)
+                ),
+                by="labeller",  # a token's name: only authenticated labels are evidence
             )
     finally:
         log.close()

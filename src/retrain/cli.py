@@ -321,6 +321,13 @@ def monitor(
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--follow", "follow", default=None, help="a git ref to follow, e.g. origin/main")
 @click.option(
+    "--follow-path",
+    "follow_path",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="a directory kept up to date by git-sync or a ConfigMap volume (no git in the pod)",
+)
+@click.option(
     "--interval",
     default=None,
     type=click.FloatRange(min=0.1),
@@ -332,19 +339,29 @@ def monitor(
     help="development only: /feedback without a token, from loopback; labels not trusted",
 )
 def serve(
-    host: str, port: int, follow: str | None, interval: float | None, dev_open_feedback: bool
+    host: str,
+    port: int,
+    follow: str | None,
+    follow_path: Path | None,
+    interval: float | None,
+    dev_open_feedback: bool,
 ) -> None:
-    """Serve the production model of registry.yaml, following the working tree or a git ref.
+    """Serve the production model of registry.yaml, following the working tree, a git ref or
+    a mounted directory; each version with the configs and code of the revision naming it.
 
     /feedback needs a bearer token from the file named by RETRAIN_TOKENS_FILE."""
+    from retrain.core.errors import BadInput
     from retrain.serve.run import serve as run_server
 
+    if follow and follow_path:
+        raise BadInput("--follow and --follow-path: give one source to follow, not both")
     run_server(
         Path.cwd(),
         host=host,
         port=port,
         follow=follow,
         interval=interval,
+        follow_path=follow_path,
         dev_open_feedback=dev_open_feedback,
     )
 

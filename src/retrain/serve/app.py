@@ -14,14 +14,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from retrain.core import redact
-from retrain.serve import ops, scoring
+from retrain.serve import ops, scoring, v2
 from retrain.serve.auth import Auth, LabelBudget, TokenFile
 from retrain.serve.batching import Batcher
-from retrain.serve.follow import Reconciler, RegistrySource
-from retrain.serve.holder import ModelHolder
+from retrain.serve.follow import Reconciler
+from retrain.serve.holder import ModelHolder, ServedModel
 from retrain.serve.inputs import RequestError
 from retrain.serve.limits import ConcurrencyLimit
 from retrain.serve.recorder import Recorder
+from retrain.serve.source import source_for
 from retrain.serve.state import ServeSettings, ServeState
 from retrain.serve.telemetry import Telemetry
 
@@ -72,15 +73,22 @@ def create_app(settings: ServeSettings) -> FastAPI:
             observe_rows=telemetry.batch_rows.observe,
             max_queued_rows=settings.config.max_queued_rows,
         )
+
+        def on_reload(outcome: str, model: ServedModel | None) -> None:
+            telemetry.reload(outcome, model)
+            telemetry.rollout(holder.snapshot()[1])
+
         reconciler = Reconciler(
             settings.root,
-            RegistrySource(settings.root, settings.follow),
+            source_for(settings.root, settings.follow, settings.follow_path),
             holder,
             settings.dataset,
             settings.model_name,
             trusted=settings.trusted,
-            on_reload=telemetry.reload,
+            on_reload=on_reload,
             on_relabel=telemetry.relabel,
+            on_config=lambda cfg, rev: state_box[0].apply(cfg, rev.where) if state_box else None,
+            keep_artifacts=settings.config.keep_artifacts,
         )
         state = ServeState(
             settings=settings,
@@ -102,7 +110,13 @@ def create_app(settings: ServeSettings) -> FastAPI:
         app.state.serve = state
         batcher.start()
         stop = asyncio.Event()
-        loop_task = asyncio.create_task(reconciler.run(settings.reconcile_interval, stop))
+        loop_task = asyncio.create_task(
+            reconciler.run(
+                lambda: state.settings.reconcile_interval,
+                stop,
+                lambda: state.settings.config.follow_jitter,
+            )
+        )
         try:
             yield
         finally:
@@ -129,6 +143,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     )
     app.include_router(scoring.router)
     app.include_router(ops.router)
+    app.include_router(v2.router)
     app.add_middleware(ConcurrencyLimit, limit=settings.config.max_concurrent_requests)
 
     @app.exception_handler(RequestError)

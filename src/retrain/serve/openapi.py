@@ -85,9 +85,30 @@ def body_schema(model: type[BaseModel] | None, *, many: bool = False) -> dict[st
     return {"anyOf": [one, {"type": "array", "items": one, "minItems": 1}]} if many else one
 
 
-def route(body: type[BaseModel], answer: dict[str, Any], *, many: bool = False) -> dict[str, Any]:
+# The Open Inference Protocol's error body (serve/v2.py): one string.
+V2_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+ANY_OBJECT: dict[str, Any] = {"type": "object"}
+
+
+def answers(codes: dict[str, str], answer: dict[str, Any], error: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments for a route without a body: the answers it can give."""
+    responses: dict[int | str, dict[str, Any]] = {
+        200: {"description": "OK", "content": {"application/json": {"schema": answer}}}
+    }
+    for code, text in codes.items():
+        responses[code] = {"description": text, "content": {"application/json": {"schema": error}}}
+    return {"responses": responses}
+
+
+def route(
+    body: type[BaseModel],
+    answer: dict[str, Any],
+    *,
+    many: bool = False,
+    error: dict[str, Any] = ERROR,
+) -> dict[str, Any]:
     """Keyword arguments for ``router.post``: the body it reads and the answers it gives."""
-    json_of = {"application/json": {"schema": ERROR}}
+    json_of = {"application/json": {"schema": error}}
     responses: dict[int | str, dict[str, Any]] = {
         200: {"description": "OK", "content": {"application/json": {"schema": answer}}}
     }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 from typing import Annotated, Any
 
@@ -11,7 +10,7 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from retrain.core import redact
-from retrain.serve import inputs, openapi
+from retrain.serve import inputs, openapi, replicas
 from retrain.serve.auth import Principal, requires
 from retrain.serve.inputs import RequestError, short
 from retrain.serve.predlog import REQUEST_ID_CHARS
@@ -166,8 +165,11 @@ async def feedback(
                 headers={"Retry-After": str(max(1, math.ceil(wait)))},
             )
         try:
-            unknown = await asyncio.to_thread(
-                _store_feedback, state, [item.model_dump() for item in items], who.name
+            # A row another replica served may reach the shared log a moment later.
+            unknown = await replicas.add_feedback_awaiting_rows(
+                lambda batch: _store_feedback(state, batch, who.name),
+                [item.model_dump() for item in items],
+                cfg.feedback_wait_s,
             )
         except Exception as exc:
             raise RequestError(

@@ -1,4 +1,10 @@
-"""``retrain serve``: read the configuration once, then run the app on uvicorn."""
+"""``retrain serve``: read the serving configuration once, then run the app on uvicorn.
+
+Only what serving needs is read (:mod:`retrain.core.config.serving`): a typo in
+``gates.yaml`` never stops a server.  ``RETRAIN_LOG_URL`` (or the file named by
+``RETRAIN_LOG_URL_FILE``) overrides ``serve.yaml: log_url`` (a PostgreSQL URL with its password
+belongs in a Secret, not in git).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from retrain.core.config import load_config, load_serve_config
+from retrain.core.config.serving import load_serving_config
 from retrain.serve.state import ServeSettings
 
 
@@ -15,26 +21,30 @@ def settings_for(
     *,
     follow: str | None = None,
     interval: float | None = None,
+    follow_path: Path | None = None,
     dev_open_feedback: bool = False,
 ) -> ServeSettings:
     """Everything ``create_app`` needs; bad configuration raises ConfigError (exit 2).
 
-    The prediction log's URL comes from ``RETRAIN_LOG_URL``, the file named by
-    ``RETRAIN_LOG_URL_FILE`` (a mounted secret), or ``configs/serve.yaml``, as for
-    ``retrain monitor``: a password never has to be committed."""
+    The configuration at start is the working tree's; a server that follows a git ref or a
+    mounted path then applies its revision's on the first reconcile.  The prediction log's
+    URL comes from ``RETRAIN_LOG_URL``, the file named by ``RETRAIN_LOG_URL_FILE`` (a mounted
+    secret), or ``configs/serve.yaml``, as for ``retrain monitor``: a password never has to
+    be committed."""
     from retrain.serve.predlog import log_url_of
 
-    cfg = load_config(root)
-    serve_cfg = load_serve_config(cfg.root)
-    url, _ = log_url_of(serve_cfg)
+    root = Path(root).resolve()
+    cfg = load_serving_config(root)
+    url, _ = log_url_of(cfg.serve)
     return ServeSettings(
-        root=cfg.root,
-        model_name=cfg.release.model_name,
+        root=root,
+        model_name=cfg.model_name,
         dataset=cfg.dataset,
-        config=serve_cfg,
+        config=cfg.serve,
         follow=follow,
         interval=interval,
-        trusted=tuple(cfg.model.trusted_types),
+        trusted=cfg.trusted_types,
+        follow_path=follow_path,
         log_url=url,
         dev_open_feedback=dev_open_feedback,
     )
@@ -47,6 +57,7 @@ def serve(
     port: int = 8080,
     follow: str | None = None,
     interval: float | None = None,
+    follow_path: Path | None = None,
     dev_open_feedback: bool = False,
 ) -> None:
     import uvicorn
@@ -61,7 +72,11 @@ def serve(
     except ValueError as exc:
         raise BadInput(str(exc)) from None
     settings = settings_for(
-        root, follow=follow, interval=interval, dev_open_feedback=dev_open_feedback
+        root,
+        follow=follow,
+        interval=interval,
+        follow_path=follow_path,
+        dev_open_feedback=dev_open_feedback,
     )
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="[retrain] %(message)s")
     # Every line this process logs is scrubbed of the log URL's password.
@@ -77,8 +92,9 @@ def serve(
         feedback = "/feedback open to loopback without a token (development; labels not trusted)"
     else:
         feedback = f"/feedback closed: no {TOKENS_ENV}"
+    following = f"{follow_path} (mounted)" if follow_path else follow or "the working tree"
     print(
-        f"[retrain] serve: {settings.model_name} from {follow or 'the working tree'}'s "
+        f"[retrain] serve: {settings.model_name} from {following}'s "
         f"registry.yaml, every {settings.reconcile_interval:g}s, on http://{host}:{port}; "
         f"log {redact.url(settings.prediction_log_url)}; {feedback}",
         file=sys.stderr,

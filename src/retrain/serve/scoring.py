@@ -87,12 +87,19 @@ def request_id_of(request: Request) -> str:
     return ids_of(request)[0]
 
 
-def error_response(request: Request, exc: RequestError) -> Response:
-    """A refused request's answer: the error, the ids, the headers it must carry."""
+def error_response(
+    request: Request,
+    exc: RequestError,
+    shape: Callable[[dict[str, Any], int], dict[str, Any]] | None = None,
+) -> Response:
+    """A refused request's answer: the error, the ids, the headers it must carry;
+    ``shape(payload, status)`` rewrites it for another protocol (the V2 routes)."""
     rid, cid = ids_of(request)
     body: dict[str, Any] = {**exc.to_dict(), "request_id": rid}
     if cid:
         body["client_request_id"] = cid
+    if shape is not None:
+        body = shape(body, exc.status)
     return json_response(body, exc.status, rid, client_request_id=cid, headers=exc.headers)
 
 
@@ -145,7 +152,11 @@ async def _score(
     route: str,
     extract: Callable[[Any], tuple[str, Any]],
     answer: Callable[[inputs.RequestError | None, Any], dict[str, Any]],
+    shape: Callable[[dict[str, Any], int], dict[str, Any]] | None = None,
 ) -> Response:
+    """Score one request; ``shape(payload, status)`` rewrites the answer for another
+    protocol (the V2 routes), errors included."""
+    reshape = shape or (lambda payload, status: payload)
     start = time.perf_counter()
     at = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
     request_id, client_id = ids_of(request)
@@ -182,7 +193,7 @@ async def _score(
             raise busy(str(exc)) from None
     except RequestError as exc:
         state.telemetry.observe(route, exc.status, version, None)
-        return error_response(request, exc)
+        return error_response(request, exc, shape)
     except Exception as exc:
         log.exception("%s: prediction failed", route)
         state.telemetry.observe(route, 500, version, None)
@@ -213,7 +224,10 @@ async def _score(
             }
         }
         return json_response(
-            {**err, "request_id": request_id}, 500, request_id, client_request_id=client_id
+            reshape({**err, "request_id": request_id}, 500),
+            500,
+            request_id,
+            client_request_id=client_id,
         )
     finally:
         batcher.leave()
@@ -225,7 +239,7 @@ async def _score(
     }
     if client_id:
         payload["client_request_id"] = client_id
-    response = json_response(payload, 200, request_id, client_request_id=client_id)
+    response = json_response(reshape(payload, 200), 200, request_id, client_request_id=client_id)
     seconds = time.perf_counter() - start
     state.telemetry.observe(route, 200, served.version, seconds)
     if state.recorder is not None:

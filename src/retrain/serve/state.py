@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ from fastapi import Request
 
 from retrain.core import redact
 from retrain.core.config import DatasetConfig, ServeConfig
+from retrain.core.config.serving import ServingConfig
 from retrain.serve.auth import Auth, LabelBudget, TokenFile
 from retrain.serve.batching import Batcher
 from retrain.serve.follow import Reconciler
@@ -29,6 +32,7 @@ class ServeSettings:
     follow: str | None = None
     interval: float | None = None
     trusted: tuple[str, ...] = ()  # configs/model.yaml: trusted_types
+    follow_path: Path | None = None  # a mounted revision (git-sync, ConfigMap) to follow
     # The prediction log's URL: RETRAIN_LOG_URL, RETRAIN_LOG_URL_FILE or serve.yaml (None:
     # serve.yaml's, for settings made by hand in tests).
     log_url: str | None = None
@@ -58,8 +62,51 @@ class ServeState:
     recorder: Recorder | None
     writer: Any  # retrain.serve.logwriter.LogWriter, or None when the log is off or unreachable
     log_error: str | None
+    restart_needed: str | None = None  # a followed revision changed what only a restart applies
     auth: Auth = field(default_factory=lambda: Auth(TokenFile(None)))
     budget: LabelBudget = field(default_factory=lambda: LabelBudget(6000))
+
+    def apply(self, cfg: ServingConfig, where: str) -> None:
+        """Serve with a followed revision's configuration from now on: its schema (ranges,
+        labels), model name, trusted types and ``serve.yaml`` limits.  The prediction log
+        stays the one opened at start (``RETRAIN_LOG_URL`` or the start-up ``log_url``); a
+        revision that changes it is named in ``/health`` until a restart."""
+        old = self.settings
+        serve = cfg.serve.model_copy(
+            update={"log_url": old.config.log_url, "log_enabled": old.config.log_enabled}
+        )
+        from retrain.serve.predlog import LOG_URL_ENV, log_url_of
+
+        try:
+            wanted_url = log_url_of(cfg.serve)[0]
+        except Exception:  # an unreadable secret file: the log opened at start stays
+            wanted_url = old.prediction_log_url
+        changed = []
+        if wanted_url != old.prediction_log_url:
+            changed.append("log_url")
+        if cfg.serve.log_enabled != old.config.log_enabled:
+            changed.append("log_enabled")
+        self.restart_needed = (
+            f"{where}: serve.yaml changes {' and '.join(changed)}; a restart applies it"
+            f" ({LOG_URL_ENV} overrides log_url)"
+            if changed
+            else None
+        )
+        if changed:
+            logging.getLogger("retrain.serve").warning("%s", self.restart_needed)
+        self.settings = dataclasses.replace(
+            old,
+            model_name=cfg.model_name,
+            dataset=cfg.dataset,
+            config=serve,
+            trusted=cfg.trusted_types,
+        )
+        self.batcher.max_rows = serve.batch_max_rows
+        self.batcher.max_wait = serve.batch_wait_ms / 1000.0
+        self.batcher.max_queued_rows = serve.max_queued_rows
+        self.budget.per_minute = serve.max_labels_per_minute
+        if self.recorder is not None:
+            self.recorder.log_inputs = serve.log_inputs
 
     def log_counts(self) -> tuple[int, int]:
         written = int(getattr(self.writer, "written", 0) or 0)
@@ -88,6 +135,8 @@ class ServeState:
             out.append(self.holder.problem)
         if self.log_error:
             out.append(f"prediction log unavailable: {self.log_error}")
+        if self.restart_needed:
+            out.append(self.restart_needed)
         if getattr(self.writer, "down", False):
             out.append(f"prediction log down: {getattr(self.writer, 'last_error', '')}")
         recent = self.recent_drops()

@@ -159,6 +159,23 @@ class ServeConfig(Strict):
     follow_interval: float = Field(
         default=10.0, gt=0, allow_inf_nan=False, description="seconds between reconciles"
     )
+    follow_jitter: float = Field(
+        default=0.2,
+        ge=0,
+        lt=1,
+        allow_inf_nan=False,
+        description="each interval is moved by up to this share of it, at random",
+    )
+    keep_artifacts: int = Field(
+        default=3, ge=0, description="local artifact copies kept beyond production and rollout"
+    )
+    feedback_wait_s: float = Field(
+        default=3.0,
+        ge=0,
+        le=60,
+        allow_inf_nan=False,
+        description="how long feedback waits for a row another replica is still logging",
+    )
     # Trust boundary (README "Serving": tokens). Tokens come from RETRAIN_TOKENS_FILE, never
     # from this committed file.
     require_token_for_predictions: bool = Field(
