@@ -21,7 +21,15 @@ from retrain.core.config import Config, load_serve_config
 from retrain.core.errors import ConfigError, DataError
 from retrain.core.progress import progress
 from retrain.core.registry import write_atomic
-from retrain.pipeline import artifacts, dataset, estimators, latency, metrics
+from retrain.pipeline import (
+    artifacts,
+    dataset,
+    estimators,
+    latency,
+    metrics,
+    out_of_time,
+    trivial,
+)
 from retrain.pipeline.predict import predict_rows
 
 VALIDATION_FILE = "artifacts/validation.json"
@@ -198,7 +206,7 @@ def train(cfg: Config) -> dict[str, Any]:
 
     root = cfg.root
     ds = cfg.dataset
-    for rel in (MODEL_FILE, TRAINING_FILE):
+    for rel in (MODEL_FILE, TRAINING_FILE, out_of_time.SLICE_FILE):
         (root / rel).unlink(missing_ok=True)
     faults.point("stage:train")
     pipe = build_pipeline(cfg)  # a bad model config fails before the data is read
@@ -232,6 +240,7 @@ def train(cfg: Config) -> dict[str, Any]:
     schema = dataset.schema_of(ds, classes)
     trusted = artifacts.trusted_types(cfg.model.trusted_types)
     ref = artifacts.save_model(pipe, root / MODEL_FILE, trusted)
+    slice_record = out_of_time.fit_and_write(cfg, data.frame)  # not in train_seconds
     commit = git_commit(root)
     data_hash = dataset.dvc_data_hash(root)
     params = {
@@ -254,6 +263,10 @@ def train(cfg: Config) -> dict[str, Any]:
         "artifact": {"path": MODEL_FILE, **ref},
         "train_seconds": round(seconds, 3),
         "environment": environment.capture(root, pipe),
+        # the trivial baseline's constant comes from the whole training window, warm start
+        # or not (retrain.pipeline.trivial; the trivial_baseline gate)
+        "trivial_baseline": trivial.record(ds.task, data.frame[ds.target]),
+        "out_of_time": slice_record,
     }
     if warm:
         info["training"] = plan.record(len(X))
