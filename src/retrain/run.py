@@ -20,7 +20,7 @@ from retrain.core.config import Config
 from retrain.core.errors import BadInput
 from retrain.core.progress import progress
 from retrain.decide import triggers
-from retrain.release import gitops
+from retrain.release import gitops, judged
 from retrain.report import markdown
 
 
@@ -36,6 +36,8 @@ class RunResult:
     pr_url: str | None = None
     summary: str = ""
     bump: str | None = None
+    judged: dict[str, Any] | None = None  # skipped: the recorded judgement it repeats
+    stuck: dict[str, Any] | None = None  # gated: the streak of held candidates and its issue
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -48,6 +50,8 @@ class RunResult:
             "pr_url": self.pr_url,
             "triggers": self.triggers,
             "cost": self.cost,
+            "judged": self.judged,
+            "stuck": self.stuck,
         }
 
 
@@ -154,6 +158,47 @@ def _live_feedback(cfg: Config, registry: reg.Registry) -> Any:
     return feedback.live_for_triggers(cfg, registry)
 
 
+def _remember(root: Path, record: judged.Record, *, push: bool, seen: str | None) -> None:
+    """Record the judgement on the judged commit's note; push it with ``--push``."""
+    judged.write(root, record)
+    if push and judged.push(root, seen):
+        progress(f"judgement recorded and pushed ({judged.NOTES_REF})")
+
+
+def _already_judged(cfg: Config, registry: reg.Registry, prior: judged.Record) -> RunResult:
+    """The scheduled run's answer when these inputs were judged and held before."""
+    what = f"production v{registry.production}" if registry.production else "no production"
+    message = (
+        f"already judged: gated on {prior.when} at {prior.commit[:8]}, nothing changed since "
+        f"(data, configs, code, {what})"
+    )
+    progress(f"{message}; failing gates: {prior.failing() or '-'}")
+    info = {
+        "message": message,
+        "at": prior.at,
+        "commit": prior.commit,
+        "outcome": prior.outcome,
+        "version": prior.version,
+        "production": prior.production,
+        "fired": prior.fired,
+        "failed": prior.failed,
+        "issue": prior.issue,
+        "key": prior.key,
+    }
+    result = RunResult(outcome="skipped", fired=[], judged=info)
+    result.summary = markdown.render_run_summary(
+        {
+            "model": cfg.release.model_name,
+            "outcome": "skipped",
+            "base_version": registry.production,
+            "triggers": {},
+            "fired": [],
+            "judged": info,
+        }
+    )
+    return result
+
+
 def _run(
     cfg: Config,
     *,
@@ -172,6 +217,18 @@ def _run(
             "…); commit or stash them so the proposal matches main"
         )
     registry = reg.load(root, expected_model=cfg.release.model_name)
+    manual = bool(force or reason or bump is not None)
+    # A judgement is made once: origin's record first, then these inputs against it.
+    seen = judged.sync(root)
+    inputs = judged.inputs_of(root, registry)
+    recs = judged.records(root)
+    prior = None if manual else judged.already_judged(recs, inputs)
+    if prior is not None:
+        return _already_judged(cfg, registry, prior)
+    last = judged.last_judged([r for r in recs if r.outcome == "gated"])
+    if last is not None and not manual:
+        what = ", ".join(judged.changed(last, inputs)) or "nothing"
+        progress(f"judged again: {what} changed since the gated judgement of {last.when}")
     progress("checking triggers")
     trig = triggers.check(
         cfg,
@@ -216,10 +273,33 @@ def _run(
             + (f", fit {j.cost['fit_share']:.0%} of it" if j.cost["fit_share"] is not None else "")
         )
         fired = trig.fired
+        record = judged.Record(
+            at=judged.now(),
+            outcome="gated" if not j.gates.passed else "proposed",
+            key=inputs.key,
+            commit=gitops.head(root),
+            production=registry.production,
+            version=j.version,
+            fired=fired,
+            manual=manual,
+            failed=[
+                {"gate": r.name, "value": r.value, "threshold": r.threshold, "detail": r.detail}
+                for r in j.gates.failed
+            ],
+            parts=inputs.parts,
+            kinds=inputs.kinds,
+        )
         if not j.gates.passed:
+            from retrain.release import stuck
+
+            held = stuck.check(
+                cfg, recs, record, open_issue=open_pr, out_dir=root / proposal.LATEST_REPORT
+            )
+            _remember(root, record, push=push, seen=seen)
             ctx = proposal.report_context(
                 cfg, j, outcome="gated", triggers=trig.to_dict(), fired=fired, drift=trig.drift
             )
+            ctx["stuck"] = held.to_dict() if held else None
             summary = markdown.render_run_summary(ctx)
             (root / proposal.LATEST_REPORT / "summary.md").write_text(summary)
             return RunResult(
@@ -232,6 +312,7 @@ def _run(
                 summary=summary,
                 bump=j.bump,
                 cost=j.cost,
+                stuck=held.to_dict() if held else None,
             )
         prop = proposal.propose(
             cfg,
@@ -245,6 +326,7 @@ def _run(
             open_pr=open_pr,
         )
         faults.point("run:proposed")
+        _remember(root, record, push=push, seen=seen)
         ctx = proposal.report_context(
             cfg,
             j,
