@@ -24,6 +24,7 @@ from retrain.core import registry as reg
 from retrain.core.config import Config, DatasetConfig
 from retrain.core.errors import DataError
 from retrain.pipeline import artifacts, dataset
+from retrain.pipeline.threads import limited as limited_threads
 
 
 def load_version(
@@ -50,14 +51,21 @@ def environment_differences(entry: reg.RegistryEntry | dict[str, Any]) -> list[s
 
 
 def predict_rows(
-    model: Any, X: pd.DataFrame, task: str
+    model: Any, X: pd.DataFrame, task: str, *, threads: int | None = None
 ) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
     """``(predictions, class probabilities or None, class names or None)`` for ``X``.
 
     A classifier with ``predict_proba`` is asked once: the prediction is the class of highest
     probability, which is what scikit-learn's forests, trees, gradient boosting and logistic
     regression return from ``predict`` too.  One call instead of two halves serving latency.
+
+    ``threads`` limits the native thread pools (OpenMP, BLAS) of the calling thread during
+    the call (:mod:`retrain.pipeline.threads`); the server passes ``serve.yaml: threads``.
+    None leaves them as they are.
     """
+    if threads is not None:
+        with limited_threads(threads):
+            return predict_rows(model, X, task)
     if task == "classification":
         classes = [str(c) for c in model.classes_]
         if hasattr(model, "predict_proba"):

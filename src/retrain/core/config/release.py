@@ -161,6 +161,13 @@ class ServeConfig(Strict):
     follow_interval: float = Field(
         default=10.0, gt=0, allow_inf_nan=False, description="seconds between reconciles"
     )
+    threads: int | None = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="native threads (OpenMP, BLAS) per model call; null: the libraries' "
+        "default. The latency gate measures under the same limit",
+    )
     follow_jitter: float = Field(
         default=0.2,
         ge=0,
