@@ -21,11 +21,24 @@ measures only what the prediction log costs, for a shared machine whose load mov
 cells: the log-on and the log-off server run side by side (two clones, ``--interval 30`` so
 neither fetches often), and each cell is run on both back to back, in alternating order,
 ``--log-ab`` rounds.  Prints the median req/s of each and the cost (1 - on/off) per round.
+
+    python benchmarks/bench_serve.py --threads-ab 3 [--model hist_gradient_boosting] [--seconds 8]
+
+measures what limiting the native thread pools (``configs/serve.yaml: threads``) does to p95
+latency, idle and while two busy-looping processes (one per core) compete for the CPUs, for
+an OpenMP model (``--model``, default ``hist_gradient_boosting``):
+- the **gate**: ``retrain.pipeline.latency.measure_latency`` on the holdout (the run-queue
+  corrected p95 the latency gate judges), with the libraries' default threads and with 1;
+- the **server**: two ``retrain serve`` side by side (two clones, log off), one with
+  ``threads: null`` and one with ``threads: 1``, one client, 1-row and 100-row requests, each
+  cell on both back to back in alternating order, ``--threads-ab`` rounds; client-side p95.
+Prints one Markdown table (median over rounds) with the load average.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -37,6 +50,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -311,6 +326,110 @@ def log_ab(
             )
 
 
+@contextmanager
+def busy_cores(n: int = 2, seconds: float = 600.0) -> Iterator[None]:
+    """``n`` processes spinning on the CPU (one per core on a 2-core machine)."""
+    spin = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass"
+    procs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(n)]
+    try:
+        time.sleep(0.5)
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(timeout=10)
+
+
+THREADS = {
+    "default": "threads: null\nlog_enabled: false\n",
+    "1": "threads: 1\nlog_enabled: false\n",
+}
+
+
+def threads_ab(
+    py: str,
+    env: dict[str, str],
+    sb: example.Sandbox,
+    clones: dict[str, Path],
+    bodies: dict[int, bytes],
+    rounds: int,
+    max_requests: int,
+    max_seconds: float,
+) -> None:
+    """p95 idle/loaded x default/limited threads, for the latency gate and the server."""
+    from retrain.core import registry as reg
+    from retrain.core.config import GatesConfig, load_config
+    from retrain.pipeline import dataset, latency
+    from retrain.pipeline.predict import load_version
+
+    cfg = load_config(sb.root)
+    entry = reg.load(sb.root).production_entry
+    assert entry is not None
+    model = load_version(sb.root, entry, trusted=cfg.model.trusted_types)
+    X = dataset.load_holdout(cfg.dataset, sb.root)[cfg.dataset.feature_names]
+    lat_cfg = GatesConfig.Latency(one_round_below=0)  # every round, as near a budget
+    p95: dict[tuple[str, str, str], list[float]] = {}
+    loads: dict[str, list[float]] = {"idle": [], "loaded": []}
+    servers: dict[str, Server] = {}
+    try:
+        for label, text in THREADS.items():
+            (clones[label] / "configs" / "serve.yaml").write_text(text)
+            port = free_port()
+            cmd = [py, "-m", "retrain", "serve", "--port", str(port), "--follow", "origin/main"]
+            servers[label] = Server(
+                f"threads {label}", [*cmd, "--interval", "30"], clones[label], env, port
+            )
+        for server in servers.values():
+            for n_rows in (1, 100):
+                run_load(server.port, bodies[n_rows], 1, 50, 10)  # warm-up
+        for r in range(rounds):
+            for cond in ("idle", "loaded"):
+                ctx = busy_cores() if cond == "loaded" else contextlib.nullcontext()
+                with ctx:
+                    loads[cond].append(os.getloadavg()[0])
+                    order = list(THREADS) if r % 2 == 0 else list(THREADS)[::-1]
+                    for label in order:
+                        threads = None if label == "default" else int(label)
+                        gate = latency.measure_latency(model, X, lat_cfg, threads)
+                        p95.setdefault(("gate, 1 row", label, cond), []).append(
+                            gate["p95_ms_single"]
+                        )
+                        p95.setdefault(("gate, batch of 256", label, cond), []).append(
+                            gate["p95_ms_batch"]
+                        )
+                    for n_rows in (1, 100):
+                        for label in order:
+                            cell = run_load(
+                                servers[label].port, bodies[n_rows], 1, max_requests, max_seconds
+                            )
+                            where = f"server, {n_rows} row{'s' if n_rows > 1 else ''}/request"
+                            p95.setdefault((where, label, cond), []).append(cell.pct(0.95))
+                            print(
+                                f"  round {r + 1} {cond:<6} threads {label:<7} {where}: "
+                                f"p95 {cell.pct(0.95):7.2f} ms, {cell.failed} failed",
+                                file=sys.stderr,
+                            )
+    finally:
+        for server in servers.values():
+            server.stop()
+    print(
+        f"native threads, default vs 1 ({cfg.model.estimator}): {os.cpu_count()} CPUs; load "
+        f"average idle {statistics.median(loads['idle']):.2f}, loaded "
+        f"{statistics.median(loads['loaded']):.2f} (two busy processes); median of {rounds} "
+        f"rounds; gate: run-queue corrected p95, server: client-side p95 over <= "
+        f"{max_requests} requests or {max_seconds:g} s"
+    )
+    print()
+    print("| measured | threads | p95 idle ms | p95 loaded ms | loaded / idle |")
+    print("|---|---|---:|---:|---:|")
+    for where in dict.fromkeys(k[0] for k in p95):
+        for label in THREADS:
+            idle = statistics.median(p95[(where, label, "idle")])
+            loaded = statistics.median(p95[(where, label, "loaded")])
+            shown = "default" if label == "default" else f"{label} (serve.yaml)"
+            print(f"| {where} | {shown} | {idle:.2f} | {loaded:.2f} | {loaded / idle:.1f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1500, help="per cell, at most")
@@ -319,7 +438,21 @@ def main() -> None:
     parser.add_argument(
         "--log-ab", type=int, default=0, metavar="ROUNDS", help="only the log's cost (see above)"
     )
+    parser.add_argument(
+        "--threads-ab",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="only native threads default vs serve.yaml threads: 1, idle and loaded (see above)",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="configs/model.yaml estimator of the served model (--threads-ab: "
+        "hist_gradient_boosting; otherwise the project's)",
+    )
     args = parser.parse_args()
+    estimator = args.model or ("hist_gradient_boosting" if args.threads_ab else None)
     py = sys.executable
     rows: list[list[str]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -330,12 +463,16 @@ def main() -> None:
         gates = sb.root / "configs" / "gates.yaml"
         text = re.sub(r"max_p95_ms_single: .*", "max_p95_ms_single: 10000", gates.read_text())
         gates.write_text(re.sub(r"max_p95_ms_batch: .*", "max_p95_ms_batch: 60000", text))
+        if estimator is not None:
+            (sb.root / "configs" / "model.yaml").write_text(
+                f"estimator: {estimator}\nrandom_state: 0\nparams: {{}}\n"
+            )
         sb.git("commit", "-qam", "gates: a loose latency budget for the benchmark")
         subprocess.run(
             [py, "-m", "retrain", "run"], cwd=sb.root, env=env, check=True, capture_output=True
         )
         example.merge_proposal(sb, "retrain/v1.0.0")
-        if not args.log_ab:  # v1.1.0 is for the swaps only
+        if not (args.log_ab or args.threads_ab):  # v1.1.0 is for the swaps only
             example.ingest_next_batch(sb.root, sb.env)
             subprocess.run(
                 [py, "-m", "retrain", "run"], cwd=sb.root, env=env, check=True, capture_output=True
@@ -348,6 +485,12 @@ def main() -> None:
         sb.run("git", "clone", "-q", str(sb.origin), str(replica))
         data = holdout_rows(sb.root)
         bodies = {1: payload(data[:1]), 100: payload(data[:100])}
+        if args.threads_ab:
+            other = Path(tmp) / "replica-limited"
+            sb.run("git", "clone", "-q", str(sb.origin), str(other))
+            clones = {"default": replica, "1": other}
+            threads_ab(py, env, sb, clones, bodies, args.threads_ab, args.requests, args.seconds)
+            return
         if args.log_ab:
             other = Path(tmp) / "replica-off"
             sb.run("git", "clone", "-q", str(sb.origin), str(other))

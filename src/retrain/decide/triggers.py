@@ -42,9 +42,11 @@ class TriggerReport:
     def table(self) -> str:
         rows = [f"{'trigger':<18} {'value':>14} {'threshold':>14}  fired"]
         for name, c in self.checks.items():
+            # A check that measured nothing says why (e.g. "not checked: no prediction log").
+            why = f"  ({c['note']})" if c.get("value") is None and c.get("note") else ""
             rows.append(
                 f"{name:<18} {_fmt(c.get('value')):>14} {_fmt(c.get('threshold')):>14}  "
-                f"{'YES' if c.get('fired') else 'no'}"
+                f"{'YES' if c.get('fired') else 'no'}{why}"
             )
         if self.cooldown is not None:
             c = self.cooldown
@@ -76,10 +78,15 @@ class LiveFeedback:
     """
 
     version: str
-    frame: pd.DataFrame
+    frame: pd.DataFrame | None  # None when nothing could be read (``error`` says why)
     since: str | None = None
     source: str = ""
     error: str | None = None
+
+    @classmethod
+    def no_log(cls, version: str, where: str) -> LiveFeedback:
+        """The check when the log was never written: reported, not silently left out."""
+        return cls(version, None, source=where, error=f"not checked: no prediction log at {where}")
 
 
 def _performance_verdict(
@@ -120,9 +127,9 @@ def _live_performance(cfg: Config, prod: RegistryEntry, live: LiveFeedback) -> d
         "rows": 0,
         "source": live.source,
     }
-    if live.error:
-        return out | {"note": live.error}
     frame = live.frame
+    if live.error or frame is None:
+        return out | {"note": live.error or "no rows were read"}
     if live.version != prod.version:
         return out | {"note": f"feedback is for v{live.version}, production is v{prod.version}"}
     out["rows"] = len(frame)

@@ -357,14 +357,6 @@ def load_holdout(cfg: DatasetConfig, root: Path) -> pd.DataFrame:
     return check_frame(read_table(root / cfg.holdout, cfg.holdout), cfg, cfg.holdout)
 
 
-def load_features_file(cfg: DatasetConfig, path: Path) -> tuple[pd.DataFrame, list[str]]:
-    """Rows to predict on: the feature columns, plus the names of the ignored columns."""
-    frame = read_table(path, str(path))
-    checked = check_frame(frame, cfg, str(path), labelled=False)
-    ignored = [c for c in frame.columns if c not in cfg.feature_names]
-    return checked[cfg.feature_names], ignored
-
-
 def model_inputs(frame: pd.DataFrame, entry: RegistryEntry, display: str) -> pd.DataFrame:
     """The columns a registered model was trained on, from its registry entry's schema."""
     features = list(entry.schema_.features)

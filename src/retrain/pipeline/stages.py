@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from retrain.core import environment, faults
-from retrain.core.config import Config
+from retrain.core.config import Config, load_serve_config
 from retrain.core.errors import ConfigError, DataError
 from retrain.core.progress import progress
 from retrain.core.registry import write_atomic
@@ -397,7 +397,12 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     beside = f", interleaved with production v{prod}" if prod else ""
     progress(f"evaluate: measuring prediction latency (single row and batch{beside})")
     lat = latency.measure_candidate(
-        model, holdout, ds.feature_names, cfg.gates.latency, info["artifact"]["sha256"]
+        model,
+        holdout,
+        ds.feature_names,
+        cfg.gates.latency,
+        info["artifact"]["sha256"],
+        threads=load_serve_config(root).threads,  # as the server predicts
     )
     result = {
         "primary_metric": cfg.gates.primary_metric,

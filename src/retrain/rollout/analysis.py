@@ -8,6 +8,13 @@ outcome posted to ``/feedback`` (missing when none came); a row counts as an *er
 ``error`` column is truthy or, without that column, when it has no prediction.  ``proba`` (a
 ``{class: probability}`` mapping) is only needed for probability metrics.
 
+**Errors and latency are judged per request, the metric per row.**  The server logs every
+row of a request with the whole request's latency, so a p95 over rows is decided by the
+largest requests (one 10,000-row request outweighs 9,999 one-row ones) and an error rate over
+rows by how many rows the failed requests carried.  :func:`per_request` folds the rows of one
+request (same ``request_id`` and ``at``) into one: its latency, and whether it failed.  The
+live metric stays a per-row statistic: each labelled row is one answer to judge.
+
 This module holds the per-version statistics (:func:`stats`, :func:`table`), the bootstrap
 intervals and the :class:`Check`/:class:`Verdict` records; :mod:`retrain.rollout.judges`
 turns them into a verdict per strategy.
@@ -45,7 +52,12 @@ class Check:
 
 @dataclass
 class VersionStats:
-    """One version in one role over the analysed rows."""
+    """One version in one role over the analysed rows.
+
+    ``errors`` counts failed *requests* and ``error_rate`` is their share of ``requests``;
+    ``p95_latency_ms`` is over requests too (see :func:`per_request`).  ``error_rows`` counts
+    the rows those failed requests carried.
+    """
 
     version: str
     role: str
@@ -61,6 +73,7 @@ class VersionStats:
     lower: float | None = None
     upper: float | None = None
     agreement: float | None = None  # shadows: share of rows answered like production
+    error_rows: int = 0  # rows of the failed requests
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,25 +161,47 @@ def live_metric(rows: pd.DataFrame, metric: str, task: str) -> float | None:
         return None
 
 
-def _p95(rows: pd.DataFrame) -> float | None:
-    lat = rows["latency_ms"].dropna()
+def per_request(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per request of ``rows`` (a checked frame): ``latency_ms`` (the request's, which
+    every one of its rows carries; the largest is taken), ``error`` (any of its rows failed)
+    and ``rows`` (how many it carried).
+
+    A request is its ``request_id`` served at its ``at`` (every row of a request is logged with
+    the same time), so a client that reuses an id for requests at different times still counts
+    them apart.
+    """
+    if rows.empty:
+        return pd.DataFrame({"latency_ms": [], "error": [], "rows": []})
+    keys = ["request_id", "at"] if "at" in rows.columns else ["request_id"]
+    g = rows.groupby(keys, sort=False, dropna=False)
+    return pd.DataFrame(
+        {"latency_ms": g["latency_ms"].max(), "error": g["error"].any(), "rows": g.size()}
+    ).reset_index(drop=True)
+
+
+def p95_ms(latencies: pd.Series) -> float | None:
+    lat = pd.to_numeric(latencies, errors="coerce").dropna()
     return float(np.percentile(lat, 95)) if len(lat) else None
 
 
 def stats(rows: pd.DataFrame, version: str, role: str, metric: str, task: str) -> VersionStats:
-    n = len(rows)
-    errors = int(rows["error"].sum())
+    """Requests, errors and p95 latency per request; the live metric per labelled row."""
+    reqs = per_request(rows)
+    n = len(reqs)
+    failed = reqs["error"].astype(bool)
+    errors = int(failed.sum())
     return VersionStats(
         version=version,
         role=role,
-        requests=int(rows["request_id"].nunique()),
-        rows=n,
+        requests=n,
+        rows=len(rows),
         errors=errors,
         error_rate=rounded(errors / n) if n else None,
-        p95_latency_ms=rounded(_p95(rows)),
+        p95_latency_ms=rounded(p95_ms(reqs["latency_ms"])),
         labels=len(labelled_rows(rows)),
         metric=metric,
         value=rounded(live_metric(rows, metric, task)),
+        error_rows=int(reqs.loc[failed, "rows"].sum()),
     )
 
 

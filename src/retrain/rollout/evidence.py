@@ -14,7 +14,14 @@ import numpy as np
 import pandas as pd
 
 from retrain.report.plots import _save
-from retrain.rollout.analysis import Check, VersionStats, labelled_rows, live_metric
+from retrain.rollout.analysis import (
+    Check,
+    VersionStats,
+    labelled_rows,
+    live_metric,
+    p95_ms,
+    per_request,
+)
 
 BINS = 12
 
@@ -35,7 +42,8 @@ def _series(frame: pd.DataFrame, metric: str, task: str) -> dict[str, Any]:
             xs.append(lo + (hi - lo) / 2)
             value = live_metric(part, metric, task) if len(labelled_rows(part)) >= 5 else None
             m.append(np.nan if value is None else value)
-            lat.append(float(np.percentile(part["latency_ms"].dropna(), 95)))
+            p95 = p95_ms(per_request(part)["latency_ms"])  # per request, as judged
+            lat.append(np.nan if p95 is None else p95)
         out[f"{version} ({role})"] = (xs, m, lat)
     return out
 
@@ -50,8 +58,8 @@ def live_plot(frame: pd.DataFrame, metric: str, task: str, path: Path) -> Path:
         ax_m.plot(xs, m, marker="o", label=label)
         ax_l.plot(xs, lat, marker=".", label=label)
     ax_m.set_ylabel(f"live {metric}")
-    ax_m.set_title("Live metric (labelled rows) and p95 latency per version")
-    ax_l.set_ylabel("p95 latency (ms)")
+    ax_m.set_title("Live metric (labelled rows) and p95 request latency per version")
+    ax_l.set_ylabel("p95 request latency (ms)")
     ax_l.set_xlabel("time (UTC)")
     for ax in (ax_m, ax_l):
         ax.grid(alpha=0.3)
@@ -68,7 +76,7 @@ def _f(x: float | None, fmt: str) -> str:
 
 def stats_table(stats: list[VersionStats]) -> str:
     head = (
-        "| version | role | requests | error rate | p95 latency | labels | live metric "
+        "| version | role | requests | failed requests | p95 request latency | labels | live metric "
         "| change vs production | interval | agreement |\n"
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"
     )

@@ -3,8 +3,9 @@
 Each returns a :class:`~retrain.rollout.analysis.Verdict` with the checks behind it:
 
 * :func:`judge_canary` -- canary vs production on the rows since the step began: enough
-  requests and labels (else **hold**, saying how many are missing), error-rate increase,
-  p95 latency ratio, and the live primary metric's difference with its bootstrap interval
+  requests and labels (else **hold**, saying how many are missing), error-rate increase and
+  p95 latency ratio (both per request, :func:`~retrain.rollout.analysis.per_request`: one
+  huge request is one request), and the live primary metric's difference with its bootstrap interval
   (canary and production answer different requests, so the resampling is *unpaired*).
   Any broken threshold is **rollback**; all passing is **advance** (or **promote** after the
   last step).  A metric interval that straddles ``min_metric_change`` holds for more labels.
@@ -99,7 +100,8 @@ def judge_canary(
                 "pass" if ok else "fail",
                 rounded(err_inc),
                 a.max_error_rate_increase,
-                f"canary {cs.error_rate:.2%} vs production {ps.error_rate:.2%} errors "
+                f"canary {cs.error_rate:.2%} ({cs.errors} of {cs.requests} requests) vs "
+                f"production {ps.error_rate:.2%} failed requests "
                 f"(increase {err_inc:+.2%}, max {a.max_error_rate_increase:+.2%})",
             )
         )
@@ -122,8 +124,8 @@ def judge_canary(
                 "pass" if ok else "fail",
                 rounded(ratio),
                 a.max_p95_latency_ratio,
-                f"p95 {cs.p95_latency_ms:.1f} ms vs production {ps.p95_latency_ms:.1f} ms "
-                f"(ratio {ratio:.2f}, max {a.max_p95_latency_ratio:.2f})",
+                f"p95 {cs.p95_latency_ms:.1f} ms per request vs production "
+                f"{ps.p95_latency_ms:.1f} ms (ratio {ratio:.2f}, max {a.max_p95_latency_ratio:.2f})",
             )
         )
     # Live metric, with its interval.
@@ -335,7 +337,7 @@ def judge_health(
                 "pass" if er <= h.max_error_rate else "fail",
                 st.error_rate,
                 h.max_error_rate,
-                f"{er:.2%} of rows failed (max {h.max_error_rate:.2%})",
+                f"{er:.2%} of requests failed ({st.errors} of {st.requests}; {st.error_rows} rows) (max {h.max_error_rate:.2%})",
             )
         )
         p95 = st.p95_latency_ms
@@ -345,7 +347,7 @@ def judge_health(
                 "pass" if p95 is None or p95 <= h.max_p95_latency_ms else "fail",
                 p95,
                 h.max_p95_latency_ms,
-                f"p95 {fmt(p95, 1)} ms (max {h.max_p95_latency_ms:.1f} ms)",
+                f"p95 {fmt(p95, 1)} ms per request (max {h.max_p95_latency_ms:.1f} ms)",
             )
         )
     if floor is not None:

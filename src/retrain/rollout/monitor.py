@@ -58,6 +58,7 @@ class Observation:
     verdicts: list[Verdict]
     stats: list[VersionStats]
     frame: pd.DataFrame = field(repr=False)
+    source: str = ""  # the log read: its URL (password hidden) or the --log file
     # True when every label judged was written by a token (the live log, or a file whose
     # label_by column says so); a file without label_by cannot tell.
     labels_authenticated: bool = True
@@ -71,6 +72,7 @@ class Observation:
             "since": self.since,
             "now": self.now,
             "production": self.production,
+            "log": self.source,
             "verdict": self.verdict.action,
             "version": self.verdict.version,
             "summary": self.verdict.summary,
@@ -149,21 +151,19 @@ def read_log_file(path: Path) -> pd.DataFrame:
     return frame
 
 
-def load_log(cfg: Config, since: datetime) -> pd.DataFrame:
+def load_log(cfg: Config, since: datetime) -> tuple[pd.DataFrame, str]:
     """The served rows since ``since``, joined with their latest authenticated label (a
     label written without a token is never evidence), from the servers' log: ``configs/
     serve.yaml`` ``log_url``, overridden by ``RETRAIN_LOG_URL`` or the file named by
-    ``RETRAIN_LOG_URL_FILE`` (a secret, e.g. in CI)."""
-    from retrain.core.config import load_serve_config
+    ``RETRAIN_LOG_URL_FILE`` (a secret, e.g. in CI); and which log that was, for the report."""
     from retrain.serve import predlog
 
-    url, source = predlog.log_url_of(load_serve_config(cfg.root))
+    _, log = predlog.configured_log(cfg.root)
+    source = log.display
+    if log.sqlite_path is not None and not log.exists():
+        source += " (no such file: nothing was logged there)"
     try:
-        log = predlog.open_log(url, cfg.root)
-    except BadInput as exc:
-        raise BadInput(f"{source}: {exc}") from None
-    try:
-        return log.served(since.isoformat())
+        return log.served(since.isoformat()), source
     except predlog.LogUnavailable as exc:
         raise BadInput(f"prediction log {log.display}: unreachable ({exc})") from None
     finally:
@@ -216,15 +216,20 @@ def _floor(cfg: Config, registry: reg.Registry) -> float | None:
 
 
 def observe(
-    cfg: Config, frame: pd.DataFrame | None = None, *, now: datetime | None = None
+    cfg: Config,
+    frame: pd.DataFrame | None = None,
+    *,
+    now: datetime | None = None,
+    source: str | None = None,
 ) -> Observation:
-    """Read what is live and judge it; no side effect."""
+    """Read what is live and judge it; no side effect.  ``frame``: rows read elsewhere (a
+    ``--log`` export named by ``source``) instead of the configured log."""
     root = cfg.root
     registry = reg.load(root, expected_model=cfg.release.model_name)
     now = now or datetime.now(UTC)
     since = step_started(root)
     if frame is None:
-        frame = load_log(cfg, since)
+        frame, source = load_log(cfg, since)
     frame, labels_authenticated, labels_ignored = trusted_labels(frame)
     try:
         frame = analysis.check_frame(frame)
@@ -239,6 +244,7 @@ def observe(
         "now": _iso(now),
         "production": prod,
         "frame": frame,
+        "source": source or "rows given by the caller",
         "labels_authenticated": labels_authenticated,
         "labels_ignored": labels_ignored,
     }
@@ -481,7 +487,7 @@ def _commit_on_base(cfg: Config, files: dict[str, bytes], message: str, body: st
 def format_report(obs: Observation, action: Action | None = None) -> str:
     lines = [
         f"monitor ({obs.mode}): {obs.verdict.summary}",
-        f"  rows since {obs.since}: {len(obs.frame)}",
+        f"  rows since {obs.since}: {len(obs.frame)}, read from {obs.source}",
     ]
     for s in obs.stats:
         val = "-" if s.value is None else f"{s.value:.4f}"

@@ -71,6 +71,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
             settings.config.batch_max_rows,
             settings.config.batch_wait_ms / 1000.0,
             observe_rows=telemetry.batch_rows.observe,
+            threads=settings.config.threads,
             max_queued_rows=settings.config.max_queued_rows,
         )
 
