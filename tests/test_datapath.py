@@ -138,9 +138,10 @@ def test_a_run_reads_each_batch_once_and_never_one_before_the_window(project, re
     assert (data.start, data.end) == ("2013-01-01", "2013-12-31")
 
 
-def test_the_train_stage_reads_only_the_columns_it_fits_on(project, reads):
-    """A batch carrying an ignored column (a station id): the training read asks for the
-    features, the target and the time column only, and only of the window's files."""
+def test_the_train_stage_reads_only_the_columns_it_needs(project, reads):
+    """A batch carrying an ignored column (a station id): the training
+    read asks for the features, the target, the time column and the ignored column (a
+    production model of an older schema may need it), only of the window's files."""
     for path in sorted((project / "data" / "batches").glob("*.parquet")):
         frame = pd.read_parquet(path)
         frame["station"] = "KSEA"
@@ -148,7 +149,7 @@ def test_the_train_stage_reads_only_the_columns_it_fits_on(project, reads):
     cfg = load_config(project)
     ds = cfg.dataset.model_copy(update={"ignore_columns": ["station"]})
     data = dataset.load_batches(ds, project)
-    wanted = (*FEATURES, "weather", "date")
+    wanted = (*FEATURES, "weather", "date", "station")
     assert reads == [("2012-H2.parquet", wanted), ("2013-H1.parquet", wanted)]
     assert list(data.frame.columns) == list(wanted)
 

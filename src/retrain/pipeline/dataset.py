@@ -297,7 +297,12 @@ def load_batches(cfg: DatasetConfig, root: Path) -> TrainingData:
     from retrain.pipeline import batchread, window
 
     plan = window.plan(cfg, root)
-    cols = plan.columns
+    # The ignored columns a file has ride along (as in check_frame): a production model of an
+    # older schema may need them, e.g. to be scored on the out-of-time slice while a MAJOR
+    # change that dropped a feature is reviewed.  Files may differ in which they have, so with
+    # ignored columns each file is its own segment (pd.concat leaves the gaps missing).
+    cols = batchread.kept_columns(cfg)
+    own_segments = bool(cfg.ignore_columns)
     files: dict[str, int] = {f.rel: int(f.rows or 0) for f in plan.files}
     # In name order (ties in time keep it): runs of files still to read share one set of
     # arrays; files this run already read hand over the rows they kept.
@@ -305,10 +310,10 @@ def load_batches(cfg: DatasetConfig, root: Path) -> TrainingData:
     for f in plan.inside:
         seen = batchread.remembered(cfg, f.path)
         if seen is not None and seen.kept is not None and seen.cutoff == plan.cutoff:
-            segments.append(seen.kept[cols])
+            segments.append(seen.kept[[c for c in cols if c in seen.kept.columns]])
             seen.kept = None  # handed over: the session no longer holds these rows
             files[f.rel] = seen.rows
-        elif segments and isinstance(segments[-1], list):
+        elif segments and isinstance(segments[-1], list) and not own_segments:
             segments[-1].append(f)
         else:
             segments.append([f])
