@@ -68,9 +68,11 @@ def run(
         if killed is not None:
             heal_killed_run(cfg.root, killed)
         faults.point("run:locked")
-        from retrain.pipeline import artifacts
+        from retrain.pipeline import artifacts, batchcheck
 
-        with artifacts.shared_loads():
+        # A model is loaded once per run, and a batch file read once (triggers, validate and
+        # train share what they read: docs/decisions.md, "Bounded-memory data path").
+        with artifacts.shared_loads(), batchcheck.read_once():
             return _run(cfg, force=force, reason=reason, bump=bump, push=push, open_pr=open_pr)
 
 
