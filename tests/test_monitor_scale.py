@@ -149,7 +149,7 @@ def _both(root: Path, url: str, monkeypatch: pytest.MonkeyPatch) -> tuple[dict, 
     cfg = load_config(root)
     now = datetime.now(UTC)
     live = monitor.observe(cfg, now=now)
-    frame = monitor.load_log(cfg, monitor.step_started(root))
+    frame, _ = monitor.load_log(cfg, monitor.step_started(root))
     exported = monitor.observe(cfg, frame, now=now)
     return live.to_dict(), exported.to_dict()
 

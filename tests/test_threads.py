@@ -26,6 +26,8 @@ from retrain.serve.inputs import Feature, InputSchema
 
 def openmp_threads() -> int:
     """What ``omp_get_max_threads`` answers on the calling thread."""
+    import sklearn.ensemble  # noqa: F401  (loads scikit-learn's OpenMP runtime, whatever ran before)
+
     info = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "openmp"]
     assert info, "scikit-learn's OpenMP runtime is loaded"
     return int(info[0]["num_threads"])

@@ -59,6 +59,7 @@ class Observation:
     verdicts: list[Verdict]
     stats: list[VersionStats]
     view: LogView = field(repr=False)  # what was judged: the live log's, or a file's rows
+    source: str = ""  # the log read: its URL (password hidden) or the --log file
     # True when every label judged was written by a token (the live log, or a file whose
     # label_by column says so); a file without label_by cannot tell.
     labels_authenticated: bool = True
@@ -76,6 +77,7 @@ class Observation:
             "since": self.since,
             "now": self.now,
             "production": self.production,
+            "log": self.source,
             "verdict": self.verdict.action,
             "version": self.verdict.version,
             "summary": self.verdict.summary,
@@ -154,18 +156,17 @@ def read_log_file(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _open_live_log(cfg: Config) -> Any:
+def _open_live_log(cfg: Config) -> tuple[Any, str]:
     """The servers' log: ``configs/serve.yaml`` ``log_url``, overridden by
     ``RETRAIN_LOG_URL`` or the file named by ``RETRAIN_LOG_URL_FILE`` (a secret, e.g. in
-    CI); not contacted yet."""
-    from retrain.core.config import load_serve_config
+    CI); not contacted yet.  With it, which log that is, for the report."""
     from retrain.serve import predlog
 
-    url, source = predlog.log_url_of(load_serve_config(cfg.root))
-    try:
-        return predlog.open_log(url, cfg.root)
-    except BadInput as exc:
-        raise BadInput(f"{source}: {exc}") from None
+    _, log = predlog.configured_log(cfg.root)
+    source = log.display
+    if log.sqlite_path is not None and not log.exists():
+        source += " (no such file: nothing was logged there)"
+    return log, source
 
 
 def judged_keys(registry: reg.Registry) -> list[tuple[str, str]]:
@@ -180,31 +181,34 @@ def judged_keys(registry: reg.Registry) -> list[tuple[str, str]]:
     return keys
 
 
-def live_view(cfg: Config, registry: reg.Registry, since: datetime) -> LogView:
+def live_view(cfg: Config, registry: reg.Registry, since: datetime) -> tuple[LogView, str]:
     """The live log's slices that monitor judges, since ``since``, aggregated in the
-    database (:class:`retrain.rollout.logsql.SqlView`): read when first asked for."""
+    database (:class:`retrain.rollout.logsql.SqlView`): read when first asked for.  With
+    it, which log that is."""
     from retrain.rollout.logsql import SqlView
 
     a = cfg.release.rollout.analysis
-    return SqlView(
-        _open_live_log(cfg),
+    log, source = _open_live_log(cfg)
+    view = SqlView(
+        log,
         since.isoformat(),
         judged_keys(registry),
         max_labelled=a.max_labelled_rows,
         seed=a.seed,
     )
+    return view, source
 
 
-def load_log(cfg: Config, since: datetime) -> pd.DataFrame:
+def load_log(cfg: Config, since: datetime) -> tuple[pd.DataFrame, str]:
     """The served rows since ``since``, joined with their latest authenticated label (a
     label written without a token is never evidence), from the servers' log, as a frame
     (every row in memory: for exports and tests; monitor itself aggregates in the database,
-    :func:`live_view`)."""
+    :func:`live_view`); and which log that was."""
     from retrain.serve import predlog
 
-    log = _open_live_log(cfg)
+    log, source = _open_live_log(cfg)
     try:
-        return log.served(since.isoformat())
+        return log.served(since.isoformat()), source
     except predlog.LogUnavailable as exc:
         raise BadInput(f"prediction log {log.display}: unreachable ({exc})") from None
     finally:
@@ -236,21 +240,32 @@ def rests_on_labels(verdict: Verdict) -> bool:
 
 # --------------------------------------------------------------------------- deciding
 def _floor(cfg: Config, registry: reg.Registry) -> float | None:
+    """The stricter of ``health.min_metric`` and the version's holdout value minus
+    ``max_metric_drop`` (either may be unset): an absolute floor, e.g. above the trivial
+    model's score, must not loosen the relative one, nor the other way round."""
     h = cfg.release.rollout.health
-    if h.min_metric is not None:
-        return h.min_metric
-    if h.max_metric_drop is None or registry.production_entry is None:
-        return None
     metric = cfg.gates.primary_metric
-    value = registry.production_entry.metrics.overall.get(metric)
-    if value is None:
+    higher = metrics.greater_is_better(metric)
+    floors = [] if h.min_metric is None else [float(h.min_metric)]
+    value = (
+        registry.production_entry.metrics.overall.get(metric)
+        if registry.production_entry is not None
+        else None
+    )
+    if h.max_metric_drop is not None and value is not None:
+        drop = h.max_metric_drop
+        floors.append(float(value) - drop if higher else float(value) + drop)
+    if not floors:
         return None
-    drop = h.max_metric_drop
-    return float(value) - drop if metrics.greater_is_better(metric) else float(value) + drop
+    return max(floors) if higher else min(floors)
 
 
 def observe(
-    cfg: Config, frame: pd.DataFrame | None = None, *, now: datetime | None = None
+    cfg: Config,
+    frame: pd.DataFrame | None = None,
+    *,
+    now: datetime | None = None,
+    source: str | None = None,
 ) -> Observation:
     """Read what is live and judge it; no side effect.
 
@@ -265,8 +280,10 @@ def observe(
     rc = cfg.release.rollout
     labels_authenticated, labels_ignored = True, 0
     view: LogView
-    if frame is None:
-        view = live_view(cfg, registry, since) if registry.production is not None else _empty()
+    if frame is None and registry.production is not None:
+        view, source = live_view(cfg, registry, since)
+    elif frame is None:
+        view, source = _empty(), "nothing read (no production version)"
     else:
         frame, labels_authenticated, labels_ignored = trusted_labels(frame)
         try:
@@ -276,7 +293,16 @@ def observe(
         frame = frame[frame["at"] >= pd.Timestamp(since)]
         view = FrameView(frame, max_labelled=rc.analysis.max_labelled_rows, seed=rc.analysis.seed)
     try:
-        return _judge(cfg, registry, view, since, now, labels_authenticated, labels_ignored)
+        return _judge(
+            cfg,
+            registry,
+            view,
+            since,
+            now,
+            labels_authenticated,
+            labels_ignored,
+            source=source or "rows given by the caller",
+        )
     except _Unreachable as exc:
         raise BadInput(str(exc)) from None
     finally:
@@ -301,6 +327,8 @@ def _judge(
     now: datetime,
     labels_authenticated: bool,
     labels_ignored: int,
+    *,
+    source: str,
 ) -> Observation:
     from retrain.serve.predlog import LogUnavailable
 
@@ -310,6 +338,7 @@ def _judge(
         "now": _iso(now),
         "production": prod,
         "view": view,
+        "source": source,
         "labels_authenticated": labels_authenticated,
         "labels_ignored": labels_ignored,
     }
@@ -582,7 +611,7 @@ def _commit_on_base(cfg: Config, files: dict[str, bytes], message: str, body: st
 def format_report(obs: Observation, action: Action | None = None) -> str:
     lines = [
         f"monitor ({obs.mode}): {obs.verdict.summary}",
-        f"  rows since {obs.since}: {obs.rows}",
+        f"  rows since {obs.since}: {obs.rows}, read from {obs.source}",
     ]
     if obs.rows > obs.rows_judged and obs.stats:
         lines.append(

@@ -33,7 +33,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -45,7 +44,14 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from retrain.core import redact
-from retrain.core.config import ServeConfig, load_serve_config
+from retrain.core.config import (  # noqa: F401  (the log URL's names, here too)
+    LOG_URL_ENV,
+    LOG_URL_FILE_ENV,
+    ServeConfig,
+    load_serve_config,
+    log_url_of,
+    sqlite_log_file,
+)
 from retrain.core.errors import BadInput, RetrainError
 
 if TYPE_CHECKING:
@@ -274,12 +280,11 @@ def open_log(url: str, root: Path) -> PredictionLog:
     ``postgresql://user@host:port/db`` (``postgresql+psycopg://`` also accepted).  A URL of
     any other form is bad configuration (:class:`BadInput`).
     """
-    if url.startswith("sqlite:///"):
-        rest = url.removeprefix("sqlite:///")
-        if not rest or rest.startswith(":memory:"):
-            raise BadInput(f"log_url: {url!r}: expected a file, e.g. sqlite:///.retrain/p.db")
-        path = Path(rest)
-        path = path if path.is_absolute() else Path(root) / path
+    try:
+        path = sqlite_log_file(url, root)
+    except ValueError as exc:
+        raise BadInput(f"log_url: {exc}") from None
+    if path is not None:
         return PredictionLog(_sqlite_engine(path), url=url, sqlite_path=path)
     if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
         return PredictionLog(_pg_engine(url), url=url)
@@ -287,30 +292,6 @@ def open_log(url: str, root: Path) -> PredictionLog:
         "log_url: expected sqlite:///PATH or postgresql://USER@HOST:PORT/DB "
         f"(got {redact.url(url)!r})"
     )
-
-
-LOG_URL_ENV = "RETRAIN_LOG_URL"
-LOG_URL_FILE_ENV = "RETRAIN_LOG_URL_FILE"
-
-
-def log_url_of(serve: ServeConfig, environ: dict[str, str] | None = None) -> tuple[str, str]:
-    """``(log URL, where it came from)``: ``RETRAIN_LOG_URL``, else the first line of the
-    file named by ``RETRAIN_LOG_URL_FILE`` (a mounted secret), else ``configs/serve.yaml``
-    ``log_url``.  A password belongs in the first two, never in the committed file."""
-    env = os.environ if environ is None else environ
-    if env.get(LOG_URL_ENV, "").strip():
-        return env[LOG_URL_ENV].strip(), LOG_URL_ENV
-    path = env.get(LOG_URL_FILE_ENV, "").strip()
-    if path:
-        try:
-            text = Path(path).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or type(exc).__name__
-            raise BadInput(f"{LOG_URL_FILE_ENV}={path}: cannot be read ({reason})") from None
-        if not text:
-            raise BadInput(f"{LOG_URL_FILE_ENV}={path}: empty; expected the log's URL")
-        return text.splitlines()[0].strip(), LOG_URL_FILE_ENV
-    return serve.log_url, "configs/serve.yaml"
 
 
 def configured_log(root: Path) -> tuple[ServeConfig, PredictionLog]:

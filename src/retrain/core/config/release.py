@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -58,12 +60,14 @@ class RolloutConfig(Strict):
         max_error_rate: float = Field(default=0.05, ge=0, le=1)
         max_p95_latency_ms: float = Field(default=250.0, gt=0, allow_inf_nan=False)
         min_metric: float | None = Field(
-            default=None, description="live primary metric floor (needs min_labels labels)"
+            default=None,
+            description="live primary metric floor (needs min_labels labels); with "
+            "max_metric_drop the stricter of the two floors applies",
         )
         max_metric_drop: float | None = Field(
             default=0.1,
             ge=0,
-            description="without min_metric: the floor is the version's holdout value minus this",
+            description="a floor at the version's holdout value minus this",
         )
         min_labels: int = Field(default=30, ge=1)
 
@@ -252,3 +256,44 @@ def load_serve_config(root: Path | str = ".") -> ServeConfig:
     """``configs/serve.yaml``, or the defaults when the file is absent."""
     result: ServeConfig = load_model(ServeConfig, Path(root).resolve(), "serve")
     return result
+
+
+LOG_URL_ENV = "RETRAIN_LOG_URL"
+LOG_URL_FILE_ENV = "RETRAIN_LOG_URL_FILE"
+
+
+def log_url_of(serve: ServeConfig, environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """``(log URL, where it came from)``: ``RETRAIN_LOG_URL``, else the first line of the
+    file named by ``RETRAIN_LOG_URL_FILE`` (a mounted secret), else ``configs/serve.yaml``
+    ``log_url``.  A password belongs in the first two, never in the committed file.  Every
+    command that opens the log takes it from here (the reading commands, the server, and
+    ``retrain run``'s check for a log that was never written, which imports no SQLAlchemy)."""
+    from retrain.core.errors import BadInput
+
+    env = os.environ if environ is None else environ
+    if env.get(LOG_URL_ENV, "").strip():
+        return env[LOG_URL_ENV].strip(), LOG_URL_ENV
+    path = env.get(LOG_URL_FILE_ENV, "").strip()
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            raise BadInput(f"{LOG_URL_FILE_ENV}={path}: cannot be read ({reason})") from None
+        if not text:
+            raise BadInput(f"{LOG_URL_FILE_ENV}={path}: empty; expected the log's URL")
+        return text.splitlines()[0].strip(), LOG_URL_FILE_ENV
+    return serve.log_url, "configs/serve.yaml"
+
+
+def sqlite_log_file(url: str, root: Path | str) -> Path | None:
+    """The file of a ``sqlite:///path`` log (relative to ``root`` unless absolute:
+    ``sqlite:////abs/p.db``); None for another database.  A SQLite URL naming no file is
+    a ValueError."""
+    if not url.startswith("sqlite:///"):
+        return None
+    rest = url.removeprefix("sqlite:///")
+    if not rest or rest.startswith(":memory:"):
+        raise ValueError(f"{url!r}: expected a file, e.g. sqlite:///.retrain/p.db")
+    path = Path(rest)
+    return path if path.is_absolute() else Path(root) / path
