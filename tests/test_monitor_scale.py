@@ -149,8 +149,9 @@ def _both(root: Path, url: str, monkeypatch: pytest.MonkeyPatch) -> tuple[dict, 
     cfg = load_config(root)
     now = datetime.now(UTC)
     live = monitor.observe(cfg, now=now)
-    frame, _ = monitor.load_log(cfg, monitor.step_started(root))
-    exported = monitor.observe(cfg, frame, now=now)
+    frame, source = monitor.load_log(cfg, monitor.step_started(root))
+    exported = monitor.observe(cfg, frame, now=now, source=source)
+    assert live.source == source
     return live.to_dict(), exported.to_dict()
 
 
