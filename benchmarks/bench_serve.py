@@ -21,6 +21,9 @@ measures only what the prediction log costs, for a shared machine whose load mov
 cells: the log-on and the log-off server run side by side (two clones, ``--interval 30`` so
 neither fetches often), and each cell is run on both back to back, in alternating order,
 ``--log-ab`` rounds.  Prints the median req/s of each and the cost (1 - on/off) per round.
+With ``--before REF`` the servers of git ref REF's code (its ``src/``, ``git archive``, on
+the servers' ``PYTHONPATH``) run beside them, log on and off, and each cell is run on all
+four back to back: the cost before and after, measured under the same load.
 
     python benchmarks/bench_serve.py --threads-ab 3 [--model hist_gradient_boosting] [--seconds 8]
 
@@ -269,6 +272,19 @@ LOG_ON = "log_url: sqlite:///.retrain/bench-predictions.db\n"
 LOG_OFF = "log_enabled: false\n"
 
 
+def source_of(ref: str, into: Path) -> Path:
+    """The ``src/`` of git ``ref`` of this repository, unpacked into ``into``."""
+    import tarfile
+
+    into.mkdir(parents=True, exist_ok=True)
+    archive = into / "src.tar"
+    with archive.open("wb") as f:
+        subprocess.run(["git", "archive", ref, "src"], cwd=ROOT, check=True, stdout=f)
+    with tarfile.open(archive) as tar:
+        tar.extractall(into, filter="data")
+    return into / "src"
+
+
 def log_ab(
     py: str,
     env: dict[str, str],
@@ -277,53 +293,69 @@ def log_ab(
     rounds: int,
     max_requests: int,
     max_seconds: float,
+    before: tuple[str, Path] | None = None,
 ) -> None:
-    """The log-on and log-off servers side by side, each cell on both back to back."""
+    """The log-on and log-off servers side by side, each cell on all back to back; with
+    ``before`` (a name and its ``src/``) that code's two servers too."""
+    codes: list[tuple[str, dict[str, str]]] = [("after" if before else "", env)]
+    if before is not None:
+        codes.insert(0, (f"before ({before[0]})", {**env, "PYTHONPATH": str(before[1])}))
     servers: dict[str, Server] = {}
-    load_start = os.getloadavg()[0]
+    loads = [os.getloadavg()]
     try:
-        for label, text in (("on", LOG_ON), ("off", LOG_OFF)):
-            cwd = clones[label]
-            (cwd / "configs" / "serve.yaml").write_text(text)
-            port = free_port()
-            cmd = [py, "-m", "retrain", "serve", "--port", str(port), "--follow", "origin/main"]
-            servers[label] = Server(f"log {label}", [*cmd, "--interval", "30"], cwd, env, port)
+        for code, code_env in codes:
+            for label, text in (("on", LOG_ON), ("off", LOG_OFF)):
+                key = f"{code} {label}".strip()
+                cwd = clones[key]
+                (cwd / "configs" / "serve.yaml").write_text(text)
+                port = free_port()
+                cmd = [py, "-m", "retrain", "serve", "--port", str(port), "--follow", "origin/main"]
+                servers[key] = Server(f"log {key}", [*cmd, "--interval", "30"], cwd, code_env, port)
         for server in servers.values():
             for n_rows in (1, 100):
                 run_load(server.port, bodies[n_rows], 2, 50, 10)  # warm-up
         rps: dict[tuple[str, int, int], list[float]] = {}
+        keys = list(servers)
         for r in range(rounds):
             for n_rows in (1, 100):
                 for conc in (1, 8):
-                    for label in ("on", "off") if r % 2 == 0 else ("off", "on"):
-                        port = servers[label].port
+                    for key in keys if r % 2 == 0 else keys[::-1]:
+                        port = servers[key].port
                         cell = run_load(port, bodies[n_rows], conc, max_requests, max_seconds)
-                        rps.setdefault((label, n_rows, conc), []).append(cell.rps())
+                        rps.setdefault((key, n_rows, conc), []).append(cell.rps())
                         print(
-                            f"  round {r + 1} log {label:<3} {n_rows:>3} row(s) x {conc}: "
+                            f"  round {r + 1} log {key:<12} {n_rows:>3} row(s) x {conc}: "
                             f"{cell.rps():7.1f} req/s, {cell.failed} failed",
                             file=sys.stderr,
                         )
+            loads.append(os.getloadavg())
     finally:
         for server in servers.values():
             server.stop()
+    shown = ", ".join("/".join(f"{x:.1f}" for x in la) for la in loads)
     print(
         f"prediction log cost, log on vs off side by side: {os.cpu_count()} CPUs, load average "
-        f"{load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end; {rounds} rounds "
+        f"(1/5/15 min) at the start and after each round: {shown}; {rounds} rounds "
         f"of <= {max_requests} requests or {max_seconds:g} s per cell"
     )
     print()
-    print("| rows/request | concurrency | log on req/s | log off req/s | cost | cost by round |")
-    print("|---|---|---|---|---|---|")
-    for n_rows in (1, 100):
-        for conc in (1, 8):
-            on, off = rps[("on", n_rows, conc)], rps[("off", n_rows, conc)]
-            by_round = [1 - a / b for a, b in zip(on, off, strict=True) if b]
-            cost = 1 - statistics.median(on) / statistics.median(off)
-            print(
-                f"| {n_rows} | {conc} | {statistics.median(on):.1f} | {statistics.median(off):.1f} "
-                f"| {cost:+.1%} | {', '.join(f'{c:+.0%}' for c in by_round)} |"
-            )
+    print(
+        "| code | rows/request | concurrency | log on req/s | log off req/s | cost "
+        "| cost by round |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for code, _ in codes:
+        for n_rows in (1, 100):
+            for conc in (1, 8):
+                on = rps[(f"{code} on".strip(), n_rows, conc)]
+                off = rps[(f"{code} off".strip(), n_rows, conc)]
+                by_round = [1 - a / b for a, b in zip(on, off, strict=True) if b]
+                cost = 1 - statistics.median(on) / statistics.median(off)
+                print(
+                    f"| {code or 'this checkout'} | {n_rows} | {conc} "
+                    f"| {statistics.median(on):.1f} | {statistics.median(off):.1f} "
+                    f"| {cost:+.1%} | {', '.join(f'{c:+.0%}' for c in by_round)} |"
+                )
 
 
 @contextmanager
@@ -439,6 +471,12 @@ def main() -> None:
         "--log-ab", type=int, default=0, metavar="ROUNDS", help="only the log's cost (see above)"
     )
     parser.add_argument(
+        "--before",
+        default=None,
+        metavar="REF",
+        help="--log-ab: also the servers of this git ref's code, side by side",
+    )
+    parser.add_argument(
         "--threads-ab",
         type=int,
         default=0,
@@ -492,10 +530,18 @@ def main() -> None:
             threads_ab(py, env, sb, clones, bodies, args.threads_ab, args.requests, args.seconds)
             return
         if args.log_ab:
-            other = Path(tmp) / "replica-off"
-            sb.run("git", "clone", "-q", str(sb.origin), str(other))
-            clones = {"on": replica, "off": other}
-            log_ab(py, env, clones, bodies, args.log_ab, args.requests, args.seconds)
+            clones = {"on": replica}
+            names = ["off"]
+            before = None
+            if args.before:
+                before = (args.before, source_of(args.before, Path(tmp) / "before"))
+                clones = {"after on": replica}
+                names = ["after off", f"before ({args.before}) on", f"before ({args.before}) off"]
+            for name in names:
+                other = Path(tmp) / f"replica-{len(clones)}"
+                sb.run("git", "clone", "-q", str(sb.origin), str(other))
+                clones[name] = other
+            log_ab(py, env, clones, bodies, args.log_ab, args.requests, args.seconds, before)
             return
 
         contenders: list[tuple[str, list[str], Path, str | None]] = [

@@ -462,6 +462,35 @@ def feedback_export(since: str, output: Path, version: str | None, as_json: bool
         click.echo(fb.report(exp, since))
 
 
+@cli.group(name="log")
+def log_group() -> None:
+    """The prediction log the servers write: keep it to its retention."""
+
+
+@log_group.command("prune")
+@click.option("--dry-run", is_flag=True, help="count what would go; delete nothing")
+@click.option(
+    "--batch", default=10_000, show_default=True, type=int, help="rows per delete transaction"
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--summary", "summary_file", default=None, help="append a Markdown summary here")
+def log_prune(batch: int, dry_run: bool, as_json: bool, summary_file: str | None) -> None:
+    """Delete served rows older than configs/serve.yaml log_retention, and their labels;
+    never the rows retrain monitor still judges."""
+    from retrain.rollout import retention
+    from retrain.serve import predlog
+
+    cfg = _cfg()
+    serve_cfg, log = predlog.configured_log(cfg.root)
+    try:
+        result = retention.prune(cfg, serve_cfg, log, batch=batch, dry_run=dry_run)
+    finally:
+        log.close()
+    text = retention.report(result)
+    _append_summary(summary_file, "### Prediction log retention\n\n```\n" + text + "\n```")
+    _emit(result.to_dict()) if as_json else click.echo(text)
+
+
 @cli.command(name="init")
 @click.option("--data", "data", required=True, help="your labelled data (CSV or Parquet)")
 @click.option("--target", required=True, help="the column to predict")

@@ -74,6 +74,10 @@ class VersionStats:
     upper: float | None = None
     agreement: float | None = None  # shadows: share of rows answered like production
     error_rows: int = 0  # rows of the failed requests
+    # Labelled rows the live metric and its interval were computed on, when ``labels`` is
+    # more than ``analysis.max_labelled_rows`` (a seeded sample, see :func:`sample_positions`);
+    # None when every labelled row was used.
+    labels_used: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -184,36 +188,124 @@ def p95_ms(latencies: pd.Series) -> float | None:
     return float(np.percentile(lat, 95)) if len(lat) else None
 
 
-def stats(rows: pd.DataFrame, version: str, role: str, metric: str, task: str) -> VersionStats:
-    """Requests, errors and p95 latency per request; the live metric per labelled row."""
-    reqs = per_request(rows)
-    n = len(reqs)
-    failed = reqs["error"].astype(bool)
-    errors = int(failed.sum())
+def sample_positions(n: int, limit: int | None, seed: int) -> np.ndarray | None:
+    """Which of ``n`` labelled rows the live metric and its bootstrap use when there are more
+    than ``limit``: ``limit`` positions drawn without replacement by a generator seeded with
+    ``seed``, in their original order; None (all of them) otherwise.
+
+    A uniform sample of the labelled rows is itself a random sample of the labelled traffic,
+    so the interval keeps its coverage; it is wider, by about ``sqrt(n / limit)``, and the
+    point value moves by a sampling error of the same order.  What it bounds is the
+    bootstrap's memory, about 32 bytes x ``n_resamples`` x rows.
+    """
+    if limit is None or n <= limit:
+        return None
+    picked = np.random.default_rng(seed).choice(n, size=limit, replace=False)
+    return np.sort(picked)
+
+
+def sampled(
+    labelled: pd.DataFrame, limit: int | None, seed: int
+) -> tuple[pd.DataFrame, int | None]:
+    """``(labelled rows to use, how many when sampled, else None)``."""
+    positions = sample_positions(len(labelled), limit, seed)
+    if positions is None:
+        return labelled, None
+    return labelled.iloc[positions], len(positions)
+
+
+def request_stats(
+    version: str,
+    role: str,
+    metric: str,
+    *,
+    requests: int,
+    rows: int,
+    errors: int,
+    error_rows: int,
+    p95: float | None,
+    labels: int,
+    value: float | None,
+    labels_used: int | None,
+) -> VersionStats:
+    """A :class:`VersionStats` from its counts (per request) and live metric value."""
     return VersionStats(
         version=version,
         role=role,
-        requests=n,
-        rows=len(rows),
+        requests=requests,
+        rows=rows,
         errors=errors,
-        error_rate=rounded(errors / n) if n else None,
-        p95_latency_ms=rounded(p95_ms(reqs["latency_ms"])),
-        labels=len(labelled_rows(rows)),
+        error_rate=rounded(errors / requests) if requests else None,
+        p95_latency_ms=rounded(p95),
+        labels=labels,
         metric=metric,
-        value=rounded(live_metric(rows, metric, task)),
-        error_rows=int(reqs.loc[failed, "rows"].sum()),
+        value=rounded(value),
+        error_rows=error_rows,
+        labels_used=labels_used,
     )
 
 
-def table(frame: pd.DataFrame, metric: str, task: str) -> list[VersionStats]:
+def stats(
+    rows: pd.DataFrame,
+    version: str,
+    role: str,
+    metric: str,
+    task: str,
+    *,
+    max_labelled: int | None = None,
+    seed: int = 0,
+) -> VersionStats:
+    """Requests, errors and p95 latency per request; the live metric per labelled row (on a
+    seeded sample of ``max_labelled`` of them when there are more, :func:`sample_positions`)."""
+    reqs = per_request(rows)
+    failed = reqs["error"].astype(bool)
+    labelled = labelled_rows(rows)
+    used, n_used = sampled(labelled, max_labelled, seed)
+    return request_stats(
+        version,
+        role,
+        metric,
+        requests=len(reqs),
+        rows=len(rows),
+        errors=int(failed.sum()),
+        error_rows=int(reqs.loc[failed, "rows"].sum()),
+        p95=p95_ms(reqs["latency_ms"]),
+        labels=len(labelled),
+        value=live_metric(used, metric, task),
+        labels_used=n_used,
+    )
+
+
+ROLE_ORDER = {"production": 0, "canary": 1, "shadow": 2}
+
+
+def ordered_keys(keys: set[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(version, role) pairs, production first, then canary, shadows, others."""
+    return sorted(keys, key=lambda k: (ROLE_ORDER.get(k[1], 9), k[0]))
+
+
+def table(
+    frame: pd.DataFrame,
+    metric: str,
+    task: str,
+    *,
+    max_labelled: int | None = None,
+    seed: int = 0,
+) -> list[VersionStats]:
     """Stats per (version, role), production first."""
-    order = {"production": 0, "canary": 1, "shadow": 2}
-    keys = sorted(
-        {(str(v), str(r)) for v, r in zip(frame["version"], frame["role"], strict=True)},
-        key=lambda k: (order.get(k[1], 9), k[0]),
+    keys = ordered_keys(
+        {(str(v), str(r)) for v, r in zip(frame["version"], frame["role"], strict=True)}
     )
     return [
-        stats(frame[(frame["version"] == v) & (frame["role"] == r)], v, r, metric, task)
+        stats(
+            frame[(frame["version"] == v) & (frame["role"] == r)],
+            v,
+            r,
+            metric,
+            task,
+            max_labelled=max_labelled,
+            seed=seed,
+        )
         for v, r in keys
     ]
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -96,6 +97,9 @@ predictions = sa.Table(
     sa.Column("client_request_id", sa.String(CLIENT_ID_CHARS)),
     sa.Index("ix_predictions_request", "request_id", "row"),
     sa.Index("ix_predictions_version_at", "version", "at"),
+    # Time queries across versions: `retrain log prune` (rows older than the retention) and
+    # the live section of `retrain site` (rows since a time).
+    sa.Index("ix_predictions_at", "at"),
 )
 CLIENT_INDEX = sa.Index("ix_predictions_client_request", predictions.c.client_request_id)
 labels = sa.Table(
@@ -108,6 +112,8 @@ labels = sa.Table(
     sa.Column("at", sa.String(32), nullable=False),
     sa.Column("token", sa.String(TOKEN_NAME_CHARS)),  # the token's name; None: no token
     sa.Index("ix_labels_request", "request_id", "row", "id"),
+    # The labels of a window (monitor: posted since its step began; prune: older than it).
+    sa.Index("ix_labels_at", "at"),
 )
 log_meta = sa.Table(
     "log_meta",
@@ -604,6 +610,7 @@ def _prepare(conn: sa.Connection) -> None:
                 f"prediction log schema version {version} is newer than this retrain "
                 f"understands ({SCHEMA_VERSION}); upgrade retrain to read or write it"
             )
+        _indexes(conn)
         return
     inspector = sa.inspect(conn)
     columns = {c["name"] for c in inspector.get_columns("predictions")}
@@ -626,7 +633,29 @@ def _prepare(conn: sa.Connection) -> None:
                 ).order_by(legacy_feedback.c.at),
             )
         )
+    _indexes(conn)
     conn.execute(log_meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+
+
+def _indexes(conn: sa.Connection) -> None:
+    """Create the indexes a log written by an older retrain lacks (the time indexes came
+    after schema version 2 without changing what a row is, so older code still reads and
+    writes the log).  On a large log the first start after the upgrade builds them once."""
+    existing = {
+        t: {i["name"] for i in sa.inspect(conn).get_indexes(t)} for t in ("predictions", "labels")
+    }
+    for table in (predictions, labels):
+        for index in table.indexes:
+            if index.name in existing[table.name]:
+                continue
+            try:
+                with conn.begin_nested():
+                    index.create(conn)
+            except sa.exc.SQLAlchemyError as exc:  # a reader may not create: it reads slower
+                first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[:1]
+                logging.getLogger("retrain").warning(
+                    "prediction log: index %s not created (%s)", index.name, "".join(first)
+                )
 
 
 def _reason(log: PredictionLog, exc: BaseException) -> str:

@@ -44,6 +44,14 @@ class RolloutConfig(Strict):
         confidence: float = Field(default=0.95, gt=0.5, lt=1)
         n_resamples: int = Field(default=1000, ge=100, le=100_000)
         seed: int = Field(default=0, ge=0)
+        max_labelled_rows: int = Field(
+            default=10_000,
+            ge=100,
+            le=1_000_000,
+            description="labelled rows per version and role the live metric and its "
+            "bootstrap use; past it a seeded sample (the interval widens by about "
+            "sqrt(labels / this)); the bootstrap takes about 32 bytes x n_resamples x this",
+        )
 
     class Health(Strict):
         """Absolute health of a directly promoted version inside its watch window."""
@@ -148,6 +156,11 @@ class ServeConfig(Strict):
     )
     log_inputs: bool = Field(default=False, description="store each row's inputs, not only a hash")
     log_enabled: bool = Field(default=True, description="false: log nothing (benchmarks only)")
+    log_retention: str | None = Field(
+        default="30d",
+        description="`retrain log prune` deletes served rows (and their labels) older than "
+        "this, e.g. 90d; never the rows monitor still judges; null keeps everything",
+    )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="larger bodies get 413")
     max_rows: int = Field(default=10_000, ge=1, description="rows per request; more get 413")
     batch_max_rows: int = Field(default=512, ge=1, description="rows per model call")
@@ -217,6 +230,17 @@ class ServeConfig(Strict):
         allow_inf_nan=False,
         description="/health is degraded while log rows were dropped within this window",
     )
+
+    @field_validator("log_retention")
+    @classmethod
+    def _retention(cls, value: str | None) -> str | None:
+        if value is not None and duration_seconds(value) <= 0:
+            raise ValueError("expected a duration above zero like 30d, or null")
+        return value
+
+    @property
+    def log_retention_seconds(self) -> float | None:
+        return None if self.log_retention is None else duration_seconds(self.log_retention)
 
     @model_validator(mode="after")
     def _queue_holds_a_request(self) -> ServeConfig:
