@@ -228,7 +228,7 @@ def test_the_pr_body_shows_the_negative_flips_and_the_transition_table():
     assert "negative flip rate of 2.0%" in body and "300 rows go the other way" in body
     assert "In all 320 rows (32.0%) change label" in body
     assert "| production ↓ · candidate → | fog | rain | sun |" in body
-    assert "| `churn` | 0.0200 (95% interval" in body and "≤ 0.0500" in body
+    assert "| `churn` | 0.0200 (90% interval" in body and "≤ 0.0500" in body
 
 
 @pytest.mark.parametrize(

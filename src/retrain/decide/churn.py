@@ -190,7 +190,9 @@ def measure(
 
 def describe(c: Churn) -> str:
     """One line for the reviewer: how many rows got worse, how many better, how many moved."""
-    ci = f"{c.confidence:.0%} interval [{_fmt(c.lower)}, {_fmt(c.upper)}]"
+    # the (1 - confidence) and confidence percentiles: a two-sided (2 * confidence - 1)
+    # interval, whose upper end is the one-sided bound at `confidence`
+    ci = f"{2 * c.confidence - 1:.0%} interval [{_fmt(c.lower)}, {_fmt(c.upper)}]"
     total = f"{c.changed} of {c.rows} predictions changed in all"
     if c.kind == "negative_flips":
         head = (

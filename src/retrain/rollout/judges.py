@@ -303,8 +303,9 @@ def judge_health(
 ) -> tuple[Verdict, VersionStats]:
     """Absolute health of the production version after a direct promotion.
 
-    ``floor`` is the live metric's floor (``health.min_metric``, or the version's holdout
-    value minus ``health.max_metric_drop``); it breaks when the whole interval lies below.
+    ``floor`` is the live metric's floor, the stricter of ``health.min_metric`` and the
+    version's holdout value minus ``health.max_metric_drop`` (``monitor._floor``); it breaks
+    when the whole interval lies below.
     """
     h = cfg.health
     piece = view_of(frame, cfg.analysis).slice(production, "production", metric, task)
@@ -360,7 +361,7 @@ def judge_health(
                     st.value,
                     floor,
                     f"live {metric} {fmt(st.value)} on {st.labels} labels, "
-                    f"{cfg.analysis.confidence:.0%} interval [{fmt(lo)}, {fmt(hi)}] "
+                    f"{2 * cfg.analysis.confidence - 1:.0%} interval [{fmt(lo)}, {fmt(hi)}] "
                     f"(floor {floor:.4f})",
                 )
             )
