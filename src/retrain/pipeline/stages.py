@@ -21,7 +21,7 @@ from retrain.core.config import Config
 from retrain.core.errors import ConfigError, DataError
 from retrain.core.progress import progress
 from retrain.core.registry import write_atomic
-from retrain.pipeline import artifacts, dataset, estimators, latency, metrics
+from retrain.pipeline import artifacts, dataset, engine, estimators, latency, metrics
 from retrain.pipeline.predict import predict_rows
 
 VALIDATION_FILE = "artifacts/validation.json"
@@ -193,16 +193,27 @@ def _continue(cfg: Config, plan: WarmPlan, fresh: Any) -> tuple[Any, pd.DataFram
 
 def train(cfg: Config) -> dict[str, Any]:
     """Fit the model on the training window (or continue production's on the new batches);
-    write the model (skops) and training.json; log an MLflow run and register a version."""
-    from retrain.pipeline import tracking
+    write the model (skops) and training.json; log an MLflow run and register a version.
 
+    ``model.yaml: engine`` says where the fit runs (:mod:`retrain.pipeline.engine`); the
+    engine connects before the data is read, so an unreachable Dask scheduler fails first."""
     root = cfg.root
-    ds = cfg.dataset
     for rel in (MODEL_FILE, TRAINING_FILE):
         (root / rel).unlink(missing_ok=True)
     faults.point("stage:train")
     pipe = build_pipeline(cfg)  # a bad model config fails before the data is read
-    data = dataset.load_batches(ds, root)
+    with engine.session(cfg) as eng:  # and an unreachable cluster before it too
+        pipe, X, data, plan, seconds = _fit(cfg, pipe, eng)
+        where = eng.record()
+    return _record(cfg, pipe, X, data, plan, seconds, where)
+
+
+def _fit(
+    cfg: Config, pipe: Any, eng: engine.Engine
+) -> tuple[Any, pd.DataFrame, dataset.TrainingData, WarmPlan, float]:
+    """Read the window and fit (or continue production's model) on the engine."""
+    ds = cfg.dataset
+    data = dataset.load_batches(ds, cfg.root)
     X, y = data.features(ds), data.frame[ds.target]
     warm = cfg.model.training.mode == "warm_start"
     plan = plan_training(cfg, data) if warm else WarmPlan("full")
@@ -223,11 +234,28 @@ def train(cfg: Config) -> dict[str, Any]:
             progress(f"train: full retrain ({plan.note})")
         progress(f"train: fitting {cfg.model.label} on {len(X)} rows ({data.start} … {data.end})")
         try:
-            pipe.fit(X, y)
+            pipe = eng.fit(pipe, data.frame, X, y)
         except ValueError as exc:
             first = str(exc).strip().splitlines()[0]
             raise ConfigError(f"configs/model.yaml: params: {first}") from None
-    seconds = time.perf_counter() - started
+    return pipe, X, data, plan, time.perf_counter() - started
+
+
+def _record(
+    cfg: Config,
+    pipe: Any,
+    X: pd.DataFrame,
+    data: dataset.TrainingData,
+    plan: WarmPlan,
+    seconds: float,
+    where: dict[str, Any],
+) -> dict[str, Any]:
+    """Save the fitted model, log it to MLflow, write training.json."""
+    from retrain.pipeline import tracking
+
+    root = cfg.root
+    ds = cfg.dataset
+    warm = cfg.model.training.mode == "warm_start"
     classes = [str(c) for c in pipe.classes_] if ds.task == "classification" else None
     schema = dataset.schema_of(ds, classes)
     trusted = artifacts.trusted_types(cfg.model.trusted_types)
@@ -254,6 +282,7 @@ def train(cfg: Config) -> dict[str, Any]:
         "artifact": {"path": MODEL_FILE, **ref},
         "train_seconds": round(seconds, 3),
         "environment": environment.capture(root, pipe),
+        "engine": where,
     }
     if warm:
         info["training"] = plan.record(len(X))
@@ -265,6 +294,7 @@ def train(cfg: Config) -> dict[str, Any]:
         "dvc_data_hash": str(data_hash),
         "schema_fingerprint": schema["fingerprint"],
     }
+    tags.update({("engine" if k == "name" else f"engine_{k}"): str(v) for k, v in where.items()})
     if warm:
         tags["training_mode"] = plan.mode
         tags["parent_version"] = plan.parent.version if plan.parent is not None else ""
