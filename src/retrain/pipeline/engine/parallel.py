@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from retrain.core.config import DatasetConfig
+from retrain.core.errors import RetrainError
 
 # Rows per partition when the runner's frame is split for the cluster.
 PARTITION_ROWS = 1_000_000
@@ -38,15 +39,30 @@ def training_frame(ds: DatasetConfig, frame: pd.DataFrame, workers: int) -> Any:
     """The training window as a Dask DataFrame: the features and the target.
 
     Today the source is the runner's validated frame (``dataset.load_batches``), split into
-    at least one partition per worker.  This is the one place to change for a bounded-memory
-    reader: ``dd.read_parquet(in_window_files, columns=..., filters=[(time, ">", cutoff)])``
-    over the batch files of the window gives the same frame without gathering it here.
+    at least one partition per worker.  For classification the split is stratified (each
+    class dealt round-robin over the partitions, as many partitions as the rarest class has
+    rows at most), so every partition, and so every worker, holds every class: distributed
+    LightGBM derives the class count from each worker's own rows and fails when one lacks a
+    class (LightGBM#2419).
+
+    This is the one place to change for a bounded-memory reader:
+    ``dd.read_parquet(in_window_files, columns=..., filters=[(time, ">", cutoff)])`` over the
+    batch files of the window gives the same frame without gathering it here (for
+    classification, followed by a shuffle that deals every class to every partition;
+    :func:`fit_data_parallel` refuses partitions that miss a class).
     """
     import dask.dataframe as dd
 
     columns = [*ds.feature_names, ds.target]
+    frame = frame[columns]
     n = max(workers, math.ceil(len(frame) / PARTITION_ROWS), 1)
-    return dd.from_pandas(frame[columns], npartitions=min(n, max(len(frame), 1)), sort=False)
+    if ds.task != "classification":
+        return dd.from_pandas(frame, npartitions=min(n, max(len(frame), 1)), sort=False)
+    n = max(1, min(n, int(frame[ds.target].value_counts().min())))
+    part = (frame.groupby(ds.target, sort=False).cumcount() % n).to_numpy()
+    return dd.concat(
+        [dd.from_pandas(frame[part == i], npartitions=1, sort=False) for i in range(n)]
+    )
 
 
 # --------------------------------------------------------------------------- data-parallel
@@ -76,7 +92,15 @@ def _summary(pre: Any, ddf: Any, ds: DatasetConfig, classify: bool) -> tuple[Any
     for f in ds.features:
         if f.type == "numeric":
             summary[f.name] = [0.0] * rows
-    classes = np.unique(np.concatenate([lab for _, lab in parts])) if classify else None
+    classes = None
+    if classify:
+        classes = np.unique(np.concatenate([lab for _, lab in parts]))
+        short = [i for i, (_, lab) in enumerate(parts) if len(lab) != len(classes)]
+        if short:
+            raise RetrainError(
+                f"partition {short[0]} of the training frame lacks a class: distributed "
+                "training needs every class in every partition (LightGBM#2419)"
+            )
     return pd.DataFrame(summary)[ds.feature_names], classes
 
 
