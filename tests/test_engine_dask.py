@@ -26,14 +26,21 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from retrain import example
+from retrain.core.config import load_config
 from tests.conftest import PROJECT, Cli, bootstrap
+from tests.servers import free_port
 
 BOUNDED = {"accuracy", "balanced_accuracy", "f1_macro", "roc_auc"}
 
@@ -47,7 +54,7 @@ def scheduler() -> Iterator[str]:
         n_workers=2,
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",
         silence_logs=logging.ERROR,
         death_timeout=30,
     ) as cluster:
@@ -128,3 +135,229 @@ def test_a_retrain_on_a_dask_cluster_is_judged_like_a_local_one(
     assert (
         f"fitted on a Dask cluster ({scheduler}: 2 worker(s), 2 thread(s), data-parallel)" in body
     )
+
+
+# --------------------------------------------------------------------------- in-process
+def _project(root: Path, model: str) -> Path:
+    """The project's configs and the example's data in ``root``, with ``model`` as
+    configs/model.yaml (no git: this is the library API, below `retrain train`)."""
+    shutil.copytree(PROJECT / "configs", root / "configs")
+    (root / "configs" / "model.yaml").write_text(model)
+    example.materialise(root)
+    return root
+
+
+def test_without_an_address_a_local_cluster_fits_the_same_model_and_is_gone_after(
+    tmp_path: Path,
+) -> None:
+    """No scheduler anywhere: ``engine: dask`` starts an in-process LocalCluster of two worker
+    processes, fits xgboost data-parallel and random_forest's trees through joblib there,
+    and stops it.  Both models answer the holdout exactly as the same models fitted locally
+    (the tolerance 0 of the module docstring); the workers' processes are gone after."""
+    import psutil
+
+    from retrain.pipeline import dataset, engine, estimators
+
+    os.environ.pop("DASK_SCHEDULER_ADDRESS", None)
+    model = "estimator: {}\nrandom_state: 0\nparams: {{n_estimators: 30}}\nengine: dask\n"
+    root = _project(tmp_path, model.format("xgboost"))
+    configs = {"data-parallel": load_config(root)}
+    (root / "configs" / "model.yaml").write_text(model.format("random_forest"))
+    configs["joblib"] = load_config(root)
+    ds = configs["joblib"].dataset
+    data = dataset.load_batches(ds, root)
+    X, y = data.features(ds), data.frame[ds.target]
+    holdout = dataset.load_holdout(ds, root)[ds.feature_names]
+    with engine.session(configs["data-parallel"]) as eng:
+        pids = list(eng.cluster.client.run(os.getpid).values())
+        fitted, records = {}, {}
+        for fit, cfg in configs.items():
+            on_cluster = engine.DaskEngine(cfg, eng.cluster)
+            fitted[fit] = on_cluster.fit(estimators.build_model(cfg), data.frame, X, y)
+            records[fit] = on_cluster.record()
+    assert len(pids) == 2 and os.getpid() not in pids
+    for fit, cfg in configs.items():
+        assert records[fit] == {
+            "name": "dask",
+            "cluster": "LocalCluster",
+            "workers": 2,
+            "threads": 2,
+            "fit": fit,
+        }
+        local = estimators.build_model(cfg).fit(X, y)
+        assert list(fitted[fit].classes_) == list(local.classes_)
+        assert (fitted[fit].predict(holdout) == local.predict(holdout)).all(), fit
+        np.testing.assert_allclose(
+            fitted[fit].predict_proba(holdout), local.predict_proba(holdout), rtol=0, atol=1e-6
+        )
+    # n_jobs=-1 was for the fit only: the saved forest predicts as a local one does
+    assert fitted["joblib"].steps[-1][1].n_jobs is None
+    gone = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+    assert not gone, f"LocalCluster workers still running after the session: {gone}"
+
+
+def test_a_lightgbm_classifier_saved_from_the_cluster_loads_with_the_allow_list(
+    tmp_path: Path, scheduler: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model that comes back from the cluster is the plain Pipeline a local fit gives:
+    skops saves it and loads it back with the reviewed allow-list only, answering alike."""
+    from retrain.pipeline import artifacts, dataset, engine, estimators
+
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", scheduler)
+    root = _project(tmp_path, "estimator: lightgbm\nparams: {n_estimators: 20}\nengine: dask\n")
+    cfg = load_config(root)
+    data = dataset.load_batches(cfg.dataset, root)
+    X, y = data.features(cfg.dataset), data.frame[cfg.dataset.target]
+    with engine.session(cfg) as eng:
+        pipe = eng.fit(estimators.build_model(cfg), data.frame, X, y)
+    assert type(pipe.steps[-1][1].estimator_).__name__ == "LGBMClassifier"
+    ref = artifacts.save_model(pipe, root / "model.skops")
+    back = artifacts.load_verified(root / "model.skops", ref["sha256"])
+    holdout = dataset.load_holdout(cfg.dataset, root)[cfg.dataset.feature_names]
+    assert (back.predict(holdout) == pipe.predict(holdout)).all()
+    assert set(back.classes_) == set(cfg.dataset.labels or [])
+
+
+# --------------------------------------------------------------------------- bad input
+def _train(root: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
+    return subprocess.run(
+        [sys.executable, "-m", "retrain", "train"],
+        cwd=root,
+        env={**base, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _refused(res: subprocess.CompletedProcess[str], *needles: str) -> str:
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and res.stderr.rstrip().endswith(errors[0]), res.stderr
+    assert "Traceback" not in res.stderr
+    for needle in needles:
+        assert needle in errors[0], (needle, errors[0])
+    return errors[0]
+
+
+UNREACHABLE = "the Dask scheduler at {address} did not answer within 2 s"
+BAD_ENGINE = {
+    "engine unknown": (
+        "estimator: random_forest\nengine: spark\n",
+        {},
+        ["configs/model.yaml: engine:", "'local' or 'dask'", "'spark'"],
+    ),
+    "address not an address": (
+        "estimator: random_forest\nengine: dask\ndask: {scheduler_address: localhost}\n",
+        {},
+        ["configs/model.yaml: dask.scheduler_address:", "tcp://dask-scheduler:8786"],
+    ),
+    "dask key unknown": (
+        "estimator: random_forest\nengine: dask\ndask: {workers: 4}\n",
+        {},
+        ["configs/model.yaml: dask.workers: unknown key"],
+    ),
+    "environment address not an address": (
+        "estimator: random_forest\nengine: dask\n",
+        {"DASK_SCHEDULER_ADDRESS": "scheduler:8786"},
+        ["DASK_SCHEDULER_ADDRESS:", "expected a scheduler address", "'scheduler:8786'"],
+    ),
+    "environment address unreachable": (
+        "estimator: random_forest\nengine: dask\ndask: {connect_timeout_seconds: 2}\n",
+        {"DASK_SCHEDULER_ADDRESS": "tcp://127.0.0.1:{port}"},
+        ["DASK_SCHEDULER_ADDRESS: " + UNREACHABLE],
+    ),
+    "configured address unreachable": (
+        "estimator: random_forest\nengine: dask\n"
+        "dask: {scheduler_address: 'tcp://127.0.0.1:{port}', connect_timeout_seconds: 2}\n",
+        {},
+        ["configs/model.yaml: dask.scheduler_address: " + UNREACHABLE],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ENGINE), ids=lambda c: c.replace(" ", "-"))
+def test_a_bad_engine_or_an_unreachable_scheduler_is_one_line_exit_2(
+    case: str, tmp_path: Path
+) -> None:
+    """Nothing is read or written: the engine is checked (and the scheduler dialled, for
+    2 s here) before the data is read; the project copy has no data at all."""
+    model, env, needles = BAD_ENGINE[case]
+    port = str(free_port())  # nothing listens there
+    address = f"tcp://127.0.0.1:{port}"
+    root = tmp_path
+    shutil.copytree(PROJECT / "configs", root / "configs")
+    (root / "configs" / "model.yaml").write_text(model.replace("{port}", port))
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    res = _train(root, {k: v.replace("{port}", port) for k, v in env.items()})
+    _refused(res, *(n.format(address=address) for n in needles))
+    assert sorted(p.relative_to(root) for p in root.rglob("*") if p.name != "mlflow.db") == before
+
+
+def test_a_worker_with_other_library_versions_is_refused_by_name(tmp_path: Path) -> None:
+    """The team's cluster runs an image built from an older lock: its workers have another
+    LightGBM than the runner.  Training refuses (exit 2, one line naming the worker, the
+    library and both versions) rather than fit a model nobody can reproduce.  The worker is
+    a real one; its LightGBM is a stand-in package put first on its path by a preload."""
+    from distributed import LocalCluster
+
+    old = tmp_path / "old-lock" / "lightgbm"
+    old.mkdir(parents=True)
+    (old / "__init__.py").write_text('__version__ = "3.3.5"\n')
+    preload = tmp_path / "old_lock_preload.py"
+    preload.write_text(f"import sys\nsys.path.insert(0, {str(old.parent)!r})\n")
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copytree(PROJECT / "configs", root / "configs")
+    (root / "configs" / "model.yaml").write_text("estimator: lightgbm\nengine: dask\n")
+    with LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address="127.0.0.1:0",
+        silence_logs=logging.ERROR,
+        death_timeout=30,
+        preload=[str(preload)],
+    ) as cluster:
+        worker = next(iter(cluster.scheduler_info["workers"]))
+        res = _train(root, {"DASK_SCHEDULER_ADDRESS": str(cluster.scheduler_address)})
+    import lightgbm
+
+    _refused(
+        res,
+        f"Dask worker {worker}",
+        "has lightgbm 3.3.5",
+        f"this runner {lightgbm.__version__}",
+        "uv.lock",
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "module", "needles"),
+    [
+        ("estimator: lightgbm\n", "lightgbm", ["estimator: lightgbm needs the lightgbm package"]),
+        ("estimator: xgboost\n", "xgboost", ["estimator: xgboost needs the xgboost package"]),
+        (
+            "estimator: random_forest\nengine: dask\n",
+            "distributed",
+            ["engine: dask needs the dask and distributed packages", "`dask` extra"],
+        ),
+    ],
+    ids=["lightgbm", "xgboost", "dask"],
+)
+def test_a_library_left_out_of_the_install_is_named_with_its_extra(
+    model: str, module: str, needles: list[str], tmp_path: Path
+) -> None:
+    """A runner installed without the `boost` or `dask` extra: the train stage says which
+    extra to install, in one line, before anything is read.  The missing library is a
+    module of that name, first on the path, that fails to import as an absent one would."""
+    shadow = tmp_path / "without"
+    shadow.mkdir()
+    (shadow / f"{module}.py").write_text(f"raise ImportError({f'No module named {module!r}'!r})\n")
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copytree(PROJECT / "configs", root / "configs")
+    (root / "configs" / "model.yaml").write_text(model)
+    res = _train(root, {"PYTHONPATH": str(shadow)})
+    _refused(res, "configs/model.yaml:", *needles)

@@ -99,7 +99,7 @@ def _local_cluster(cfg: Config) -> tuple[Any, Any]:
         n_workers=settings.local_workers,
         threads_per_worker=settings.threads_per_worker,
         processes=True,
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",  # no fixed port: any free one, on loopback
         silence_logs=logging.ERROR,
         death_timeout=LOCAL_DEATH_TIMEOUT_S,
     )

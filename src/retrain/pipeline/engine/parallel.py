@@ -134,6 +134,9 @@ def _dask_estimator(library: str, inner: Any, client: Any) -> Any:
     if library == "lightgbm":
         import lightgbm
 
+        # Threads are each worker's own (lightgbm.dask sets them); n_jobs would be ignored
+        # with a warning.  to_local() keeps the configured value.
+        params.pop("n_jobs", None)
         return getattr(lightgbm, "Dask" + name)(client=client, **params)
     from xgboost import dask as xgb_dask
 
