@@ -361,3 +361,78 @@ def test_a_library_left_out_of_the_install_is_named_with_its_extra(
     (root / "configs" / "model.yaml").write_text(model)
     res = _train(root, {"PYTHONPATH": str(shadow)})
     _refused(res, "configs/model.yaml:", *needles)
+
+
+# --------------------------------------------------------------------------- records
+def test_the_registry_entry_types_the_engine_and_older_entries_stay_byte_identical() -> None:
+    """An entry records where it was fitted; one written before that has no engine and is
+    written back exactly as it was read; a hand-broken engine is one line naming its key."""
+    from retrain.core import registry as reg
+    from retrain.core.errors import RegistryError
+    from tests.test_registry_entries import WRITTEN
+
+    old = reg.parse_text(WRITTEN)
+    assert old.get("1.0.0").engine is None
+    assert reg.dumps(old) == WRITTEN
+    text = WRITTEN + (
+        "  engine:\n    name: dask\n    cluster: tcp://dask-scheduler:8786\n"
+        "    workers: 4\n    threads: 16\n    fit: data-parallel\n"
+    )
+    new = reg.parse_text(text)
+    engine = new.get("1.0.0").engine
+    assert engine is not None and (engine.name, engine.workers, engine.threads) == ("dask", 4, 16)
+    assert reg.dumps(new) == text
+    with pytest.raises(RegistryError, match=r"engine\.workers"):
+        reg.parse_text(text.replace("workers: 4", "workers: four"))
+
+
+def test_init_keeps_the_engine_when_it_adjusts_the_model(tmp_path: Path) -> None:
+    """`retrain init` rewrites model.yaml only where the data asks (a regressor for a
+    classification target); the team's engine and cluster settings survive, and the file
+    still validates."""
+    from retrain.core.config import ModelConfig
+    from retrain.onboard.configs import _model_text
+
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "model.yaml").write_text(
+        "estimator: ridge\nengine: dask  # the team's cluster\n"
+        "dask:\n  scheduler_address: tcp://dask-scheduler:8786\n"
+    )
+    notes: list[str] = []
+    text = _model_text(tmp_path, "classification", notes)
+    assert text is not None and notes
+    model = ModelConfig.model_validate(yaml.safe_load(text))
+    assert model.estimator == "random_forest"
+    assert model.engine == "dask"
+    assert model.dask.scheduler_address == "tcp://dask-scheduler:8786"
+    assert "engine: dask  # the team's cluster" in text
+
+
+@pytest.mark.parametrize(
+    ("model", "extras"),
+    [
+        ("estimator: random_forest\n", ""),
+        ("estimator: random_forest\nengine: local\n", ""),
+        ("estimator: lightgbm\n", "boost\n"),
+        ("estimator: 'xgboost'  # boosted\nengine: local\n", "boost\n"),
+        ("estimator: random_forest\nengine: dask\n", "dask\n"),
+        ('estimator: lightgbm\nengine: "dask"   # the cluster\n', "dask\n"),
+        ("estimator: sklearn.ensemble.ExtraTreesClassifier\n# engine: dask\n", ""),
+    ],
+)
+def test_the_install_script_adds_the_extras_model_yaml_asks_for(
+    model: str, extras: str, tmp_path: Path
+) -> None:
+    """`.ci/install` (make install, every workflow) installs the `boost` or `dask` extra
+    when configs/model.yaml names a boosting built-in or engine: dask (.ci/extras)."""
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "model.yaml").write_text(model)
+    res = subprocess.run(
+        ["bash", str(PROJECT / ".ci" / "extras"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert res.stdout == extras
+    install = (PROJECT / ".ci" / "install").read_text()
+    assert "for extra in $(bash .ci/extras); do" in install

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -134,9 +135,6 @@ def _dask_estimator(library: str, inner: Any, client: Any) -> Any:
     if library == "lightgbm":
         import lightgbm
 
-        # Threads are each worker's own (lightgbm.dask sets them); n_jobs would be ignored
-        # with a warning.  to_local() keeps the configured value.
-        params.pop("n_jobs", None)
         return getattr(lightgbm, "Dask" + name)(client=client, **params)
     from xgboost import dask as xgb_dask
 
@@ -174,7 +172,10 @@ def fit_data_parallel(
     summary, classes = _summary(pre, ddf, ds, wrapped)
     pre.fit(summary)
     X, y = _transformed(pre, ddf, ds, summary, classes)
-    fitted = _dask_estimator(library, inner, client).fit(X, y)
+    with warnings.catch_warnings():
+        # lightgbm.dask sets each worker's threads itself and says so about n_jobs
+        warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored")
+        fitted = _dask_estimator(library, inner, client).fit(X, y)
     local = _to_local(library, fitted, inner)
     model = LabelEncoded.fitted(inner, local, classes) if wrapped else local
     pipe.steps[-1] = (pipe.steps[-1][0], model)
