@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -91,18 +92,27 @@ def _remote_client(address: str, origin: str, timeout: float) -> Any:
         ) from None
 
 
+@contextlib.contextmanager
+def _children_print_to_stderr() -> Iterator[None]:
+    """Processes started within inherit stderr as their stdout: LightGBM's native library
+    prints its network set-up on stdout, where `retrain run --json` writes its JSON."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _local_cluster(cfg: Config) -> tuple[Any, Any]:
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     settings = cfg.model.dask
-    cluster = LocalCluster(
-        n_workers=settings.local_workers,
-        threads_per_worker=settings.threads_per_worker,
-        processes=True,
-        dashboard_address="127.0.0.1:0",  # no fixed port: any free one, on loopback
-        silence_logs=logging.ERROR,
-        death_timeout=LOCAL_DEATH_TIMEOUT_S,
-    )
+    with _children_print_to_stderr():
+        cluster = _start_local(settings)
     try:
         return cluster, Client(cluster, set_as_default=True)
     except BaseException:
@@ -110,12 +120,27 @@ def _local_cluster(cfg: Config) -> tuple[Any, Any]:
         raise
 
 
+def _start_local(settings: Any) -> Any:
+    from distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=settings.local_workers,
+        threads_per_worker=settings.threads_per_worker,
+        processes=True,
+        dashboard_address="127.0.0.1:0",  # no fixed port: any free one, on loopback
+        silence_logs=logging.ERROR,
+        death_timeout=LOCAL_DEATH_TIMEOUT_S,
+    )
+
+
 def _reporter() -> Any:
     # A nested function, so cloudpickle ships it by value: a worker needs no `retrain`.
     def report(names: tuple[str, ...]) -> dict[str, str | None]:
         import importlib
+        import platform
 
-        out: dict[str, str | None] = {}
+        # functions and closures cross between interpreters as bytecode: same major.minor
+        out: dict[str, str | None] = {"python": ".".join(platform.python_version_tuple()[:2])}
         for name in names:
             try:
                 out[name] = str(importlib.import_module(name).__version__)
@@ -127,7 +152,8 @@ def _reporter() -> Any:
 
 
 def versions_on_workers(client: Any, modules: tuple[str, ...]) -> dict[str, dict[str, str | None]]:
-    """worker address -> module -> its ``__version__`` there (None: not importable)."""
+    """worker address -> module -> its ``__version__`` there (None: not importable), and
+    ``python``: the worker's Python major.minor."""
     return dict(client.run(_reporter(), modules))
 
 
@@ -136,7 +162,7 @@ def check_versions(client: Any, where: str, extra: tuple[str, ...] = ()) -> None
     modules = (*SHARED_MODULES, *extra)
     mine = _reporter()(modules)
     for worker, theirs in sorted(versions_on_workers(client, modules).items()):
-        for name in modules:
+        for name in ("python", *modules):
             if theirs.get(name) != mine[name]:
                 has = f"{name} {theirs.get(name)}" if theirs.get(name) else f"no {name}"
                 raise BadInput(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -172,7 +173,8 @@ def fit_data_parallel(
     summary, classes = _summary(pre, ddf, ds, wrapped)
     pre.fit(summary)
     X, y = _transformed(pre, ddf, ds, summary, classes)
-    with warnings.catch_warnings():
+    # lightgbm.dask reports its port search with print(): on stderr, with the progress
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
         # lightgbm.dask sets each worker's threads itself and says so about n_jobs
         warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored")
         fitted = _dask_estimator(library, inner, client).fit(X, y)
