@@ -6,7 +6,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export DVC_NO_UPDATE_CHECK := 1
 
-.PHONY: install demo test lint typecheck lint-workflows bench docs-example clean lock
+.PHONY: install demo site test lint typecheck lint-workflows bench docs-example docs-site clean lock
 
 # The environment is uv.lock, installed as it is (.ci/install: uv sync --locked, never a
 # re-resolution); the stamp makes a second `make install` a no-op until the lock changes.
@@ -22,6 +22,14 @@ lock:  ## re-resolve uv.lock after editing pyproject.toml; `make lock UPGRADE=1`
 
 demo: install  ## one full retraining cycle on the bundled example, offline, in .demo/
 	$(BIN)/retrain demo --dir .demo
+
+# The history page (`retrain site`) of the demo's sandbox, which has a promotion and a pending
+# proposal after `make demo`; SITE_REPO=. builds the checkout's own (what pages.yml publishes).
+SITE_REPO ?= .demo/work
+SITE_OUT  ?= .demo/site
+site: install  ## the static history page of the demo's sandbox (run `make demo` first) in .demo/site/
+	@test -e $(SITE_REPO)/.git || { echo "make site: $(SITE_REPO) is not a git checkout; run 'make demo' first" >&2; exit 2; }
+	cd $(SITE_REPO) && $(abspath $(BIN))/retrain site --output $(abspath $(SITE_OUT))
 
 test: install lint typecheck lint-workflows  ## the whole test suite (+ linters)
 	$(BIN)/python -m pytest -q
@@ -44,6 +52,9 @@ bench: install  ## benchmarks (drift vs Evidently and a scipy loop; the loop; se
 
 docs-example: install  ## regenerate docs/example-pr/ (the PR of the demo's retrain)
 	$(BIN)/retrain demo --dir .demo --export docs/example-pr
+
+docs-site: install  ## regenerate docs/site.png (the example's site after promote → retrain → rollback)
+	RETRAIN_SITE_SCREENSHOT=$(abspath docs/site.png) $(BIN)/python -m pytest -q -n 0 tests/test_site.py -k chromium
 
 clean:
 	rm -rf .demo .retrain reports/latest

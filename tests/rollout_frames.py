@@ -21,6 +21,7 @@ def served(
     ids: list[str] | None = None,
     labels: np.ndarray | None = None,
     start: pd.Timestamp | None = None,
+    label_by: str | None = "labeller",
 ) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     y = labels if labels is not None else rng.choice(CLASSES, size=n)
@@ -31,7 +32,7 @@ def served(
     pred[err] = None
     label = np.where(rng.random(n) < labelled, y, None)
     start = start if start is not None else pd.Timestamp("2026-11-25T10:00:00Z")
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "request_id": ids or [f"{version}-{role}-{i}" for i in range(n)],
             "row": 0,
@@ -44,3 +45,6 @@ def served(
             "label": label,
         }
     )
+    if label_by is not None:  # the token that wrote each label, as the log records it
+        frame["label_by"] = np.where(pd.notna(label), label_by, None)
+    return frame

@@ -41,17 +41,19 @@ def listening(port: int) -> bool:
 
 
 class Client:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, token: str | None = None) -> None:
         self.base = f"http://127.0.0.1:{port}"
         self.port = port
+        self.token = token  # sent as a bearer token to /feedback
 
     def call(
         self, method: str, path: str, body: Any = None, *, raw: bytes | None = None
     ) -> tuple[int, Any]:
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        req = urllib.request.Request(
-            self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
+        headers = {"Content-Type": "application/json"}
+        if self.token is not None and path == "/feedback":
+            headers["Authorization"] = f"Bearer {self.token}"
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=60) as res:
                 status, text = res.status, res.read().decode()

@@ -65,6 +65,11 @@ BAD_BATCHES = {
         "2013-07-01,-5.0,20.0,10.0,3.0,summer,sun\n",
         ["precipitation", "below its minimum"],
     ),
+    "unknown level": (
+        HEADER,
+        "2013-07-01,0.0,20.0,10.0,3.0,monsoon,sun\n",
+        ["season", "level 'monsoon'", "levels in configs/dataset.yaml"],
+    ),
     "duplicated rows": (HEADER, GOOD_ROW + GOOD_ROW, ["duplicated row"]),
     "bad timestamp": (
         HEADER,

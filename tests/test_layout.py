@@ -2,8 +2,9 @@
 
 ``core`` imports no other wing; ``pipeline`` only ``core``; ``decide`` only ``core`` and
 ``pipeline``; ``report`` renders what ``decide`` computed; ``release`` turns decisions into
-branches, PRs, tags and reverts; ``serve`` and ``rollout`` live after the merge; the entry
-points (``cli``, ``run``, ``example``) sit on top.  Imports inside functions count too.
+branches, PRs, tags and reverts; ``serve`` and ``rollout`` live after the merge; ``site``
+reads them all for the history page; the entry points (``cli``, ``run``, ``example``) sit on
+top.  Imports inside functions count too.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ RANK = {
     "release": 4,
     "serve": 5,
     "rollout": 6,
+    "site": 7,
 }
 ENTRY_POINTS = {"cli", "run", "example", "demo", "onboard", "__main__", "__init__"}
 TOP = max(RANK.values()) + 1

@@ -219,6 +219,34 @@ def test_directly_promoted_bad_version_in_its_watch_window_is_reverted(canary, t
     assert "Rollback seattle-weather to v1.0.0" in sb.git("log", "-1", "--format=%s", "origin/main")
 
 
+def test_a_rollback_resting_on_labels_no_token_wrote_opens_a_pr_instead_of_pushing(
+    canary, tmp_path
+):
+    """`--push` (or `auto_rollback: push`) acts on label evidence only when a token wrote
+    the labels: the same bad version judged on a log file without `label_by` is rolled back
+    through a PR a person merges, and main is not touched (issue #19).  GitHub is stood in
+    by the recording `gh`."""
+    sb, cli, gh = canary
+    text = (sb.root / "registry.yaml").read_text()
+    text = re.sub(r"(?m)^rollout:\n(  .*\n)+", "", text).replace(
+        "production: 1.0.0", "production: 1.1.0"
+    )
+    (sb.root / "registry.yaml").write_text(text)
+    sb.git("commit", "-qam", "Promote 1.1.0 directly")
+    sb.git("push", "-q", "origin", "main")
+    cli("promote")
+    main = sb.git("rev-parse", "origin/main")
+    log = write_log(
+        tmp_path / "log.csv",
+        served("1.1.0", "production", 200, accuracy=0.3, start=now(), seed=10, label_by=None),
+    )
+    out = cli.json("monitor", "--push", "--log", str(log))
+    assert out["verdict"] == "rollback" and not out["labels_authenticated"], out["summary"]
+    assert out["action"]["kind"] == "pr" and "not pushed" in out["action"]["note"]
+    assert sb.git("rev-parse", "origin/main") == main
+    assert gh_calls(gh)[-1]["argv"][:2] == ["pr", "create"]
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -238,6 +266,30 @@ def test_verify_refuses_bad_rollout_state_with_one_line(canary, edit, message):
     assert res.returncode == 2
     assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1
     sb.git("checkout", "--", "registry.yaml")
+
+
+def test_verify_refuses_a_change_of_production_that_carries_code(canary):
+    """The promotion gate runs the base branch's code; a PR that moved production and
+    changed code (here the environment, pyproject.toml) would have its model judged by
+    code no one merged, so verify refuses it, naming the files (issue #19)."""
+    sb, cli, _ = canary
+    base = sb.git("rev-parse", "HEAD")
+    path = sb.root / "registry.yaml"
+    text = re.sub(r"(?m)^rollout:\n(  .*\n)+", "", path.read_text())
+    path.write_text(text.replace("production: 1.0.0", "production: 1.1.0"))
+    project = sb.root / "pyproject.toml"
+    original = project.read_text()
+    project.write_text(original + "\n# a change under review\n")
+    try:
+        res = cli("verify", "--base", base, check=False)
+        assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert "also changes code or its environment (pyproject.toml)" in res.stderr
+        project.write_text(original)
+        ok = cli("verify", "--base", base)
+        assert "carries no code" in ok.stdout and "production moves from 1.0.0" in ok.stdout
+    finally:
+        project.write_text(original)
+        sb.git("checkout", "--", "registry.yaml")
 
 
 def test_verify_refuses_a_shadow_whose_artifact_is_not_in_the_remote(canary):

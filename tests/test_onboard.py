@@ -288,3 +288,23 @@ def test_the_templates_key_examples_are_removed_with_a_note(template, tmp_path):
     assert res.returncode == 0, res.stderr
     assert not (root / "data" / "key_examples.csv").exists()
     assert "data/key_examples.csv (the bundled example's rows) removed" in res.stdout
+
+
+def test_init_writes_down_the_levels_of_each_categorical_column():
+    """The levels seen become the column's contract (validate and serve refuse others,
+    issue #19); a column with more than MAX_LEVELS levels is left open."""
+    from retrain.onboard.infer import MAX_LEVELS, infer_features
+
+    n = 2 * (MAX_LEVELS + 1)
+    frame = pd.DataFrame(
+        {
+            "answer": (["Yes", "No", None] * n)[:n],
+            "city": [f"c{i % (MAX_LEVELS + 1)}" for i in range(n)],
+            "x": range(n),
+            "y": [0, 1] * (n // 2),
+        }
+    )
+    features, _ = infer_features(frame, "y", None)
+    spec = {f["name"]: f for f in features}
+    assert spec["answer"]["levels"] == ["No", "Yes"] and spec["answer"]["allow_missing"]
+    assert "levels" not in spec["city"] and "levels" not in spec["x"]

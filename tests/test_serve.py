@@ -59,11 +59,19 @@ def fork(tmp_path_factory: pytest.TempPathFactory) -> tuple[example.Sandbox, Cli
     return sb, cli
 
 
+TOKEN = "test-labeller-token-0123456789"
+
+
 @pytest.fixture(scope="module")
 def server(fork: tuple[example.Sandbox, Cli]) -> Iterator[Client]:
+    """The server, with a labeller's token (/feedback needs one): the client sends it."""
     sb, cli = fork
+    tokens = sb.base / "tokens.yaml"
+    tokens.write_text(f"tokens:\n  - {{name: labeller, token: {TOKEN}}}\n")
+    env = {**cli.env, "RETRAIN_TOKENS_FILE": str(tokens)}
     args = ("--follow", "origin/main", "--interval", INTERVAL)
-    with retrain_serve(sb.root, cli.env, *args, log=sb.base / "serve.log", version="1.0.0") as s:
+    with retrain_serve(sb.root, env, *args, log=sb.base / "serve.log", version="1.0.0") as s:
+        s.client.token = TOKEN
         yield s.client
     proc = s.proc
     # uvicorn shuts down cleanly on SIGTERM, then re-raises it (the usual exit status).
@@ -189,7 +197,7 @@ def test_labels_posted_for_served_rows_move_the_performance_trigger(fork, server
         for i, p in enumerate(out["predictions"])
     ]
     status, res = server.post("/feedback", wrong)
-    assert status == 200 and res == {"stored": 40}
+    assert status == 200 and res["stored"] == 40 and res["by"] == "labeller"
     after = cli.json("triggers")["checks"]["live_performance"]
     assert after["version"] == production
     assert after["rows"] >= before["rows"] + 40, (before, after)
@@ -344,7 +352,7 @@ def test_feedback_on_served_rows_is_stored_and_unknown_ids_are_named(fork, serve
     rid = out["request_id"]
     status, res = server.post("/feedback", [{"request_id": rid, "label": "rain"},
                                             {"request_id": rid, "label": "sun", "row": 1}])  # fmt: skip
-    assert status == 200 and res == {"stored": 2}
+    assert status == 200 and res["stored"] == 2
     status, res = server.post("/feedback", {"request_id": "no-such-request", "label": "sun"})
     assert status == 404 and "no-such-request" in res["error"]["message"]
     assert res["error"]["field"] == "request_id"
@@ -423,8 +431,12 @@ def test_an_unreachable_prediction_log_still_serves_and_counts_the_drops(fork):
     original = path.read_text()
     path.write_text("log_url: sqlite:///registry.yaml/predictions.db\n")
     try:
-        with retrain_serve(sb.root, cli.env, "--interval", "30") as served:
+        tokens = sb.base / "tokens.yaml"
+        tokens.write_text(f"tokens:\n  - {{name: labeller, token: {TOKEN}}}\n")
+        env = {**cli.env, "RETRAIN_TOKENS_FILE": str(tokens)}
+        with retrain_serve(sb.root, env, "--interval", "30") as served:
             client = served.client
+            client.token = TOKEN
             path.write_text(original)  # read once at start-up
             for _ in range(3):
                 status, out = client.post("/invocations", split(holdout(sb, 2)))

@@ -124,18 +124,25 @@ def _rows(request_id: str, version: str, at: str, n: int, *, role: str = "produc
     return out
 
 
-def _serve(root: Path, records: list[dict], labels: dict[tuple[str, int], str]) -> None:
-    """Log ``records`` the way the server does (a LogWriter), then post ``labels``."""
+def _serve(
+    root: Path,
+    records: list[dict],
+    labels: dict[tuple[str, int], str],
+    *,
+    by: str | None = "labeller",
+) -> None:
+    """Log ``records`` the way the server does (a LogWriter), then post ``labels`` as the
+    token named ``by`` would (None: without a token, the development switch)."""
     writer = LogWriter(open_log("sqlite:///.retrain/predictions.db", root))
     writer.submit(records)
     unknown = writer.add_feedback(
-        [{"request_id": r, "row": i, "label": lab} for (r, i), lab in labels.items()]
+        [{"request_id": r, "row": i, "label": lab} for (r, i), lab in labels.items()], by=by
     )
     assert unknown == [] and writer.dropped == 0
     writer.close()
 
 
-def _swap_traffic(root: Path, *, good: bool) -> None:
+def _swap_traffic(root: Path, *, good: bool, by: str | None = "labeller") -> None:
     """Requests served before the swap (1.0.0), during (1.1.0), and after the revert (1.0.0);
     feedback for every row, right or wrong for the rows after the revert."""
     before = _rows("req-before", "1.0.0", "2026-11-12T08:00:00Z", 40)
@@ -147,7 +154,7 @@ def _swap_traffic(root: Path, *, good: bool) -> None:
     for r in after:
         wrong = LABELS[(LABELS.index(r["prediction"]) + 1) % 5]
         labels[("req-after", r["row"])] = r["prediction"] if good or r["row"] % 2 else wrong
-    _serve(root, before + during + shadow + after, labels)
+    _serve(root, before + during + shadow + after, labels, by=by)
 
 
 def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -203,7 +210,8 @@ def test_audit_of_an_unknown_request_is_one_line_and_exit_2(project):
     assert res.returncode == 2 and res.stdout == ""
     assert res.stderr.strip().splitlines() == [
         "error: request_id 'no-such-request': not in the prediction log "
-        "(sqlite:///" + str(root / ".retrain" / "predictions.db") + ")"
+        "(sqlite:///" + str(root / ".retrain" / "predictions.db") + "), neither as the "
+        "server's id nor as a client's X-Request-ID"
     ]
 
 
@@ -337,7 +345,7 @@ def test_feedback_export_needs_the_inputs_logged(project):
     )
     writer = LogWriter(open_log("sqlite:///.retrain/b.db", root))
     writer.submit(_rows("blind", "1.0.0", "2026-11-20T00:00:00Z", 2, inputs=False))
-    writer.add_feedback([{"request_id": "blind", "label": "sun"}])
+    writer.add_feedback([{"request_id": "blind", "label": "sun"}], by="labeller")
     writer.close()
     err = _bad_export(root, "--since", "2026-11-01", "--output", "data/batches/new.csv")
     assert "served without their inputs" in err
@@ -360,3 +368,81 @@ def test_a_bad_serve_config_is_one_line_exit_2(project):
     assert res.returncode == 2 and res.stderr.startswith(
         "error: configs/serve.yaml: log_url: expected sqlite:///"
     )
+
+
+# --------------------------------------------------------------------------- trust (#19)
+def test_labels_posted_without_a_token_neither_fire_the_trigger_nor_become_training_data(
+    project,
+):
+    """The same wrong labels that fire live_performance when a token wrote them decide
+    nothing when none did (the development switch): the trigger sees no labelled rows and
+    `feedback export` writes nothing; `retrain audit` still shows them."""
+    root = project["root"]
+    _swap_traffic(root, good=False, by=None)
+    live = json.loads(_cli(root, "triggers", "--json").stdout)["checks"]["live_performance"]
+    assert live["rows"] == 0 and not live["fired"], live
+    out = root / "data" / "batches" / "anonymous.csv"
+    res = _cli(root, "feedback", "export", "--since", "2026-11-18", "--output", str(out))
+    assert res.returncode == 0 and "nothing written" in res.stdout and not out.exists()
+    shown = json.loads(_cli(root, "audit", "req-after", "--json").stdout)
+    assert shown["rows"][1]["label"] is not None and shown["rows"][1]["label_by"] is None
+
+
+def test_a_second_label_is_history_and_audit_shows_both_with_who_wrote_them(project):
+    root = project["root"]
+    _serve(root, _rows("r", "1.0.0", "2026-11-20T00:00:00Z", 2), {("r", 0): "rain"})
+    _serve(root, [], {("r", 0): "snow"}, by="second-labeller")
+    text = _cli(root, "audit", "r")
+    assert text.returncode == 0, text.stderr
+    assert "label 'snow'" in text.stdout and "by token second-labeller" in text.stdout
+    assert "'rain' at" in text.stdout and "by token labeller" in text.stdout
+    doc = json.loads(_cli(root, "audit", "r", "--json").stdout)
+    assert [(h["label"], h["by"]) for h in doc["labels"]] == [
+        ("rain", "labeller"),
+        ("snow", "second-labeller"),
+    ]
+    assert doc["rows"][0]["label"] == "snow"  # the latest counts
+
+
+def test_a_client_id_sent_with_two_requests_is_audited_as_two_requests(project):
+    """Issue #19: a client reusing an X-Request-ID made `retrain audit` list 201 rows, row 0
+    twice.  The server's ids keep the requests apart; the client's id finds both, each
+    audited on its own."""
+    root = project["root"]
+    big = [dict(r, client_request_id="dup") for r in _rows("srv-a", "1.0.0", AT20, 200)]
+    small = [dict(r, client_request_id="dup") for r in _rows("srv-b", "1.0.0", AT20, 1)]
+    _serve(root, big + small, {("srv-b", 0): "fog"})
+    doc = json.loads(_cli(root, "audit", "dup", "--json").stdout)
+    assert doc["client_request_id"] == "dup"
+    assert [(r["request_id"], len(r["rows"])) for r in doc["requests"]] == [
+        ("srv-a", 200),
+        ("srv-b", 1),
+    ]
+    assert doc["requests"][0]["rows"][0]["label"] is None  # the label is srv-b's alone
+    text = _cli(root, "audit", "dup").stdout
+    assert "was sent with 2 request(s)" in text
+    assert "request srv-a (200 row(s), client's X-Request-ID dup" in text
+
+
+AT20 = "2026-11-20T00:00:00Z"
+
+
+def test_monitor_takes_the_log_url_from_a_secret_file_and_counts_only_token_labels(
+    project, tmp_path, monkeypatch
+):
+    from retrain.rollout import monitor
+
+    root = project["root"]
+    (root / "configs" / "serve.yaml").write_text("log_url: sqlite:///.retrain/absent.db\n")
+    secret = tmp_path / "log-url"
+    secret.write_text(f"sqlite:///{root / '.retrain' / 'predictions.db'}\n")
+    _serve(root, _rows("t", "1.0.0", AT20, 3), {("t", 0): "rain"})
+    _serve(root, [], {("t", 1): "sun"}, by=None)
+    monkeypatch.setenv("RETRAIN_LOG_URL_FILE", str(secret))
+    monkeypatch.delenv("RETRAIN_LOG_URL", raising=False)
+    frame = monitor.load_log(load_config(root), pd.Timestamp("2026-11-01", tz="UTC"))
+    assert frame["label"].tolist()[0] == "rain" and frame["label"].isna().tolist()[1:] == [1, 1]
+    assert frame["label_by"].tolist()[0] == "labeller" and frame["label_by"].isna().sum() == 2
+    monkeypatch.setenv("RETRAIN_LOG_URL_FILE", str(tmp_path / "missing"))
+    with pytest.raises(Exception, match="RETRAIN_LOG_URL_FILE=.*cannot be read"):
+        monitor.load_log(load_config(root), pd.Timestamp("2026-11-01", tz="UTC"))

@@ -502,6 +502,58 @@ def test_promotion_gate_is_a_check_named_for_branch_protection_on_every_pr_into_
     assert "`promotion-gate`" in (PROJECT / "docs" / "github-setup.md").read_text()
 
 
+SAFE_WITH_SECRETS = {"retrain", "dvc", "printf", "umask", "if", "then", "fi", "[", "echo"}
+
+
+def _commands(script: str) -> list[str]:
+    """The first word of each simple command of a shell script (enough for these steps)."""
+    words = []
+    for line in script.splitlines():
+        for part in re.split(r"&&|\|\||;|\|", line.split("#", 1)[0]):
+            part = part.strip()
+            if part:
+                words.append(part.split()[0])
+    return words
+
+
+def test_promotion_gate_runs_the_base_branchs_code_never_the_prs():
+    """The required check cannot certify itself (issue #19): retrain is installed from a
+    checkout of the PR's base commit, the PR is checked out apart as data, no step runs a
+    script or installs anything from the PR, and the steps that hold secrets run only the
+    base's `retrain` and `dvc` (on PATH from the base's virtualenv)."""
+    wf = _wf("promotion-gate")
+    (job,) = wf["jobs"].values()
+    steps = job["steps"]
+    checkouts = [st for st in steps if str(st.get("uses", "")).startswith("actions/checkout@")]
+    base = [
+        st for st in checkouts if "pull_request.base.sha" in str((st.get("with") or {}).get("ref"))
+    ]
+    assert len(base) == 1, "one checkout of the base commit"
+    base_dir = base[0]["with"]["path"]
+    pr_dirs = {(st.get("with") or {}).get("path") for st in checkouts if st is not base[0]}
+    assert base_dir and base_dir not in pr_dirs and None not in pr_dirs, "the PR lives apart"
+    runs = [st for st in steps if "run" in st]
+    install = next(st for st in runs if st.get("id") == "install")
+    assert install.get("working-directory") == base_dir and ".ci/install" in install["run"]
+    for st in runs:
+        writes_path = "GITHUB_PATH" in st["run"]
+        assert not writes_path or st.get("working-directory") == base_dir, st.get("name")
+        if st is not install:
+            assert st.get("working-directory") in pr_dirs, f"{st.get('name')}: runs in the PR tree"
+            assert "bash " not in st["run"] and "./" not in st["run"], st.get("name")
+            assert not re.search(r"\b(make|pip|uv|python3?|sh)\b", st["run"]), st.get("name")
+        if "secrets." in yaml.safe_dump(st.get("env") or {}):
+            assert set(_commands(st["run"])) <= SAFE_WITH_SECRETS, st.get("name")
+    verify = next(st for st in runs if st.get("id") == "verify")
+    assert _commands(verify["run"]) == ["retrain"]
+
+
+def test_code_owners_cover_the_code_the_model_and_the_environment():
+    owners = (PROJECT / ".github" / "CODEOWNERS").read_text()
+    for path in ("/src/", "/model.py", "/pyproject.toml", "/uv.lock", "/.dvc/", "/registry.yaml"):
+        assert re.search(rf"(?m)^{re.escape(path)}\s+@\S+", owners), path
+
+
 def test_promote_runs_on_pushes_to_main_that_touch_the_registry():
     on = triggers_of(_wf("promote"))
     assert on == {"push": {"branches": ["main"], "paths": ["registry.yaml"]}}

@@ -247,6 +247,19 @@ def status(as_json: bool) -> None:
 
 
 @cli.command()
+@click.option(
+    "--output", "output", required=True, type=click.Path(path_type=Path), help="the site's folder"
+)
+@click.option("--ref", default="HEAD", show_default=True, help="the history to show")
+@click.option("--live-since", default=None, help="live metrics from this UTC date or time on")
+def site(output: Path, ref: str, live_since: str | None) -> None:
+    """Write the model's history as a static web page (timeline, metrics, drift, live)."""
+    from retrain.site import build
+
+    click.echo(build(_cfg(), output, ref=ref, live_since=live_since).summary())
+
+
+@cli.command()
 @click.option("--version", "version", required=True)
 @click.option("--input", "input_path", required=True, type=click.Path(path_type=Path))
 @click.option("--output", "output_path", default=None, type=click.Path(path_type=Path))
@@ -326,16 +339,49 @@ def monitor(
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--follow", "follow", default=None, help="a git ref to follow, e.g. origin/main")
 @click.option(
+    "--follow-path",
+    "follow_path",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="a directory kept up to date by git-sync or a ConfigMap volume (no git in the pod)",
+)
+@click.option(
     "--interval",
     default=None,
     type=click.FloatRange(min=0.1),
     help="seconds between reconciles (configs/serve.yaml follow_interval, 10)",
 )
-def serve(host: str, port: int, follow: str | None, interval: float | None) -> None:
-    """Serve the production model of registry.yaml, following the working tree or a git ref."""
+@click.option(
+    "--dev-open-feedback",
+    is_flag=True,
+    help="development only: /feedback without a token, from loopback; labels not trusted",
+)
+def serve(
+    host: str,
+    port: int,
+    follow: str | None,
+    follow_path: Path | None,
+    interval: float | None,
+    dev_open_feedback: bool,
+) -> None:
+    """Serve the production model of registry.yaml, following the working tree, a git ref or
+    a mounted directory; each version with the configs and code of the revision naming it.
+
+    /feedback needs a bearer token from the file named by RETRAIN_TOKENS_FILE."""
+    from retrain.core.errors import BadInput
     from retrain.serve.run import serve as run_server
 
-    run_server(Path.cwd(), host=host, port=port, follow=follow, interval=interval)
+    if follow and follow_path:
+        raise BadInput("--follow and --follow-path: give one source to follow, not both")
+    run_server(
+        Path.cwd(),
+        host=host,
+        port=port,
+        follow=follow,
+        interval=interval,
+        follow_path=follow_path,
+        dev_open_feedback=dev_open_feedback,
+    )
 
 
 @cli.command()
@@ -361,7 +407,8 @@ def drill(workdir: Path, as_json: bool, summary_file: str | None) -> None:
 @click.option("--log", "log_url", default=None, help="prediction log URL (default: serve.yaml)")
 @click.option("--json", "as_json", is_flag=True)
 def audit(request_id: str, ref: str, log_url: str | None, as_json: bool) -> None:
-    """Which model served REQUEST_ID: version, registry entry, promoting commit, feedback."""
+    """Which model served REQUEST_ID (the server's id, or a client's X-Request-ID): version,
+    registry entry, promoting commit, every label and who wrote it."""
     from retrain.serve import audit as au
     from retrain.serve import predlog
 
@@ -371,7 +418,7 @@ def audit(request_id: str, ref: str, log_url: str | None, as_json: bool) -> None
         log.close()
         log = predlog.open_log(log_url, root)
     try:
-        result = au.audit(root, log, request_id, ref=ref)
+        result = au.audit_any(root, log, request_id, ref=ref)
     finally:
         log.close()
     _emit(result) if as_json else click.echo(au.format_audit(result))

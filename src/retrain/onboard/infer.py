@@ -48,6 +48,9 @@ def _nice_range(lo: float, hi: float) -> tuple[float, float]:
     return float(f"{low:.6g}"), float(f"{high:.6g}")
 
 
+MAX_LEVELS = 50  # categorical columns with at most this many levels get them written down
+
+
 def _identifier_like(col: pd.Series) -> bool:
     values = col.dropna()
     if pd.api.types.is_numeric_dtype(values) or values.dtype == bool or len(values) < 50:
@@ -74,6 +77,11 @@ def infer_features(
             spec.update({"type": "numeric", "min": lo, "max": hi})
         else:
             spec["type"] = "categorical"
+            levels = sorted({str(v) for v in col.dropna().unique()})
+            # The levels seen become the column's contract (validate and serve refuse any
+            # other); a column with more than MAX_LEVELS is left open.
+            if len(levels) <= MAX_LEVELS:
+                spec["levels"] = levels
         if col.isna().any():
             spec["allow_missing"] = True
         features.append(spec)

@@ -409,17 +409,24 @@ def _relative(path: Path, root: Path) -> str:
 
 
 def load_registered(
-    root: Path, ref: ArtifactRef, version: str, *, trusted: Sequence[str] = ()
+    root: Path,
+    ref: ArtifactRef,
+    version: str,
+    *,
+    trusted: Sequence[str] = (),
+    code_root: Path | None = None,
 ) -> Any:
     """The one way to load a registered version: fetch by md5 (cache, then remote), check
     sha256, then deserialise with the skops allow-list plus ``trusted``
     (``configs/model.yaml: trusted_types``).  Everything that serves or scores a registered
-    model (predict, promote, verify, the server) goes through here."""
+    model (predict, promote, verify, the server) goes through here.  ``code_root`` (default
+    ``root``) is where the fork's own code is imported from: a server following git loads a
+    version with the code of the revision that names it."""
     path = fetch(root, ref, version)
     return load_verified(
         path,
         ref.sha256,
         trusted=trusted,
-        code_root=root,
+        code_root=root if code_root is None else code_root,
         display=f"registry.yaml: version {version}",
     )

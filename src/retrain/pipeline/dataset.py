@@ -116,6 +116,16 @@ def check_frame(
             frame[spec.name] = converted
         else:
             frame[spec.name] = col.astype("string").astype(object).where(col.notna(), None)
+            if spec.levels is not None:
+                seen = frame[spec.name].dropna()
+                unknown = seen[~seen.isin(spec.levels)]
+                if len(unknown):
+                    row = int(np.flatnonzero(frame[spec.name].isin(unknown.iloc[:1]))[0])
+                    raise DataError(
+                        f"{display}: column {spec.name!r} has level {unknown.iloc[0]!r} "
+                        f"(first at row {row + 2}), not one of its levels {spec.levels}; "
+                        "add it to levels in configs/dataset.yaml to accept it"
+                    )
 
     if labelled:
         target = frame[cfg.target]

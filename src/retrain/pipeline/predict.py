@@ -26,12 +26,19 @@ from retrain.pipeline import artifacts, dataset
 
 
 def load_version(
-    root: Path, entry: reg.RegistryEntry | dict[str, Any], *, trusted: Sequence[str] = ()
+    root: Path,
+    entry: reg.RegistryEntry | dict[str, Any],
+    *,
+    trusted: Sequence[str] = (),
+    code_root: Path | None = None,
 ) -> Any:
     """The model of a registry entry: fetched by md5 (DVC cache, then remote), sha256 verified,
-    deserialised with the skops allow-list plus ``trusted``."""
+    deserialised with the skops allow-list plus ``trusted``; the fork's code is imported from
+    ``code_root`` (default ``root``)."""
     entry = reg.RegistryEntry.coerce(entry)
-    return artifacts.load_registered(Path(root), entry.artifact, entry.version, trusted=trusted)
+    return artifacts.load_registered(
+        Path(root), entry.artifact, entry.version, trusted=trusted, code_root=code_root
+    )
 
 
 def environment_differences(entry: reg.RegistryEntry | dict[str, Any]) -> list[str]:

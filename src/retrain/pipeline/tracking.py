@@ -6,13 +6,16 @@ in the repository by default, so everything works offline).
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
+from retrain.core import redact
 from retrain.core.config import Config
 
 ALIASES = ("production", "champion")
@@ -99,8 +102,11 @@ def model_requirements(model: Any = None) -> list[str]:
 
 
 def _display_uri(uri: str) -> str:
-    # A local SQLite path is machine-specific: keep the registry deterministic across clones.
-    return "sqlite (local)" if uri.startswith("sqlite:") else uri
+    """The tracking URI as it may be shown or committed: a local SQLite path is machine-
+    specific (the registry stays deterministic across clones), and a server's URI loses its
+    password and secret query values (``training.json``, ``registry.yaml`` and the PR body
+    are in git)."""
+    return "sqlite (local)" if uri.startswith("sqlite:") else redact.url(uri)
 
 
 NOT_UPDATED = "MLflow not updated"
@@ -118,8 +124,16 @@ def unreachable(cfg: Config, timeout: float = 5.0) -> str | None:
     uri = tracking_uri(cfg)
     if not uri.startswith(("http://", "https://")):
         return None
+    # Credentials in the URI (user:password@host) go in a header: urllib takes them for a port.
+    parts = urlsplit(uri)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    bare = urlunsplit((parts.scheme, host, parts.path.rstrip("/") + "/health", "", ""))
+    request = urllib.request.Request(bare)
+    if userinfo:
+        token = base64.b64encode(unquote(userinfo).encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+        with urllib.request.urlopen(request, timeout=timeout):
             return None
     except urllib.error.HTTPError:
         return None  # it answered: up, whatever it thinks of this path
@@ -190,7 +204,11 @@ def alias_version(cfg: Config, alias: str = "production") -> str | None:
 
 
 def run_url(cfg: Config, run_id: str) -> str | None:
+    """The run's page on the tracking server, for the PR body: without credentials (a
+    reviewer signs in through the browser)."""
     uri = tracking_uri(cfg)
     if uri.startswith(("http://", "https://")):
-        return f"{uri.rstrip('/')}/#/experiments/runs/{run_id}"
+        parts = urlsplit(uri)
+        bare = urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[-1], parts.path, "", ""))
+        return f"{bare.rstrip('/')}/#/experiments/runs/{run_id}"
     return None

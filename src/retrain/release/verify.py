@@ -14,6 +14,35 @@ from retrain.pipeline import artifacts
 from retrain.release import gitops, history, recheck
 from retrain.release.promotion import registry_at
 
+# What a change of production may not carry: code and the environment it runs in.  The
+# check runs the base branch's code; a PR that changed code as well would be judged by code
+# no one has merged yet (a fork's model.py is imported when the candidate is loaded).
+CODE_FILES = ("pyproject.toml", "uv.lock", "Makefile", "dvc.yaml")
+CODE_DIRS = ("src/", ".github/", ".ci/", ".dvc/")
+
+
+def _is_code(path: str) -> bool:
+    if path in CODE_FILES or path.startswith(CODE_DIRS):
+        return True
+    return path.endswith(".py") and not path.startswith(("tests/", "docs/", "benchmarks/"))
+
+
+def _verify_alone(root: Path, base_sha: str) -> str:
+    """A change of production travels without code: refuse one that carries code."""
+    # The branch's own changes (from where it left the base; on GitHub's merge commit that
+    # is the base), committed and uncommitted alike.
+    fork_point = gitops.git(root, "merge-base", base_sha, "HEAD", check=False) or base_sha
+    changed = gitops.git(root, "diff", "--name-only", fork_point).splitlines()
+    code = sorted(p for p in changed if _is_code(p))
+    if code:
+        shown = ", ".join(code[:5]) + (f" and {len(code) - 5} more" if len(code) > 5 else "")
+        raise BadInput(
+            f"registry.yaml: this change of production also changes code or its environment "
+            f"({shown}); the check would run code under review. Merge that in a PR of its own "
+            "first, then propose the model"
+        )
+    return "the change of production carries no code (the check runs the base branch's)"
+
 
 def verify(cfg: Config, *, base: str) -> list[str]:
     """Check a branch's registry.yaml against ``base``; return the checks passed.
@@ -36,6 +65,8 @@ def verify(cfg: Config, *, base: str) -> list[str]:
                 f"registry.yaml: version {e.version} was rewritten; merged versions are immutable"
             )
     new = [e for e in head_reg.versions if e.version not in base_versions]
+    if new or head_reg.production != base_reg.production:
+        passed.append(_verify_alone(root, base_sha))
     passed += _verify_rollout(root, head_reg, base_reg)
     if not new:
         if head_reg.production == base_reg.production:

@@ -25,6 +25,7 @@ every time: only the live labels can tell).
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 import subprocess
 import sys
@@ -85,6 +86,13 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = root.parent / f"serve-{self.port}.log"
+        # The labeller's bearer token: /feedback needs one, and only labels a token wrote
+        # count for monitor.  A file of its own, readable by this user only.
+        self.token = secrets.token_urlsafe(32)
+        tokens = root.parent / f"tokens-{self.port}.yaml"
+        tokens.touch(mode=0o600)
+        tokens.write_text(f"tokens:\n  - name: drill\n    token: {self.token}\n")
+        env = {**env, "RETRAIN_TOKENS_FILE": str(tokens)}
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(
             [
@@ -425,8 +433,11 @@ def run_drill(
                 if status != 200:
                     rnd.errors += 1
                     continue
-                fb = {"request_id": rid, "label": str(row[cfg.dataset.target].iloc[0])}
-                if http("POST", f"{server.url}/feedback", fb)[0] == 200:
+                # The label is for the server's id of the request (never the client's).
+                label = str(row[cfg.dataset.target].iloc[0])
+                fb = {"request_id": doc["request_id"], "label": label}
+                auth = {"Authorization": f"Bearer {server.token}"}
+                if http("POST", f"{server.url}/feedback", fb, auth)[0] == 200:
                     rnd.labels += 1
             logged += rnd.requests
             _wait_logged(root, logged)

@@ -21,7 +21,6 @@ metric and latency per version over time.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -46,6 +45,9 @@ EVIDENCE_DIR = "reports/rollout"
 ACTIONS_WITH_CHANGE = ("advance", "promote", "rollback", "promote_challenger")
 
 
+LABEL_CHECKS = frozenset({"metric", "improvement"})  # checks that rest on feedback labels
+
+
 @dataclass
 class Observation:
     mode: str  # "canary" | "shadow" | "watch" | "idle"
@@ -56,9 +58,15 @@ class Observation:
     verdicts: list[Verdict]
     stats: list[VersionStats]
     frame: pd.DataFrame = field(repr=False)
+    # True when every label judged was written by a token (the live log, or a file whose
+    # label_by column says so); a file without label_by cannot tell.
+    labels_authenticated: bool = True
+    labels_ignored: int = 0  # labels written without a token, left out of the judgement
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "labels_authenticated": self.labels_authenticated,
+            "labels_ignored": self.labels_ignored,
             "mode": self.mode,
             "since": self.since,
             "now": self.now,
@@ -83,6 +91,7 @@ class Action:
     pushed: bool = False
     reverted: list[str] = field(default_factory=list)
     body: str | None = None
+    note: str | None = None  # why the action is not the one asked for
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "body"}
@@ -141,19 +150,47 @@ def read_log_file(path: Path) -> pd.DataFrame:
 
 
 def load_log(cfg: Config, since: datetime) -> pd.DataFrame:
-    """The served rows since ``since``, joined with feedback, from the servers' log
-    (``configs/serve.yaml`` ``log_url``; ``RETRAIN_LOG_URL`` overrides it, e.g. in CI)."""
+    """The served rows since ``since``, joined with their latest authenticated label (a
+    label written without a token is never evidence), from the servers' log: ``configs/
+    serve.yaml`` ``log_url``, overridden by ``RETRAIN_LOG_URL`` or the file named by
+    ``RETRAIN_LOG_URL_FILE`` (a secret, e.g. in CI)."""
     from retrain.core.config import load_serve_config
     from retrain.serve import predlog
 
-    url = os.environ.get("RETRAIN_LOG_URL") or load_serve_config(cfg.root).log_url
-    log = predlog.open_log(url, cfg.root)
+    url, source = predlog.log_url_of(load_serve_config(cfg.root))
+    try:
+        log = predlog.open_log(url, cfg.root)
+    except BadInput as exc:
+        raise BadInput(f"{source}: {exc}") from None
     try:
         return log.served(since.isoformat())
     except predlog.LogUnavailable as exc:
         raise BadInput(f"prediction log {log.display}: unreachable ({exc})") from None
     finally:
         log.close()
+
+
+def trusted_labels(frame: pd.DataFrame) -> tuple[pd.DataFrame, bool, int]:
+    """``(frame, labels authenticated, labels ignored)``: the labels no token wrote (its
+    ``label_by`` is empty) are dropped from the judgement.  A frame without ``label_by`` (an
+    export from elsewhere) keeps its labels, but they cannot be called authenticated."""
+    if "label" not in frame.columns:
+        return frame, True, 0
+    if "label_by" not in frame.columns:
+        return frame, not bool(frame["label"].notna().any()), 0
+    anonymous = frame["label"].notna() & frame["label_by"].isna()
+    n = int(anonymous.sum())
+    if n:
+        frame = frame.copy()
+        frame.loc[anonymous, "label"] = None
+    return frame, True, n
+
+
+def rests_on_labels(verdict: Verdict) -> bool:
+    """True when the verdict's failing checks are all label checks (no error-rate or
+    latency breach of the server's own to stand on)."""
+    failed = {c.name for c in verdict.checks if c.verdict == "fail"}
+    return bool(failed) and failed <= LABEL_CHECKS
 
 
 # --------------------------------------------------------------------------- deciding
@@ -181,6 +218,7 @@ def observe(
     since = step_started(root)
     if frame is None:
         frame = load_log(cfg, since)
+    frame, labels_authenticated, labels_ignored = trusted_labels(frame)
     try:
         frame = analysis.check_frame(frame)
     except ValueError as exc:
@@ -189,7 +227,14 @@ def observe(
     metric, task = cfg.gates.primary_metric, cfg.dataset.task
     rc = cfg.release.rollout
     prod = registry.production
-    base = {"since": _iso(since), "now": _iso(now), "production": prod, "frame": frame}
+    base = {
+        "since": _iso(since),
+        "now": _iso(now),
+        "production": prod,
+        "frame": frame,
+        "labels_authenticated": labels_authenticated,
+        "labels_ignored": labels_ignored,
+    }
     if prod is None:
         idle = Verdict("none", None, "no production version; nothing to monitor")
         return Observation(mode="idle", verdict=idle, verdicts=[idle], stats=[], **base)
@@ -345,6 +390,15 @@ def act(cfg: Config, obs: Observation, *, push: bool = False, open_pr: bool = Fa
         return Action(kind="report")
     rc = cfg.release.rollout
     rollback_push = verdict.action == "rollback" and (push or rc.auto_rollback == "push")
+    note = None
+    if rollback_push and not obs.labels_authenticated and rests_on_labels(verdict):
+        # Labels of unknown origin may judge, but never push to main without a person.
+        rollback_push = False
+        note = (
+            "rollback opened as a PR, not pushed: it rests on labels that no token is "
+            "known to have written (the log file has no label_by column)"
+        )
+        progress(f"monitor: {note}")
     if obs.mode == "watch":
         # A directly promoted version broke its health: the revert `retrain rollback` makes.
         res = rollback.rollback(cfg, push=rollback_push, open_pr=not rollback_push)
@@ -355,6 +409,7 @@ def act(cfg: Config, obs: Observation, *, push: bool = False, open_pr: bool = Fa
             pr_url=res.pr_url,
             pushed=res.pushed,
             reverted=res.reverted,
+            note=note,
         )
     registry = reg.load(root, expected_model=cfg.release.model_name)
     new = planned_registry(registry, verdict)
@@ -392,7 +447,9 @@ def act(cfg: Config, obs: Observation, *, push: bool = False, open_pr: bool = Fa
     url = forge.open_pull_request(
         root, base=cfg.release.base_branch, head=branch, title=title, body=body
     )
-    return Action(kind="pr", branch=branch, commit=commit, pr_url=url, pushed=True, body=body)
+    return Action(
+        kind="pr", branch=branch, commit=commit, pr_url=url, pushed=True, body=body, note=note
+    )
 
 
 def _commit_on_base(cfg: Config, files: dict[str, bytes], message: str, body: str) -> Action:
@@ -434,4 +491,8 @@ def format_report(obs: Observation, action: Action | None = None) -> str:
         lines.append(f"  action: {action.kind} {where}")
     elif action is not None and action.kind == "report":
         lines.append("  action: none taken (pass --open-pr or --push to act)")
+    if action is not None and action.note:
+        lines.append(f"  note: {action.note}")
+    if obs.labels_ignored:
+        lines.append(f"  ignored {obs.labels_ignored} label(s) written without a token")
     return "\n".join(lines)

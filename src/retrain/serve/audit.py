@@ -17,9 +17,14 @@ from retrain.core.errors import BadInput, RegistryError
 from retrain.release import gitops, history
 from retrain.serve.predlog import RECORD_KEYS, PredictionLog
 
-# What a row of the audit shows: the log's record but the request id (the audit's key) and the
-# raw inputs, plus the feedback.
-ROW_KEYS = (*(k for k in RECORD_KEYS if k not in ("request_id", "inputs")), "label", "feedback_at")
+# What a row of the audit shows: the log's record but the ids (the audit's keys) and the raw
+# inputs, plus the latest label and who wrote it (every label is in "labels").
+ROW_KEYS = (
+    *(k for k in RECORD_KEYS if k not in ("request_id", "inputs", "client_request_id")),
+    "label",
+    "feedback_at",
+    "label_by",
+)
 ENTRY_SUMMARY = ("version", "created", "bump", "code_commit", "artifact", "mlflow", "reason")
 
 
@@ -69,6 +74,21 @@ def _utc(at: str) -> str:
     return utc_text(at)
 
 
+def audit_any(root: Path, log: PredictionLog, key: str, *, ref: str = "HEAD") -> dict[str, Any]:
+    """The audit of the request whose server id is ``key``; else of every request a client
+    sent with ``X-Request-ID: key``, each apart (``{"client_request_id", "requests": [...]}``):
+    a client's id never merges two requests.  :class:`BadInput` when the log has neither."""
+    if log.lookup(key):
+        return audit(root, log, key, ref=ref)
+    ids = log.requests_of_client(key)
+    if not ids:
+        raise BadInput(
+            f"request_id {key!r}: not in the prediction log ({log.display}), neither as the "
+            "server's id nor as a client's X-Request-ID"
+        )
+    return {"client_request_id": key, "requests": [audit(root, log, i, ref=ref) for i in ids]}
+
+
 def audit(root: Path, log: PredictionLog, request_id: str, *, ref: str = "HEAD") -> dict[str, Any]:
     """Everything known about ``request_id``; :class:`BadInput` when the log never saw it."""
     rows = log.lookup(request_id)
@@ -96,20 +116,44 @@ def audit(root: Path, log: PredictionLog, request_id: str, *, ref: str = "HEAD")
         }
     return {
         "request_id": request_id,
-        "rows": [{k: r[k] for k in ROW_KEYS} for r in rows],
+        "client_request_id": rows[0].get("client_request_id"),
+        "rows": [{k: r.get(k) for k in ROW_KEYS} for r in rows],
+        "labels": log.label_history(request_id),
         "versions": versions,
         "log": log.display,
     }
 
 
+def _by(name: str | None) -> str:
+    return f"token {name}" if name else "no token (not trusted)"
+
+
 def format_audit(a: dict[str, Any]) -> str:
-    lines = [f"request {a['request_id']} ({len(a['rows'])} row(s), log {a['log']})", ""]
+    if "requests" in a:
+        head = (
+            f"X-Request-ID {a['client_request_id']!r} was sent with {len(a['requests'])} "
+            "request(s); each is its own:"
+        )
+        return "\n\n".join([head, *(format_audit(r) for r in a["requests"])])
+    client = (
+        f", client's X-Request-ID {a['client_request_id']}" if a.get("client_request_id") else ""
+    )
+    lines = [f"request {a['request_id']} ({len(a['rows'])} row(s){client}, log {a['log']})", ""]
     for r in a["rows"]:
-        fb = f"label {r['label']!r} at {r['feedback_at']}" if r["label"] is not None else "-"
+        fb = (
+            f"label {r['label']!r} at {r['feedback_at']} by {_by(r.get('label_by'))}"
+            if r["label"] is not None
+            else "-"
+        )
         lines.append(
             f"  row {r['row']:<4} {r['at']}  v{r['version']:<9} {r['role']:<10} "
             f"prediction {r['prediction']!r}  feedback: {fb}"
         )
+    history = a.get("labels") or []
+    if len(history) > len({h["row"] for h in history}):
+        lines += ["", "  labels, oldest first (the latest authenticated one counts):"]
+        for h in history:
+            lines.append(f"    row {h['row']:<4} {h['label']!r} at {h['at']} by {_by(h['by'])}")
     for v, info in a["versions"].items():
         lines += ["", f"v{v} ({', '.join(info['roles'])}): registry entry from {info['registry']}"]
         e = info["entry"]

@@ -11,6 +11,14 @@ meanwhile.
 
 Each request carries the model it started with; a batch that straddles a swap makes one call
 per model, so every request finishes on the model it started with.
+
+One bad row must not fail the other requests batched with it: when a model call of several
+requests fails, each request is predicted again on its own, so only the requests whose rows
+the model cannot take get the error (the others their answers, as if they had come alone).
+
+The queue is bounded in rows (``max_queued_rows``): past it :meth:`Batcher.predict` raises
+:class:`QueueFull` at once, and the route answers 503 with ``Retry-After``, instead of
+letting a flood of requests hold every other client's answer (and memory) hostage.
 """
 
 from __future__ import annotations
@@ -79,10 +87,22 @@ def _predict(served: ServedModel, jobs: list[_Job]) -> list[Prediction]:
     return out
 
 
+class QueueFull(Exception):
+    """The batcher holds ``max_queued_rows`` rows already: refuse the request (503)."""
+
+
 class Batcher:
-    def __init__(self, max_rows: int, max_wait: float, observe_rows: Any = None) -> None:
+    def __init__(
+        self,
+        max_rows: int,
+        max_wait: float,
+        observe_rows: Any = None,
+        max_queued_rows: int = 1 << 62,
+    ) -> None:
         self.max_rows = max_rows
         self.max_wait = max_wait
+        self.max_queued_rows = max_queued_rows
+        self.queued_rows = 0  # rows in the queue, not yet collected into a batch
         self.active = 0  # requests between arrival and answer
         self.peak = 0  # most requests active at once since the last batch was collected
         self.observe_rows = observe_rows
@@ -111,13 +131,23 @@ class Batcher:
     async def predict(
         self, served: ServedModel, columns: dict[str, list[Any]], n: int
     ) -> Prediction:
+        if self.queued_rows + n > self.max_queued_rows:
+            raise QueueFull(
+                f"{self.queued_rows} rows are waiting for the model "
+                f"(max_queued_rows {self.max_queued_rows})"
+            )
         fut: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
+        self.queued_rows += n
         self._queue.put_nowait(_Job(served, columns, n, fut))
         return await fut
 
+    def _take(self, job: _Job) -> _Job:
+        self.queued_rows -= job.n
+        return job
+
     async def _collect(self) -> list[_Job]:
         loop = asyncio.get_running_loop()
-        jobs = [await self._queue.get()]
+        jobs = [self._take(await self._queue.get())]
         rows = jobs[0].n
         deadline = loop.time() + self.max_wait
         expected, self.peak = self.peak, self.active
@@ -132,7 +162,7 @@ class Batcher:
                     job = await asyncio.wait_for(self._queue.get(), remaining)
                 except TimeoutError:
                     break
-            jobs.append(job)
+            jobs.append(self._take(job))
             rows += job.n
         return jobs
 
@@ -151,10 +181,27 @@ class Batcher:
                         self._executor, _predict, group[0].served, group
                     )
                 except Exception as exc:
+                    if len(group) == 1:
+                        if not group[0].future.done():
+                            group[0].future.set_exception(exc)
+                        continue
+                    # Some request's rows broke the shared call: retry each request apart,
+                    # so only the requests that fail alone get the error.
                     for job in group:
-                        if not job.future.done():
-                            job.future.set_exception(exc)
+                        await self._alone(loop, job)
                     continue
                 for job, res in zip(group, results, strict=True):
                     if not job.future.done():
                         job.future.set_result(res)
+
+    async def _alone(self, loop: asyncio.AbstractEventLoop, job: _Job) -> None:
+        if job.future.done():  # the client went away
+            return
+        try:
+            (res,) = await loop.run_in_executor(self._executor, _predict, job.served, [job])
+        except Exception as exc:
+            if not job.future.done():
+                job.future.set_exception(exc)
+            return
+        if not job.future.done():
+            job.future.set_result(res)

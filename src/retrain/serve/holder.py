@@ -56,9 +56,11 @@ def load_served(
     commit: str | None,
     dataset: DatasetConfig,
     trusted: tuple[str, ...] = (),
+    code_root: Path | None = None,
 ) -> ServedModel:
-    """Fetch (DVC cache, then remote), verify (sha256) and load a registry entry's model."""
-    model = load_version(root, entry, trusted=trusted)
+    """Fetch (DVC cache, then remote), verify (sha256) and load a registry entry's model;
+    ``code_root`` is the revision whose code (``model.py``) the model may refer to."""
+    model = load_version(root, entry, trusted=trusted, code_root=code_root)
     schema = InputSchema.of(entry, dataset)
     diffs = environment_differences(entry)
     if diffs:

@@ -12,25 +12,31 @@ from __future__ import annotations
 
 import json
 import math
+import reprlib
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from retrain.core.config import DatasetConfig
 from retrain.core.registry import RegistryEntry
 
 PAYLOAD_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+_FLOAT_MAX = 1.7976931348623157e308
 
 
 class RequestError(Exception):
     """A bad request: HTTP status, the field or column at fault, and one line saying why."""
 
-    def __init__(self, status: int, field: str, message: str) -> None:
+    def __init__(
+        self, status: int, field: str, message: str, *, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(f"{field}: {message}")
         self.status = status
         self.field = field
         self.message = message
+        self.headers = headers or {}
 
     def to_dict(self) -> dict[str, Any]:
         return {"error": {"field": self.field, "message": self.message, "status": self.status}}
@@ -79,6 +85,7 @@ class Feature:
     min: float | None = None
     max: float | None = None
     allow_missing: bool = False
+    levels: frozenset[str] | None = None  # a categorical column's known levels (None: any)
 
 
 @dataclass(frozen=True)
@@ -105,21 +112,73 @@ class InputSchema:
                     min=spec.min if spec else None,
                     max=spec.max if spec else None,
                     allow_missing=spec.allow_missing if spec else False,
+                    levels=frozenset(spec.levels) if spec and spec.levels is not None else None,
                 )
             )
         return cls(tuple(out))
 
 
 # ------------------------------------------------------------------------ parsing
-def parse_json(body: bytes, max_bytes: int) -> Any:
+_QUOTE = ord('"')
+# bytes.translate table: quotes and brackets stay, every other byte becomes 0.
+_MARKS = bytes(b if b in b'"[]{}' else 0 for b in range(256))
+_OPENS = np.zeros(256, dtype=np.int8)
+_OPENS[[ord("["), ord("{")]] = 1
+_OPENS[[ord("]"), ord("}")]] = -1
+
+
+def json_depth(body: bytes) -> int:
+    """How deeply arrays and objects nest in ``body`` (valid JSON), vectorised and without
+    parsing: escapes are dropped, a running count of quotes marks what is inside a string,
+    and the running sum of the brackets outside strings (+1 opening, -1 closing) peaks at
+    the depth.  Linear in the body's size whatever it holds (no regular expression to
+    backtrack, no Python loop)."""
+    if b"\\" in body:
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    raw = np.frombuffer(body.translate(_MARKS), dtype=np.uint8)  # all but marks become 0
+    marks = np.flatnonzero(raw)  # quotes and brackets only
+    if not len(marks):
+        return 0
+    kinds = raw[marks]
+    quote = kinds == _QUOTE
+    outside = (np.cumsum(quote, dtype=np.int64) & 1) == 0
+    steps = _OPENS[kinds] * outside
+    return int(max(0, np.cumsum(steps, dtype=np.int64).max()))
+
+
+def parse_json(body: bytes, max_bytes: int, max_depth: int = 32) -> Any:
     if len(body) > max_bytes:
         raise RequestError(413, "body", f"{len(body)} bytes is over the limit of {max_bytes}")
     if not body.strip():
         raise RequestError(400, "body", "empty body; expected a JSON object")
+    # Fewer opening brackets than the limit cannot nest past it (a small body's fast path).
+    opens = body.count(b"[") + body.count(b"{")
+    depth = json_depth(body) if opens > max_depth else 0
+    if depth > max_depth:
+        raise RequestError(
+            400, "body", f"JSON nested {depth} levels deep; the limit is {max_depth}"
+        )
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise RequestError(400, "body", f"not valid JSON ({exc})") from None
+        raise RequestError(400, "body", f"not valid JSON ({short(str(exc))})") from None
+    except RecursionError:  # cannot happen below max_depth; kept as the last line of defence
+        raise RequestError(400, "body", f"JSON nested too deeply (limit {max_depth})") from None
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 2
+_REPR.maxstring = 60
+_REPR.maxother = 60
+_REPR.maxlist = _REPR.maxdict = 4
+
+
+def short(value: Any) -> str:
+    """A value as quoted in an error message: bounded in depth and length, whatever the
+    client sent (a 10,000-deep list must not blow the stack or the answer)."""
+    if isinstance(value, str):
+        return repr(value if len(value) <= 200 else value[:200] + "...")
+    return _REPR.repr(value)
 
 
 def _validate(model: type[BaseModel], doc: Any) -> Any:
@@ -243,30 +302,38 @@ def _check_column(feat: Feature, values: list[Any], where: str) -> list[Any]:
         if feat.numeric:
             if isinstance(v, bool) or not isinstance(v, int | float):
                 raise RequestError(
-                    422, f"{where}.{i}.{name}", f"column {name!r} expected a number, got {v!r}"
+                    422, f"{where}.{i}.{name}", f"column {name!r} expected a number, got {short(v)}"
                 )
-            if math.isinf(v):
+            # An integer past float's range (10**400 is valid JSON) is no finite number either.
+            if (isinstance(v, int) and abs(v) > _FLOAT_MAX) or math.isinf(v):
                 raise RequestError(
                     422,
                     f"{where}.{i}.{name}",
-                    f"column {name!r} expected a finite number, got {v!r}",
+                    f"column {name!r} expected a finite number, got {short(v)}",
                 )
             if feat.min is not None and v < feat.min:
                 raise RequestError(
                     422,
                     f"{where}.{i}.{name}",
-                    f"column {name!r} value {v!r} is below its minimum {feat.min}",
+                    f"column {name!r} value {short(v)} is below its minimum {feat.min}",
                 )
             if feat.max is not None and v > feat.max:
                 raise RequestError(
                     422,
                     f"{where}.{i}.{name}",
-                    f"column {name!r} value {v!r} is above its maximum {feat.max}",
+                    f"column {name!r} value {short(v)} is above its maximum {feat.max}",
                 )
         elif not isinstance(v, str):
             raise RequestError(
                 422,
                 f"{where}.{i}.{name}",
-                f"column {name!r} expected a string (category), got {v!r}",
+                f"column {name!r} expected a string (category), got {short(v)}",
+            )
+        elif feat.levels is not None and v not in feat.levels:
+            raise RequestError(
+                422,
+                f"{where}.{i}.{name}",
+                f"column {name!r} level {short(v)} is not one of its levels "
+                f"{sorted(feat.levels)} (configs/dataset.yaml)",
             )
     return out

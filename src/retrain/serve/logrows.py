@@ -87,12 +87,14 @@ def request_rows(
     latency_ms: float,
     *,
     log_inputs: bool,
+    client_request_id: str | None = None,
 ) -> list[Row]:
     """The ``predictions`` rows of one request: row ``i`` has ``predictions[i]``, the
     probabilities ``proba[i]`` by class (None without them), the sha256 of row ``i``'s inputs
     as canonical JSON, and those inputs when ``log_inputs``.
 
     ``columns`` holds one list of ``n`` values per input column (the checked request);
+    ``client_request_id`` is the client's ``X-Request-ID``, stored beside the server's id;
     ``at`` is an ISO time (stored as fixed-width UTC text); ``latency_ms`` is the request's.
     Raises ``ValueError`` when a list is not ``n`` long.
     """
@@ -131,8 +133,9 @@ def request_rows(
     rid, when, ver = str(request_id), utc_text(at), str(version)
     who = str(role or "production")
     latency = float(round(latency_ms, 3))
+    client = None if client_request_id is None else str(client_request_id)
     return [
-        (rid, i, when, ver, who, pred, p, latency, h, x)
+        (rid, i, when, ver, who, pred, p, latency, h, x, client)
         for i, pred, p, h, x in zip(
             range(n), json_texts(predictions), probas, hashes, inputs, strict=True
         )

@@ -3,7 +3,11 @@ a background thread (see :mod:`retrain.serve.predlog` for the tables).
 
 :meth:`LogWriter.submit` never blocks and never raises: an unreachable log drops the batch and
 counts it (``dropped``, ``last_error``), and the next batch tries again, so a log that comes
-back resumes by itself.  Everything is counted in rows of the ``predictions`` table (a record
+back resumes by itself.  A batch the database *refuses* while it is up (a value too long for
+its column, a constraint) is retried in halves, down to single rows, so a bad row loses only
+itself, never the other clients' rows written with it (at most ``MAX_RETRIES`` extra
+transactions per batch; what is still unresolved then is dropped and counted).  Drops are
+also kept with their time, so ``/health`` can report those of a recent window.  Everything is counted in rows of the ``predictions`` table (a record
 is one served row, whether a dict or a row already built by :mod:`retrain.serve.logrows`):
 ``batch_size`` and ``max_queue`` are rows, and so are ``written`` and ``dropped``.
 """
@@ -17,9 +21,29 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from retrain.serve.predlog import LogUnavailable, PredictionLog, utc_text
+from retrain.serve.predlog import LogUnavailable, PredictionLog, RowsRefused, utc_text
 
 Record = dict[str, Any] | tuple[Any, ...]  # one served row: see PredictionLog.write
+MAX_RETRIES = 256  # transactions a refused batch may take to find its bad rows
+DROPS_KEPT = 4096  # drop events remembered for dropped_within()
+
+
+class DropTimes:
+    """When rows were dropped: ``(monotonic time, rows)``, for counts over a recent window."""
+
+    def __init__(self) -> None:
+        self._events: deque[tuple[float, int]] = deque(maxlen=DROPS_KEPT)
+        self._lock = threading.Lock()
+
+    def add(self, n: int) -> None:
+        if n > 0:
+            with self._lock:
+                self._events.append((time.monotonic(), n))
+
+    def within(self, seconds: float) -> int:
+        since = time.monotonic() - seconds
+        with self._lock:
+            return sum(n for t, n in self._events if t >= since)
 
 
 class LogWriter:
@@ -53,6 +77,7 @@ class LogWriter:
         self.last_error: str | None = None
         self.last_error_at: str | None = None
         self.down = False
+        self.drop_times = DropTimes()
         self._queue: deque[Record] = deque()
         self._submitted = 0  # records accepted into the queue, ever
         self._done = 0  # accepted records written or dropped by the thread, ever
@@ -72,6 +97,7 @@ class LogWriter:
         with self._cond:
             if self._closing or len(self._queue) + n > self.max_queue:
                 self.dropped += n
+                self.drop_times.add(n)
                 if not self._closing:
                     self._note_error(f"prediction log queue full ({self.max_queue} records)")
                 return False
@@ -103,11 +129,12 @@ class LogWriter:
                 self._cond.wait(left if left is None else min(left, 0.5))
         return True
 
-    def add_feedback(self, items: Iterable[dict[str, Any]]) -> list[str]:
+    def add_feedback(self, items: Iterable[dict[str, Any]], *, by: str | None = None) -> list[str]:
         """Flush pending records, then :meth:`PredictionLog.add_feedback` (may raise
-        :class:`LogUnavailable`), so a label posted right after its prediction finds it."""
+        :class:`LogUnavailable`), so a label posted right after its prediction finds it;
+        ``by`` is the name of the token that wrote the labels (None: none)."""
         self.flush()
-        return self.log.add_feedback(list(items))
+        return self.log.add_feedback(list(items), by=by)
 
     def close(self, timeout: float = 30.0) -> None:
         """Write what is queued, stop the thread and release the log's connections."""
@@ -154,21 +181,75 @@ class LogWriter:
                         return
                 continue
             error: str | None = None
+            written, lost, down = 0, 0, False
             try:
                 self.log.write(batch)
+                written = len(batch)
+            except RowsRefused as exc:
+                # The log is up; some rows are bad. Find them, keep the others.
+                written, lost, error, down = self._apart(batch, str(exc))
             except LogUnavailable as exc:
-                error = str(exc)
+                error, lost, down = str(exc), len(batch), True
             except Exception as exc:  # a record the log cannot store: counted, never fatal
                 error = f"prediction log: {type(exc).__name__}: {exc}"
+                written, lost, error, down = self._apart(batch, error)
             with self._cond:
                 self.batches += 1
-                if error is None:
-                    self.written += len(batch)
-                    self.down = False
-                else:
-                    self.dropped += len(batch)
+                self.written += written
+                self.down = down
+                if lost:
+                    self.dropped += lost
+                    self.drop_times.add(lost)
                     self.failed_batches += 1
-                    self.down = True
+                if error is not None:
                     self._note_error(error)
                 self._done += len(batch)
                 self._cond.notify_all()
+
+    def dropped_within(self, seconds: float) -> int:
+        """Rows dropped in the last ``seconds``."""
+        return self.drop_times.within(seconds)
+
+    def _apart(self, batch: list[Record], first_error: str) -> tuple[int, int, str, bool]:
+        """Write a refused batch in halves down to single rows: ``(written, lost, error,
+        the log went down)``.
+
+        Bisection finds k bad rows of n in about 2·k·log2(n) transactions; after
+        ``MAX_RETRIES`` the parts still unresolved are dropped.  A log that goes down
+        meanwhile drops what is left at once.
+        """
+        written, lost, error, down = 0, 0, first_error, False
+        budget = MAX_RETRIES
+        parts = [batch[: len(batch) // 2], batch[len(batch) // 2 :]] if len(batch) > 1 else []
+        if not parts:
+            return 0, len(batch), error, False
+        while parts:
+            part = parts.pop()
+            if not part:
+                continue
+            if budget <= 0:
+                lost += len(part)
+                continue
+            budget -= 1
+            try:
+                self.log.write(part)
+                written += len(part)
+            except RowsRefused as exc:
+                error = str(exc)
+                if len(part) == 1:
+                    lost += 1
+                else:
+                    half = len(part) // 2
+                    parts += [part[:half], part[half:]]
+            except LogUnavailable as exc:
+                error, down = str(exc), True
+                lost += len(part) + sum(len(p) for p in parts)
+                parts = []
+            except Exception as exc:
+                error = f"prediction log: {type(exc).__name__}: {exc}"
+                if len(part) == 1:
+                    lost += 1
+                else:
+                    half = len(part) // 2
+                    parts += [part[:half], part[half:]]
+        return written, lost, error, down

@@ -5,8 +5,18 @@ Two tables, the same on SQLite and PostgreSQL (SQLAlchemy Core; psycopg 3 for Po
 - ``predictions``: one row per served row and version (request id, row index, UTC time,
   version, role, prediction, class probabilities, latency, input hash, inputs when asked).
   Append-only; written by :class:`retrain.serve.logwriter.LogWriter` in batches, one transaction per batch.
-- ``feedback``: the true label of ``(request_id, row)``, the latest one wins.  It is joined at
-  query time, never written into ``predictions``, so a label never races the writer.
+- ``labels``: every true label posted for ``(request_id, row)``, with the name of the token
+  that wrote it (None: no token, the development switch) and when.  Append-only: a second
+  label for a row is kept as history, and the latest one counts.  Labels are joined at query
+  time, never written into ``predictions``, so a label never races the writer.  Readers that
+  decide something (triggers, monitor, export) see only the latest *authenticated* label.
+- ``log_meta``: the schema's version.  A log written by an older retrain (version 1: no
+  ``client_request_id`` column, a ``feedback`` table whose latest label replaced the first)
+  is migrated in place on first use, its labels kept as unauthenticated history; a log of a
+  newer version than this code knows is refused with one line.
+
+``request_id`` is the server's own id (32 hex digits), unique per request; a client's
+``X-Request-ID`` is kept in ``client_request_id`` beside it and never merges two requests.
 
 Values of free type (prediction, label, probabilities, inputs) are stored as JSON text, so a
 class name, a number or a dict comes back as it went in on both databases.  Times are stored
@@ -22,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -32,6 +43,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from retrain.core import redact
 from retrain.core.config import ServeConfig, load_serve_config
 from retrain.core.errors import BadInput, RetrainError
 
@@ -49,7 +61,14 @@ RECORD_KEYS = (
     "latency_ms",
     "input_hash",
     "inputs",
+    "client_request_id",
 )
+SCHEMA_VERSION = 2
+REQUEST_ID_CHARS = 64  # the server's ids are 32 hex digits
+CLIENT_ID_CHARS = 128  # X-Request-ID: the header's limit is the column's
+TOKEN_NAME_CHARS = 64
+LABEL_KEYS = ("label", "feedback_at", "label_by")
+_PG_LOCK = 0x7265747261696E  # pg_advisory_xact_lock key of the schema check ("retrain")
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 PG_CONNECT_TIMEOUT_S = 3
 
@@ -58,7 +77,7 @@ predictions = sa.Table(
     "predictions",
     metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
-    sa.Column("request_id", sa.String(64), nullable=False),
+    sa.Column("request_id", sa.String(REQUEST_ID_CHARS), nullable=False),
     sa.Column("row", sa.Integer, nullable=False),
     sa.Column("at", sa.String(32), nullable=False),
     sa.Column("version", sa.String(64), nullable=False),
@@ -68,12 +87,33 @@ predictions = sa.Table(
     sa.Column("latency_ms", sa.Float),
     sa.Column("input_hash", sa.String(128)),
     sa.Column("inputs", sa.Text),
+    sa.Column("client_request_id", sa.String(CLIENT_ID_CHARS)),
     sa.Index("ix_predictions_request", "request_id", "row"),
     sa.Index("ix_predictions_version_at", "version", "at"),
 )
-feedback = sa.Table(
-    "feedback",
+CLIENT_INDEX = sa.Index("ix_predictions_client_request", predictions.c.client_request_id)
+labels = sa.Table(
+    "labels",
     metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("request_id", sa.String(REQUEST_ID_CHARS), nullable=False),
+    sa.Column("row", sa.Integer, nullable=False),
+    sa.Column("label", sa.Text, nullable=False),
+    sa.Column("at", sa.String(32), nullable=False),
+    sa.Column("token", sa.String(TOKEN_NAME_CHARS)),  # the token's name; None: no token
+    sa.Index("ix_labels_request", "request_id", "row", "id"),
+)
+log_meta = sa.Table(
+    "log_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(256), nullable=False),
+)
+# Version 1's label table (latest label replaced the first); read once, by the migration.
+_legacy = sa.MetaData()
+legacy_feedback = sa.Table(
+    "feedback",
+    _legacy,
     sa.Column("request_id", sa.String(64), primary_key=True),
     sa.Column("row", sa.Integer, primary_key=True),
     sa.Column("label", sa.Text, nullable=False),
@@ -84,6 +124,15 @@ feedback = sa.Table(
 class LogUnavailable(RetrainError):
     """The prediction log cannot be reached or written (the server answers 503, the CLI one
     line and exit 1)."""
+
+
+class RowsRefused(LogUnavailable):
+    """The database is up but refused the rows of a write (a value too long for its column,
+    a constraint): the writer retries them apart, so only the bad rows are lost."""
+
+
+class LogTooNew(LogUnavailable):
+    """The log's schema is of a newer retrain than this one."""
 
 
 # --------------------------------------------------------------------------- values
@@ -151,6 +200,7 @@ def _row(record: dict[str, Any]) -> tuple[Any, ...]:
         None if latency is None else float(latency),
         record.get("input_hash"),
         None if inputs is None else _dump(inputs),
+        record.get("client_request_id"),
     )
 
 
@@ -167,10 +217,12 @@ def _record(row: Any) -> dict[str, Any]:
         "latency_ms": m["latency_ms"],
         "input_hash": m["input_hash"],
         "inputs": _load(m["inputs"]),
+        "client_request_id": m["client_request_id"],
     }
     if "label" in m:
         out["label"] = _load(m["label"])
         out["feedback_at"] = m["feedback_at"]
+        out["label_by"] = m["label_by"]
     return out
 
 
@@ -226,17 +278,44 @@ def open_log(url: str, root: Path) -> PredictionLog:
     if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
         return PredictionLog(_pg_engine(url), url=url)
     raise BadInput(
-        f"log_url: expected sqlite:///PATH or postgresql://USER@HOST:PORT/DB (got {url!r})"
+        "log_url: expected sqlite:///PATH or postgresql://USER@HOST:PORT/DB "
+        f"(got {redact.url(url)!r})"
     )
 
 
+LOG_URL_ENV = "RETRAIN_LOG_URL"
+LOG_URL_FILE_ENV = "RETRAIN_LOG_URL_FILE"
+
+
+def log_url_of(serve: ServeConfig, environ: dict[str, str] | None = None) -> tuple[str, str]:
+    """``(log URL, where it came from)``: ``RETRAIN_LOG_URL``, else the first line of the
+    file named by ``RETRAIN_LOG_URL_FILE`` (a mounted secret), else ``configs/serve.yaml``
+    ``log_url``.  A password belongs in the first two, never in the committed file."""
+    env = os.environ if environ is None else environ
+    if env.get(LOG_URL_ENV, "").strip():
+        return env[LOG_URL_ENV].strip(), LOG_URL_ENV
+    path = env.get(LOG_URL_FILE_ENV, "").strip()
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            raise BadInput(f"{LOG_URL_FILE_ENV}={path}: cannot be read ({reason})") from None
+        if not text:
+            raise BadInput(f"{LOG_URL_FILE_ENV}={path}: empty; expected the log's URL")
+        return text.splitlines()[0].strip(), LOG_URL_FILE_ENV
+    return serve.log_url, "configs/serve.yaml"
+
+
 def configured_log(root: Path) -> tuple[ServeConfig, PredictionLog]:
-    """``configs/serve.yaml`` and the prediction log it names (not contacted yet)."""
+    """``configs/serve.yaml`` and the prediction log it (or the environment) names; not
+    contacted yet."""
     serve = load_serve_config(root)
+    url, source = log_url_of(serve)
     try:
-        return serve, open_log(serve.log_url, root)
+        return serve, open_log(url, root)
     except BadInput as exc:
-        raise BadInput(f"configs/serve.yaml: {exc}") from None
+        raise BadInput(f"{source}: {exc}") from None
 
 
 # --------------------------------------------------------------------------- the log
@@ -253,8 +332,8 @@ class PredictionLog:
 
     @property
     def display(self) -> str:
-        """The URL without a password, for messages."""
-        return sa.engine.make_url(self.engine.url).render_as_string(hide_password=True)
+        """The URL without a password (nor a secret in its query), for messages."""
+        return redact.url(sa.engine.make_url(self.engine.url).render_as_string(hide_password=True))
 
     def __repr__(self) -> str:
         return f"PredictionLog({self.display})"
@@ -269,20 +348,33 @@ class PredictionLog:
             try:
                 if self.sqlite_path is not None:
                     self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-                metadata.create_all(self.engine, checkfirst=True)
+                with self.engine.begin() as conn:
+                    if conn.dialect.name == "postgresql":
+                        # Replicas starting together: one creates or migrates, the rest wait.
+                        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK})")
+                    _prepare(conn)
+            except LogUnavailable:
+                raise
             except (OSError, sa.exc.SQLAlchemyError) as exc:
-                if self._exists():  # another replica created it at the same moment
-                    self._ready = True
-                    return
                 raise LogUnavailable(_reason(self, exc)) from exc
             self._ready = True
 
-    def _exists(self) -> bool:
+    def schema_version(self) -> int | None:
+        """The log's schema version (None: never written, or written by retrain < 2)."""
+
+        def go() -> int | None:
+            with self.engine.connect() as conn:
+                if not sa.inspect(conn).has_table("log_meta"):
+                    return None
+                value = conn.execute(
+                    sa.select(log_meta.c.value).where(log_meta.c.key == "schema_version")
+                ).scalar()
+                return None if value is None else int(value)
+
         try:
-            names = set(sa.inspect(self.engine).get_table_names())
-        except (OSError, sa.exc.SQLAlchemyError):
-            return False
-        return {"predictions", "feedback"} <= names
+            return go() if self.exists() else None
+        except (OSError, sa.exc.SQLAlchemyError) as exc:
+            raise LogUnavailable(_reason(self, exc)) from exc
 
     def exists(self) -> bool:
         """False for a SQLite log whose file was never created (nothing was ever logged);
@@ -295,6 +387,8 @@ class PredictionLog:
         self._ensure()
         try:
             return fn()
+        except (sa.exc.DataError, sa.exc.IntegrityError) as exc:
+            raise RowsRefused(_reason(self, exc)) from exc
         except (OSError, sa.exc.SQLAlchemyError) as exc:
             raise LogUnavailable(_reason(self, exc)) from exc
 
@@ -324,18 +418,21 @@ class PredictionLog:
 
         return int(self._run(go))
 
-    def add_feedback(self, items: Iterable[dict[str, Any]]) -> list[str]:
-        """Store ``{request_id, label, row=0}`` items; return the ones that match no served row.
+    def add_feedback(self, items: Iterable[dict[str, Any]], *, by: str | None = None) -> list[str]:
+        """Store ``{request_id, label, row=0}`` items written by the token named ``by`` (None:
+        no token); return the ones that match no served row.
 
         An unknown request id is returned as itself; a known id with a row it never had as
         ``"<request_id> row <n>"``.  Nothing is stored for either.  A second label for the
-        same row replaces the first.
+        same row is stored beside the first (history); the latest one counts.
         """
         wanted: dict[tuple[str, int], Any] = {}
         for item in items:
             if item.get("label") is None:
                 raise BadInput(f"feedback for {item.get('request_id')!r}: label is required")
             wanted[(str(item["request_id"]), int(item.get("row") or 0))] = item["label"]
+        if by is not None and not 0 < len(by) <= TOKEN_NAME_CHARS:
+            raise BadInput(f"feedback: token name must be 1-{TOKEN_NAME_CHARS} characters")
         if not wanted:
             return []
         ids = sorted({rid for rid, _ in wanted})
@@ -357,41 +454,58 @@ class PredictionLog:
                 for (rid, row), label in wanted.items():
                     if (rid, row) in found:
                         rows.append(
-                            {"request_id": rid, "row": row, "label": _dump(label), "at": now}
+                            {
+                                "request_id": rid,
+                                "row": row,
+                                "label": _dump(label),
+                                "at": now,
+                                "token": by,
+                            }
                         )
                     elif rid in known_ids:
                         unknown.append(f"{rid} row {row}")
                     else:
                         unknown.append(rid)
                 if rows:
-                    conn.execute(_upsert(self.engine, rows))
+                    conn.execute(labels.insert(), rows)
             return unknown
 
         result: list[str] = self._run(go)
         return result
 
     # ------------------------------------------------------------------ reads
-    def _joined(self) -> sa.Select[Any]:
-        return sa.select(
+    def _joined(self, authenticated: bool = True) -> tuple[sa.Select[Any], Any]:
+        """Served rows outer-joined with their latest label (only labels a token wrote, when
+        ``authenticated``), and the label table's alias for filters."""
+        latest_q = sa.select(
+            labels.c.request_id, labels.c.row, sa.func.max(labels.c.id).label("id")
+        )
+        if authenticated:
+            latest_q = latest_q.where(labels.c.token.is_not(None))
+        latest = latest_q.group_by(labels.c.request_id, labels.c.row).subquery("latest")
+        chosen = labels.alias("chosen")
+        query = sa.select(
             *[predictions.c[k] for k in RECORD_KEYS],
-            feedback.c.label,
-            feedback.c.at.label("feedback_at"),
+            chosen.c.label,
+            chosen.c.at.label("feedback_at"),
+            chosen.c.token.label("label_by"),
         ).select_from(
             predictions.outerjoin(
-                feedback,
+                latest,
                 sa.and_(
-                    feedback.c.request_id == predictions.c.request_id,
-                    feedback.c.row == predictions.c.row,
+                    latest.c.request_id == predictions.c.request_id,
+                    latest.c.row == predictions.c.row,
                 ),
-            )
+            ).outerjoin(chosen, chosen.c.id == latest.c.id)
         )
+        return query, chosen
 
     def lookup(self, request_id: str) -> list[dict[str, Any]]:
-        """Every logged row of ``request_id`` (all versions and roles) with its feedback."""
-        query = (
-            self._joined()
-            .where(predictions.c.request_id == str(request_id))
-            .order_by(predictions.c.row, predictions.c.id)
+        """Every logged row of ``request_id`` (all versions and roles) with its latest label,
+        authenticated or not (``label_by`` None: written without a token)."""
+        joined, _ = self._joined(authenticated=False)
+        query = joined.where(predictions.c.request_id == str(request_id)).order_by(
+            predictions.c.row, predictions.c.id
         )
 
         def go() -> list[dict[str, Any]]:
@@ -401,24 +515,64 @@ class PredictionLog:
         result: list[dict[str, Any]] = self._run(go, empty=[])
         return result
 
-    def labelled(self, version: str | None = None, since: str | None = None) -> pd.DataFrame:
-        """Served rows that have feedback, oldest first: the record's columns + ``label``,
-        ``feedback_at``.  ``version`` keeps one version's rows; ``since`` (ISO date or time,
-        UTC) keeps rows served at or after it.  Every role is included (a shadow's row is
-        judged by the same label); filter ``role`` for the answers that were returned.
+    def label_history(self, request_id: str) -> list[dict[str, Any]]:
+        """Every label posted for ``request_id``, oldest first: row, label, at, by (the
+        token's name; None without a token)."""
+        query = (
+            sa.select(labels.c.row, labels.c.label, labels.c.at, labels.c.token)
+            .where(labels.c.request_id == str(request_id))
+            .order_by(labels.c.row, labels.c.id)
+        )
+
+        def go() -> list[dict[str, Any]]:
+            with self.engine.connect() as conn:
+                return [
+                    {"row": r.row, "label": _load(r.label), "at": r.at, "by": r.token}
+                    for r in conn.execute(query)
+                ]
+
+        result: list[dict[str, Any]] = self._run(go, empty=[])
+        return result
+
+    def requests_of_client(self, client_request_id: str) -> list[str]:
+        """The server's ids of every request sent with this ``X-Request-ID``, oldest first."""
+        query = (
+            sa.select(predictions.c.request_id, sa.func.min(predictions.c.id).label("first"))
+            .where(predictions.c.client_request_id == str(client_request_id))
+            .group_by(predictions.c.request_id)
+            .order_by("first")
+        )
+
+        def go() -> list[str]:
+            with self.engine.connect() as conn:
+                return [str(r.request_id) for r in conn.execute(query)]
+
+        result: list[str] = self._run(go, empty=[])
+        return result
+
+    def labelled(
+        self, version: str | None = None, since: str | None = None, *, authenticated: bool = True
+    ) -> pd.DataFrame:
+        """Served rows that have a label, oldest first: the record's columns + ``label``,
+        ``feedback_at``, ``label_by``.  Only labels a token wrote count (the latest of them),
+        unless ``authenticated`` is False.  ``version`` keeps one version's rows; ``since``
+        (ISO date or time, UTC) keeps rows served at or after it.  Every role is included (a
+        shadow's row is judged by the same label); filter ``role`` for the answers returned.
         """
-        query = self._joined().where(feedback.c.label.is_not(None))
+        joined, chosen = self._joined(authenticated)
+        query = joined.where(chosen.c.label.is_not(None))
         if version is not None:
             query = query.where(predictions.c.version == str(version))
         if since is not None:
             query = query.where(predictions.c.at >= utc_text(since))
         return self._frame(query)
 
-    def served(self, since: str | None = None) -> pd.DataFrame:
+    def served(self, since: str | None = None, *, authenticated: bool = True) -> pd.DataFrame:
         """Every served row (all versions and roles) at or after ``since``, oldest first,
-        with its feedback ``label`` when one came (else None): what ``retrain monitor``
-        judges, errors included (a failed prediction is logged with prediction None)."""
-        query = self._joined()
+        with its latest authenticated ``label`` when one came (else None): what ``retrain
+        monitor`` judges, errors included (a failed prediction is logged with prediction
+        None).  ``authenticated=False`` takes labels written without a token too."""
+        query, _ = self._joined(authenticated)
         if since is not None:
             query = query.where(predictions.c.at >= utc_text(since))
         return self._frame(query)
@@ -435,7 +589,7 @@ class PredictionLog:
         import pandas as pd
 
         rows: list[dict[str, Any]] = self._run(go, empty=[])
-        return pd.DataFrame(rows, columns=[*RECORD_KEYS, "label", "feedback_at"])
+        return pd.DataFrame(rows, columns=[*RECORD_KEYS, *LABEL_KEYS])
 
     def count(self) -> int:
         """How many rows the log holds (all versions and roles)."""
@@ -452,19 +606,46 @@ class PredictionLog:
         self.engine.dispose()
 
 
-def _upsert(engine: Engine, rows: list[dict[str, Any]]) -> Any:
-    if engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
+def _prepare(conn: sa.Connection) -> None:
+    """Create what is missing and bring a version 1 log to this schema, in one transaction.
 
-        stmt = pg_insert(feedback).values(rows)
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(feedback).values(rows)  # type: ignore[assignment]
-    return stmt.on_conflict_do_update(
-        index_elements=["request_id", "row"],
-        set_={"label": stmt.excluded.label, "at": stmt.excluded.at},
-    )
+    Version 1 (no ``log_meta``) had no ``client_request_id`` column and a ``feedback`` table
+    keyed by row; its labels are copied into ``labels`` as unauthenticated history (no token
+    wrote them), and the old table is left as it was.
+    """
+    metadata.create_all(conn, checkfirst=True)
+    version = conn.execute(
+        sa.select(log_meta.c.value).where(log_meta.c.key == "schema_version")
+    ).scalar()
+    if version is not None:
+        if not str(version).isdigit() or int(version) > SCHEMA_VERSION:
+            raise LogTooNew(
+                f"prediction log schema version {version} is newer than this retrain "
+                f"understands ({SCHEMA_VERSION}); upgrade retrain to read or write it"
+            )
+        return
+    inspector = sa.inspect(conn)
+    columns = {c["name"] for c in inspector.get_columns("predictions")}
+    if "client_request_id" not in columns:
+        kind = predictions.c.client_request_id.type.compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE predictions ADD COLUMN client_request_id {kind}")
+    indexes = {i["name"] for i in inspector.get_indexes("predictions")}
+    if CLIENT_INDEX.name not in indexes:
+        CLIENT_INDEX.create(conn)
+    if inspector.has_table("feedback"):
+        conn.execute(
+            labels.insert().from_select(
+                ["request_id", "row", "label", "at", "token"],
+                sa.select(
+                    legacy_feedback.c.request_id,
+                    legacy_feedback.c.row,
+                    legacy_feedback.c.label,
+                    legacy_feedback.c.at,
+                    sa.null(),
+                ).order_by(legacy_feedback.c.at),
+            )
+        )
+    conn.execute(log_meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
 
 
 def _reason(log: PredictionLog, exc: BaseException) -> str:

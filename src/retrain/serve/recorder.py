@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 from retrain.serve.logrows import request_rows
+from retrain.serve.logwriter import DropTimes
 
 log = logging.getLogger("retrain.serve")
 LINGER = 0.05  # seconds the thread lets records gather before handing them over
@@ -38,10 +39,13 @@ def input_hash(row: dict[str, Any]) -> str:
 
 
 class Recorder:
-    def __init__(self, writer: Any, *, log_inputs: bool) -> None:
+    def __init__(self, writer: Any, *, log_inputs: bool, max_backlog_rows: int = 100_000) -> None:
         self.writer = writer
         self.log_inputs = log_inputs
+        self.max_backlog_rows = max_backlog_rows
         self.failed = 0
+        self.backlog_rows = 0  # rows recorded but not yet handed to the writer
+        self.drop_times = DropTimes()
         self._put = 0  # items queued, ever
         self._done = 0  # items handed to the writer (or counted as failed), ever
         self._cond = threading.Condition()
@@ -62,12 +66,34 @@ class Recorder:
         proba: list[list[float]] | None,
         classes: list[str] | None,
         latency_ms: float,
+        client_request_id: str | None = None,
     ) -> None:
         with self._cond:
             self._put += 1
+            self.backlog_rows += n
         self._queue.put(
-            (request_id, at, version, role, columns, n, predictions, proba, classes, latency_ms)
+            (
+                request_id,
+                at,
+                version,
+                role,
+                columns,
+                n,
+                predictions,
+                proba,
+                classes,
+                latency_ms,
+                client_request_id,
+            )
         )
+
+    def full(self, n: int) -> bool:
+        """True when ``n`` more rows would take the backlog past ``max_backlog_rows``: the
+        server then refuses new predictions (503) rather than queue without bound."""
+        return self.backlog_rows + n > self.max_backlog_rows
+
+    def failed_within(self, seconds: float) -> int:
+        return self.drop_times.within(seconds)
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until everything recorded so far was handed to the writer."""
@@ -100,6 +126,7 @@ class Recorder:
             self._submit(items)
             with self._cond:
                 self._done += len(items)
+                self.backlog_rows -= sum(int(i[5]) for i in items)
                 self._cond.notify_all()
             if stop:
                 return
@@ -108,14 +135,19 @@ class Recorder:
         """The rows of ``items`` (recorded requests) to the writer; every row that cannot
         be handed over is counted in ``failed``."""
         if self.writer is None:  # the log could not be opened: count every row as dropped
-            self.failed += sum(int(item[5]) for item in items)
+            lost = sum(int(item[5]) for item in items)
+            self.failed += lost
+            self.drop_times.add(lost)
             return
         batch: list[tuple[Any, ...]] = []
         for item in items:
             try:
-                batch.extend(request_rows(*item, log_inputs=self.log_inputs))
+                batch.extend(
+                    request_rows(*item[:10], log_inputs=self.log_inputs, client_request_id=item[10])
+                )
             except Exception as exc:  # a request the log cannot store: counted, never fatal
                 self.failed += int(item[5])
+                self.drop_times.add(int(item[5]))
                 log.warning("prediction log: request %s not logged: %s", item[0], exc)
             # Hand the GIL back between requests: a thread waiting for it (the event loop,
             # the model call between two trees) gets it now instead of after the 5 ms switch
@@ -127,6 +159,7 @@ class Recorder:
             self.writer.submit(batch)
         except Exception as exc:  # the writer must never take the server down
             self.failed += len(batch)
+            self.drop_times.add(len(batch))
             log.warning("prediction log: submit failed: %s", exc)
 
     def close(self) -> None:

@@ -4,6 +4,9 @@
 - ``retrain_serve_request_duration_seconds{version}`` (histogram)
 - ``retrain_serve_model_info{model,version,sha256,registry_commit}`` (1 for the one serving)
 - ``retrain_serve_reloads_total{outcome}`` (``success`` / ``failed``)
+- ``retrain_serve_rollout_info{role,version,weight}`` (1 per version registry.yaml's rollout
+  names: a canary with its weight, shadows with weight ""; a step of a canary is a new series,
+  so "the same step for hours" is the alert of a canary stuck in hold)
 - ``retrain_serve_batch_rows`` (histogram: rows per model call, what batching achieved)
 - ``retrain_serve_prediction_log_written_total`` / ``..._dropped_total`` (from the log writer)
 """
@@ -16,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from retrain.core.registry import Rollout
 from retrain.serve.holder import ServedModel
 
 PREFIX = "retrain_serve"
@@ -75,6 +79,12 @@ class Telemetry:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
             registry=self.registry,
         )
+        self.rollout_info = Gauge(
+            f"{PREFIX}_rollout_info",
+            "Versions registry.yaml's rollout sends traffic to besides production (value 1)",
+            ["role", "version", "weight"],
+            registry=self.registry,
+        )
         for outcome in ("success", "failed"):
             self.reloads.labels(outcome)
         self.registry.register(_LogCounters(log_counters))
@@ -95,6 +105,17 @@ class Telemetry:
         self.model_info.labels(
             model.name, model.version, model.sha256, model.registry_commit or ""
         ).set(1)
+
+    def rollout(self, rollout: Rollout | None) -> None:
+        """``rollout_info`` names the canary (with its weight) and the shadows serving now."""
+        self.rollout_info.clear()
+        if rollout is None:
+            return
+        if rollout.canary is not None:
+            c = rollout.canary
+            self.rollout_info.labels("canary", c.version, str(c.weight)).set(1)
+        for v in rollout.shadow:
+            self.rollout_info.labels("shadow", v, "").set(1)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -20,11 +20,23 @@ class FeatureSpec(Strict):
     min: float | None = None
     max: float | None = None
     allow_missing: bool = False
+    levels: list[str] | None = Field(
+        default=None,
+        description="a categorical column's levels; validate and serve refuse any other",
+    )
 
     @model_validator(mode="after")
     def _range(self) -> FeatureSpec:
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) must be <= max ({self.max})")
+        if self.levels is not None:
+            if self.type != "categorical":
+                raise ValueError("levels: only a categorical feature has levels")
+            if not self.levels:
+                raise ValueError("levels: give at least one level, or leave levels out")
+            dupes = sorted({v for v in self.levels if self.levels.count(v) > 1})
+            if dupes:
+                raise ValueError(f"levels: {dupes} listed twice")
         return self
 
 

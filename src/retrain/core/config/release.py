@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import (
     Field,
     field_validator,
+    model_validator,
 )
 
 from retrain.core.config.base import Strict, load_model
@@ -156,6 +157,64 @@ class ServeConfig(Strict):
     follow_interval: float = Field(
         default=10.0, gt=0, allow_inf_nan=False, description="seconds between reconciles"
     )
+    follow_jitter: float = Field(
+        default=0.2,
+        ge=0,
+        lt=1,
+        allow_inf_nan=False,
+        description="each interval is moved by up to this share of it, at random",
+    )
+    keep_artifacts: int = Field(
+        default=3, ge=0, description="local artifact copies kept beyond production and rollout"
+    )
+    feedback_wait_s: float = Field(
+        default=3.0,
+        ge=0,
+        le=60,
+        allow_inf_nan=False,
+        description="how long feedback waits for a row another replica is still logging",
+    )
+    # Trust boundary (README "Serving": tokens). Tokens come from RETRAIN_TOKENS_FILE, never
+    # from this committed file.
+    require_token_for_predictions: bool = Field(
+        default=False, description="true: /invocations and /predict need a bearer token too"
+    )
+    max_labels_per_request: int = Field(
+        default=1000, ge=1, description="labels in one /feedback call; more get 413"
+    )
+    max_labels_per_minute: int = Field(
+        default=6000, ge=1, description="labels one token may post per minute; more get 429"
+    )
+    max_concurrent_requests: int = Field(
+        default=64, ge=1, description="requests in progress at once; more get 503 Retry-After"
+    )
+    max_queued_rows: int = Field(
+        default=20_000, ge=1, description="rows waiting for the model; more get 503 Retry-After"
+    )
+    max_log_backlog_rows: int = Field(
+        default=100_000,
+        ge=1,
+        description="served rows waiting to be logged; more get 503 Retry-After",
+    )
+    max_json_depth: int = Field(
+        default=32, ge=4, le=500, description="nesting of a JSON body; deeper gets 400"
+    )
+    openapi: bool = Field(default=False, description="true: serve /docs and /openapi.json")
+    drops_window_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="/health is degraded while log rows were dropped within this window",
+    )
+
+    @model_validator(mode="after")
+    def _queue_holds_a_request(self) -> ServeConfig:
+        if self.max_queued_rows < self.max_rows:
+            raise ValueError(
+                f"max_queued_rows ({self.max_queued_rows}) must be >= max_rows "
+                f"({self.max_rows}), or the largest request could never be queued"
+            )
+        return self
 
 
 def load_serve_config(root: Path | str = ".") -> ServeConfig:
