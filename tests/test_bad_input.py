@@ -160,6 +160,11 @@ BAD_CONFIGS = {
         ["configs/model.yaml", "params.n_trees"],
     ),
     "not yaml": ("release.yaml", "model_name: [unclosed\n", ["configs/release.yaml", "YAML"]),
+    "churn key replaced": (
+        "gates.yaml",
+        "churn:\n  max_share: 0.35\n",
+        ["configs/gates.yaml", "churn: max_share: replaced by churn.max_negative_flip_rate"],
+    ),
 }
 
 

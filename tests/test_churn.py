@@ -1,7 +1,9 @@
-"""Prediction churn, the eighth gate: how many answers change for whoever consumes them.
+"""Harmful churn, the eighth gate: rows production got right that the candidate gets wrong.
 
-Predictions are built row by row, so every share, transition count and verdict below is
-known in advance.
+Predictions are built row by row, so every share, flip count and verdict below is known in
+advance.  The two stories of issue 23: a retrain that fixes many of production's mistakes
+churns a lot and must pass; a retrain that scores higher while breaking many rows production
+had right must be held, and say how many.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from retrain.core import registry as reg
 from retrain.core.config import GatesConfig
@@ -18,6 +22,7 @@ from retrain.report import markdown
 
 CLASSES = ["fog", "rain", "sun"]
 FAST = {"p95_ms_single": 2.0, "p95_ms_batch": 20.0}
+GATED = GatesConfig.model_validate({"churn": {"max_negative_flip_rate": 0.05}})
 
 
 def _scores(pred: np.ndarray) -> ModelScores:
@@ -45,111 +50,202 @@ def _inputs(y, candidate, baseline, task="classification", metric="accuracy") ->
     )
 
 
-def test_churn_by_hand_on_six_rows():
-    production = np.array(["rain", "rain", "sun", "sun", "fog", "sun"])
-    candidate = np.array(["rain", "sun", "sun", "rain", "fog", "fog"])
+def _wrong(y: np.ndarray, rows) -> np.ndarray:
+    """``y`` with the given rows replaced by the next class: wrong there, right elsewhere."""
+    out = y.copy()
+    for i in rows:
+        out[i] = CLASSES[(CLASSES.index(y[i]) + 1) % 3]
+    return out
+
+
+def _truth(n: int = 1000) -> np.ndarray:
+    return np.random.default_rng(3).choice(CLASSES, n)
+
+
+def test_negative_and_positive_flips_by_hand_on_six_rows():
+    truth = np.array(["rain", "rain", "sun", "sun", "fog", "sun"])
+    production = np.array(["rain", "sun", "sun", "rain", "fog", "fog"])
+    candidate = np.array(["rain", "rain", "rain", "fog", "fog", "fog"])
     c = churn.measure(
-        "classification",
-        production,
+        "classification", truth, production, candidate, confidence=0.95, n_resamples=200, seed=0
+    )
+    # row 1: wrong → right (positive); row 2: right → wrong (negative); row 3: wrong → wrong
+    # (changed, neither); rows 0, 4, 5 unchanged
+    assert (c.negative, c.positive, c.changed, c.rows) == (1, 1, 3, 6)
+    assert c.value == pytest.approx(1 / 6) and c.changed_share == pytest.approx(0.5)
+    assert c.broken == {"sun": {"rain": 1}}
+    assert c.transitions == {
+        "fog": {"fog": 2},
+        "rain": {"fog": 1, "rain": 1},
+        "sun": {"rain": 2},
+    }
+    assert c.negative_pairs == [("sun", "rain", 1)]
+
+
+def test_regression_counts_rows_whose_error_grows_beyond_the_tolerance():
+    y = np.array([10.0, 10.0, 10.0, 10.0, 10.0])
+    production = np.array([10.0, 11.0, 12.0, 9.0, 10.0])  # errors 0, 1, 2, 1, 0
+    candidate = np.array([10.4, 11.0, 10.0, 6.0, 10.6])  # errors 0.4, 1, 0, 4, 0.6
+    c = churn.measure(
+        "regression",
+        y,
         production,
         candidate,
         confidence=0.95,
         n_resamples=200,
         seed=0,
+        tolerance=0.5,
     )
-    # rows 1 (rain→sun), 3 (sun→rain) and 5 (sun→fog) flip: 3 of 6
-    assert c.value == pytest.approx(0.5) and c.changed == 3 and c.rows == 6
-    assert c.transitions == {
-        "fog": {"fog": 1},
-        "rain": {"rain": 1, "sun": 1},
-        "sun": {"fog": 1, "rain": 1, "sun": 1},
-    }
-    assert c.flips == [("rain", "sun", 1), ("sun", "fog", 1), ("sun", "rain", 1)]
-
-
-def test_regression_churn_is_the_median_change_over_the_targets_iqr():
-    y = np.array([0.0, 10.0, 20.0, 30.0, 40.0])  # IQR = 30 - 10 = 20
-    production = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
-    candidate = production + np.array([0.0, 2.0, 4.0, 6.0, 40.0])  # median |Δ| = 4
-    c = churn.measure(
+    # error growth: +0.4 (within), 0, -2 (better), +3 (worse), +0.6 (worse)
+    assert (c.negative, c.positive, c.changed) == (2, 1, 4)
+    assert c.value == pytest.approx(2 / 5) and c.tolerance == 0.5
+    strict = churn.measure(
         "regression", y, production, candidate, confidence=0.95, n_resamples=200, seed=0
     )
-    assert c.scale == {"name": "iqr", "value": 20.0}
-    assert c.value == pytest.approx(4 / 20)
-    assert c.changed == 4
+    assert strict.negative == 3  # at tolerance 0 the +0.4 counts too
 
 
-def _thirty_percent_churn() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """1000 rows: production is wrong on rows 0..199, the candidate on rows 900..999 instead.
-    Accuracy 0.80 → 0.90, and 300 of 1000 labels change."""
-    rng = np.random.default_rng(3)
-    y = rng.choice(CLASSES, 1000)
-    nxt = np.array([CLASSES[(CLASSES.index(v) + 1) % 3] for v in y])
-    production = y.copy()
-    production[:200] = nxt[:200]
+def test_a_retrain_that_fixes_many_errors_passes_however_much_it_churns():
+    """Issue 23's drifting record: production is stale and wrong on 40% of the rows; the
+    candidate fixes 300 of them and breaks 20 rows production had right."""
+    y = _truth()
+    production = _wrong(y, range(400))
+    candidate = _wrong(y, [*range(300, 400), *range(900, 920)])
+    report = evaluate_gates(_inputs(y, candidate, production), GATED)
+    r = report.result("churn")
+    c = report.metrics["churn"]
+    assert c["changed"] == 320 and c["changed_share"] == pytest.approx(0.32)  # total churn
+    assert (c["negative"], c["positive"]) == (20, 300)
+    assert r.verdict == "pass" and r.value == pytest.approx(0.02) and report.passed
+    assert "20 of 1000 holdout rows production got right are wrong now" in r.detail
+    assert "300 wrong → right" in r.detail
+    # the old gate (total churn ≤ 0.10, or the example's 0.35 for a drifting labelling)
+    # held exactly this candidate: 32% of the labels change
+    assert c["changed_share"] > 0.10
+
+
+def test_a_more_accurate_candidate_that_breaks_rows_production_had_right_is_held():
+    y = _truth()
+    production = _wrong(y, range(200))  # accuracy 0.80
+    candidate = _wrong(y, range(200, 320))  # accuracy 0.88, but 120 rows newly wrong
+    report = evaluate_gates(_inputs(y, candidate, production), GATED)
+    assert report.result("improvement").verdict == "pass"  # it is more accurate…
+    r = report.result("churn")
+    assert r.verdict == "fail" and not report.passed  # …and breaks what worked
+    assert r.value == pytest.approx(0.12)
+    assert "120 of 1000 holdout rows production got right are wrong now" in r.detail
+    assert "above churn.max_negative_flip_rate 0.0500 by 0.0700" in r.detail
+    summary = markdown.render_run_summary(
+        {"model": "m", "outcome": "gated", "version": "1.1.0", "gates": report.to_dict()}
+    )
+    assert "❌ `churn`" in summary and "120 of 1000" in summary
+
+
+def test_a_regression_candidate_that_makes_many_rows_worse_is_held():
+    y = np.linspace(0.0, 100.0, 200)
+    production = y + 1.0  # every error 1
     candidate = y.copy()
-    candidate[900:] = nxt[900:]
-    return y, candidate, production
-
-
-def test_a_better_candidate_that_churns_30_percent_is_held_at_10_and_passes_at_50():
-    y, candidate, production = _thirty_percent_churn()
-    inputs = _inputs(y, candidate, production)
-    held = evaluate_gates(inputs, GatesConfig.model_validate({"churn": {"max_share": 0.10}}))
-    assert held.result("improvement").verdict == "pass"  # it is more accurate…
-    assert held.result("churn").verdict == "fail" and not held.passed  # …but churns too much
-    assert held.result("churn").value == pytest.approx(0.30)
-    assert "300 of 1000 holdout rows change label" in held.result("churn").detail
-    assert "above churn.max_share 0.1000 by 0.2000" in held.result("churn").detail
-    proposed = evaluate_gates(inputs, GatesConfig.model_validate({"churn": {"max_share": 0.5}}))
-    assert proposed.passed and proposed.result("churn").verdict == "pass"
+    candidate[:60] += 5.0  # 60 rows: error 5 (worse by 4); the rest: error 0 (better by 1)
+    cfg = GatesConfig.model_validate(
+        {
+            "primary_metric": "rmse",
+            "improvement": {"min_delta": 0.0},
+            "churn": {"max_worse_share": 0.2, "tolerance": 0.5},
+        }
+    )
+    report = evaluate_gates(
+        _inputs(y, candidate, production, task="regression", metric="rmse"), cfg
+    )
+    r = report.result("churn")
+    assert r.verdict == "fail" and r.value == pytest.approx(0.3)
+    assert "60 of 200 holdout rows have an absolute error larger by more than 0.5" in r.detail
+    assert report.metrics["churn"]["positive"] == 140
 
 
 def test_without_a_limit_churn_is_reported_and_does_not_gate():
-    y, candidate, production = _thirty_percent_churn()
-    report = evaluate_gates(_inputs(y, candidate, production), GatesConfig())
+    y = _truth()
+    report = evaluate_gates(
+        _inputs(y, _wrong(y, range(200, 320)), _wrong(y, range(200))), GatesConfig()
+    )
     r = report.result("churn")
-    assert r.verdict == "skip" and r.value == pytest.approx(0.30) and report.passed
-    assert "reported only (set churn.max_share to gate it)" in r.detail
+    assert r.verdict == "skip" and r.value == pytest.approx(0.12) and report.passed
+    assert "reported only (set churn.max_negative_flip_rate to gate it)" in r.detail
 
 
-def test_churns_interval_contains_the_observed_value():
-    y, candidate, production = _thirty_percent_churn()
-    report = evaluate_gates(_inputs(y, candidate, production), GatesConfig())
+def test_the_interval_is_the_improvement_gates_paired_bootstrap():
+    y = _truth()
+    report = evaluate_gates(_inputs(y, _wrong(y, range(200, 320)), _wrong(y, range(200))), GATED)
     c = report.metrics["churn"]
     assert c["lower"] < c["value"] < c["upper"]
     assert c["n_resamples"] == 1000 and c["seed"] == 0
-    # the transition table adds up to the rows, and its off-diagonal cells to the flips
+    # same draws as bootstrap_deltas: resample b is rng.integers(0, n, size=n), in order
+    rng = np.random.default_rng(0)
+    neg = np.zeros(1000)
+    neg[200:320] = 1.0
+    first = neg[rng.integers(0, 1000, size=1000)].mean()
+    assert churn._resampled_mean(neg, 1, 0)[0] == pytest.approx(first)
+    # the transition table adds up to the rows, and its off-diagonal cells to the changes
     cells = [(p, q, n) for p, row in c["transitions"].items() for q, n in row.items()]
     assert sum(n for _, _, n in cells) == 1000
-    assert sum(n for p, q, n in cells if p != q) == c["changed"] == 300
+    assert sum(n for p, q, n in cells if p != q) == c["changed"] == 320
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(CLASSES), st.sampled_from(CLASSES), st.sampled_from(CLASSES)),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_flips_add_up(rows):
+    y, p, c = (np.array(col) for col in zip(*rows, strict=True))
+    m = churn.measure("classification", y, p, c, confidence=0.9, n_resamples=100, seed=1)
+    assert m.negative == int(((p == y) & (c != y)).sum())
+    assert m.positive == int(((p != y) & (c == y)).sum())
+    # accuracy moves by exactly the positive minus the negative flips
+    assert (c == y).sum() - (p == y).sum() == m.positive - m.negative
+    assert m.negative + m.positive <= m.changed <= m.rows
+    assert sum(n for _, _, n in m.negative_pairs) == m.negative
 
 
 def test_at_bootstrap_churn_is_skipped():
-    y, candidate, _ = _thirty_percent_churn()
-    report = evaluate_gates(_inputs(y, candidate, None), GatesConfig())
+    y = _truth()
+    report = evaluate_gates(_inputs(y, y.copy(), None), GatesConfig())
     assert report.result("churn").verdict == "skip" and report.metrics["churn"] is None
 
 
-def test_the_pr_body_shows_churn_and_the_transition_table():
-    y, candidate, production = _thirty_percent_churn()
-    report = evaluate_gates(
-        _inputs(y, candidate, production), GatesConfig.model_validate({"churn": {"max_share": 0.5}})
-    )
+def test_the_pr_body_shows_the_negative_flips_and_the_transition_table():
+    y = _truth()
+    production = _wrong(y, range(400))
+    candidate = _wrong(y, [*range(300, 400), *range(900, 920)])
+    report = evaluate_gates(_inputs(y, candidate, production), GATED)
     body = markdown.render_pr_body(
         {"model": "m", "version": "1.1.0", "base_version": "1.0.0", "gates": report.to_dict()}
     )
     assert "### Prediction churn" in body
-    assert "**300 of 1000** holdout rows (30.0%)" in body
+    assert "**20 of 1000** holdout rows that production v1.0.0 gets right are wrong" in body
+    assert "negative flip rate of 2.0%" in body and "300 rows go the other way" in body
+    assert "In all 320 rows (32.0%) change label" in body
     assert "| production ↓ · candidate → | fog | rain | sun |" in body
+    assert "| `churn` | 0.0200 (95% interval" in body and "≤ 0.0500" in body
 
 
-def test_churn_config_refuses_a_share_above_one():
-    with pytest.raises(ValueError, match="max_share"):
-        GatesConfig.model_validate({"churn": {"max_share": 1.5}})
+@pytest.mark.parametrize(
+    ("doc", "needle"),
+    [
+        ({"max_negative_flip_rate": 1.5}, "max_negative_flip_rate"),
+        ({"max_share": 0.35}, "max_share: replaced by churn.max_negative_flip_rate"),
+        ({"max_change": 0.1}, "max_change: replaced by churn.max_worse_share"),
+        ({"tolerance": -1}, "tolerance"),
+    ],
+)
+def test_churn_config_refuses_impossible_and_replaced_keys(doc, needle):
+    with pytest.raises(ValueError, match=needle):
+        GatesConfig.model_validate({"churn": doc})
 
 
-def test_registry_entries_with_and_without_churn_read_back_unchanged():
+def test_registry_entries_old_and_new_churn_read_back_byte_identical():
     base = {
         "version": "1.0.0",
         "created": "2026-01-01T00:00:00Z",
@@ -159,20 +255,33 @@ def test_registry_entries_with_and_without_churn_read_back_unchanged():
     }
     old = reg.RegistryEntry.model_validate(base)  # written before churn existed
     assert old.churn is None and "churn" not in old.to_dict()
-    with_churn = dict(
-        base,
-        version="1.1.0",
-        bump="minor",
-        churn={
-            "kind": "share",
-            "value": 0.05,
-            "rows": 100,
-            "changed": 5,
-            "transitions": {"rain": {"rain": 40, "sun": 5}},
-        },
-    )
-    entry = reg.RegistryEntry.model_validate(with_churn)
-    assert entry.churn is not None and entry.churn.changed == 5
-    text = yaml.safe_dump(entry.to_dict(), sort_keys=False)
-    assert yaml.safe_load(text)["churn"] == with_churn["churn"]
-    assert list(entry.to_dict())[-1] == "churn"
+    total = {  # written by the total-churn gate before issue 23
+        "kind": "share",
+        "value": 0.284932,
+        "lower": 0.246575,
+        "upper": 0.323288,
+        "confidence": 0.95,
+        "rows": 365,
+        "changed": 104,
+        "max": 0.35,
+        "transitions": {"rain": {"fog": 60, "rain": 51}},
+    }
+    harm = {
+        "kind": "negative_flips",
+        "value": 0.019178,
+        "lower": 0.00822,
+        "upper": 0.032877,
+        "confidence": 0.95,
+        "rows": 365,
+        "changed": 104,
+        "negative": 7,
+        "positive": 63,
+        "max": 0.05,
+        "transitions": {"rain": {"fog": 60, "rain": 51}},
+    }
+    for i, record in enumerate((total, harm)):
+        doc = dict(base, version=f"1.{i + 1}.0", bump="minor", churn=record)
+        text = yaml.safe_dump(doc, sort_keys=False)
+        entry = reg.RegistryEntry.model_validate(yaml.safe_load(text))
+        assert yaml.safe_dump(entry.to_dict(), sort_keys=False) == text
+        assert list(entry.to_dict())[-1] == "churn"

@@ -32,8 +32,25 @@ def test_metric_names_per_task():
         "f1_macro",
         "roc_auc",
         "log_loss",
+        "average_precision",
     ]
     assert metrics.metric_names("regression") == ["rmse", "mae", "r2"]
+
+
+def test_average_precision_is_scikit_learns_one_vs_rest():
+    from sklearn import metrics as skm
+
+    y, pred, proba = _classification(400)
+    expected = np.mean(
+        [skm.average_precision_score(y == c, proba[:, k]) for k, c in enumerate(CLASSES)]
+    )
+    assert metrics.score("average_precision", y, pred, proba, CLASSES) == pytest.approx(expected)
+    rare = np.where(np.arange(400) % 33 == 0, "yes", "no")
+    p_yes = np.round(np.random.default_rng(5).random(400), 1)  # many ties
+    binary = np.column_stack([1 - p_yes, p_yes])
+    assert metrics.score("average_precision", rare, rare, binary, ["no", "yes"]) == pytest.approx(
+        skm.average_precision_score(rare == "yes", p_yes)
+    )
 
 
 def test_a_metric_of_the_wrong_task_is_a_config_error_naming_file_key_and_choices():

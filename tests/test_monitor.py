@@ -400,7 +400,9 @@ def test_with_a_shadow_every_answer_is_production_and_the_shadow_is_logged(canar
     assert shadowed == alone
     log = _log(sb, 3 * len(rows))
     sh = log[log["role"] == "shadow"]
-    assert sorted(sh["request_id"]) == sorted(f"shadowed-{i}" for i in range(len(rows)))
+    # The client's X-Request-ID is kept beside the server's own id (which every row carries).
+    assert sorted(sh["client_request_id"]) == sorted(f"shadowed-{i}" for i in range(len(rows)))
+    assert sh["request_id"].is_unique
     assert set(sh["version"]) == {"1.1.0"} and sh["prediction"].notna().all()
 
 

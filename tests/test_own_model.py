@@ -129,7 +129,7 @@ def test_warm_start_continues_from_its_parent_and_full_every_forces_a_full_retra
         gates.read_text()
         .replace("max_regression: 0.005", "max_regression: 1.0")
         .replace("max_regression: 0.05", "max_regression: 1.0")
-        .replace("max_share: 0.35", "max_share: 1.0")  # SGD's warm starts churn ~50%
+        .replace("max_negative_flip_rate: 0.05", "max_negative_flip_rate: 1.0")  # SGD flips
     )
     _commit(sb, "Warm starts of an estimator named by import path")
     bootstrap(sb, cli)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import mlflow
+import pytest
 import yaml
 
 from retrain import example
@@ -79,16 +80,26 @@ def test_new_data_is_proposed_promoted_reverted_and_rolled_back(sandbox, cli: Cl
     new = proposed["versions"][-1]
     assert new["bump"] == "minor" and new["gates"]["baseline"] == "1.0.0"
     assert new["data"]["dvc_hash"] != _registry(sb)["versions"][0]["data"]["dvc_hash"]
-    # Churn against 1.0.0 is recorded, gated (gates.yaml max_share 0.35) and shown in the PR
-    # with its transition table, next to the key examples and what the retrain cost.
-    assert new["churn"]["kind"] == "share" and new["churn"]["max"] == 0.35
-    assert new["churn"]["lower"] <= new["churn"]["value"] <= new["churn"]["upper"]
+    # Harmful churn against 1.0.0 (rows it got right that 1.1.0 gets wrong) is recorded,
+    # gated (gates.yaml max_negative_flip_rate 0.05) and shown in the PR with the total churn
+    # and its transition table, next to the key examples and what the retrain cost.
+    churn = new["churn"]
+    assert churn["kind"] == "negative_flips" and churn["max"] == 0.05
+    assert churn["lower"] <= churn["value"] <= churn["upper"]
+    assert churn["value"] == pytest.approx(churn["negative"] / churn["rows"], abs=1e-6)
+    assert churn["negative"] + churn["positive"] <= churn["changed"]
     assert new["gates"]["results"]["churn"]["verdict"] == "pass"
+    # …and it beats the model that ignores its inputs, as the bootstrap did
+    assert new["gates"]["results"]["trivial_baseline"]["verdict"] == "pass"
+    assert _registry(sb)["versions"][0]["gates"]["results"]["trivial_baseline"]["verdict"] == (
+        "pass"
+    )
     assert out["gates"]["gates"]["key_examples"]["verdict"] == "pass"
     assert out["cost"]["wall_seconds"] > 0 and out["cost"]["fit_seconds"] > 0
     pr = sb.git("show", "retrain/v1.1.0:reports/v1.1.0/PR.md")
     assert "### Prediction churn" in pr and "| production ↓ · candidate → |" in pr
-    assert f"**{new['churn']['changed']} of {new['churn']['rows']}** holdout rows" in pr
+    assert f"**{churn['negative']} of {churn['rows']}** holdout rows that production" in pr
+    assert f"In all {churn['changed']} rows" in pr
     assert "### Key examples" in pr and "a hot dry summer day" in pr
     assert "### What the retrain cost" in pr
 
@@ -299,6 +310,7 @@ def test_a_regression_model_runs_the_same_loop(sandbox, cli: Cli, tmp_path):
         (sb.root / "configs" / "gates.yaml")
         .read_text()
         .replace("primary_metric: accuracy", "primary_metric: rmse")
+        .replace("metric: f1_macro", "metric: rmse")  # the trivial baseline's metric too
         .replace("max_regression: 0.05   #", "max_regression: 1.0   #")
         .replace("min_delta: 0.01", "min_delta: 0.0")
     )

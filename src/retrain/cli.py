@@ -219,6 +219,35 @@ def rollback(to: str | None, push: bool, open_pr: bool, as_json: bool) -> None:
         )
 
 
+@cli.group()
+def holdout() -> None:
+    """The frozen holdout: move it forward in a reviewed pull request."""
+
+
+@holdout.command("roll")
+@click.option("--rows", type=int, default=None, help="rows of the new holdout (default: as now)")
+@click.option("--push", is_flag=True, help="push the new data (DVC) and the branch")
+@click.option("--open-pr", is_flag=True, help="open the pull request with gh (implies --push)")
+@click.option("--json", "as_json", is_flag=True)
+def holdout_roll(rows: int | None, push: bool, open_pr: bool, as_json: bool) -> None:
+    """The newest labelled rows become the holdout, the old one a batch, production
+    re-scored on both: on branch holdout/roll-<day>, for review (never applied directly)."""
+    from retrain.release import holdout as ho
+
+    res = ho.roll(_cfg(), rows=rows, push=push, open_pr=open_pr)
+    if as_json:
+        _emit(res.to_dict())
+        return
+    click.echo(
+        f"holdout roll: {res.new['rows']} rows {res.new['start']} … {res.new['end']} replace "
+        f"{res.old['rows']} rows {res.old['start']} … {res.old['end']} (now {res.new_batch}); "
+        f"on {res.branch} ({res.commit[:8]}{', pushed' if res.pushed else ', not pushed'}); "
+        f"report: {res.report}"
+    )
+    if res.pr_url:
+        click.echo(f"pull request: {res.pr_url}")
+
+
 @cli.command()
 @click.option("--base", required=True, help="the git ref the PR merges into, e.g. origin/main")
 @click.option("--summary", "summary_file", default=None)

@@ -14,10 +14,11 @@ CLASSIFICATION_METRICS: tuple[str, ...] = (
     "f1_macro",
     "roc_auc",
     "log_loss",
+    "average_precision",
 )
 REGRESSION_METRICS: tuple[str, ...] = ("rmse", "mae", "r2")
 LOWER_IS_BETTER: frozenset[str] = frozenset({"log_loss", "rmse", "mae"})
-NEEDS_PROBA: frozenset[str] = frozenset({"roc_auc", "log_loss"})
+NEEDS_PROBA: frozenset[str] = frozenset({"roc_auc", "log_loss", "average_precision"})
 ALL_METRICS: tuple[str, ...] = CLASSIFICATION_METRICS + REGRESSION_METRICS
 
 _TASKS = {"classification": CLASSIFICATION_METRICS, "regression": REGRESSION_METRICS}

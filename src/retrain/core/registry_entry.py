@@ -143,12 +143,16 @@ class GatesRecord(Record):
 
 
 class ChurnRecord(Record):
-    """Prediction churn against the baseline on the frozen holdout (``decide/churn.py``).
+    """Churn against the baseline on the frozen holdout (``decide/churn.py``).
 
-    ``kind`` is ``share`` (classification: share of rows whose label changes) or
-    ``relative_change`` (regression: median |change| / the holdout target's IQR);
-    ``transitions`` maps production label -> candidate label -> rows.  Entries written
-    before churn was measured have no ``churn`` key.
+    ``kind`` is ``negative_flips`` (classification: ``value`` is the share of rows production
+    got right and the candidate gets wrong) or ``worse_share`` (regression: the share whose
+    absolute error grows by more than ``tolerance``); ``negative`` and ``positive`` count the
+    rows that got worse and better, ``changed`` every row whose prediction moved, and
+    ``transitions`` maps production label -> candidate label -> rows.  Entries written before
+    issue 23 have ``kind`` ``share`` or ``relative_change`` (total churn) and no
+    ``negative``/``positive``/``tolerance``; entries before churn was measured have no
+    ``churn`` key.  Either reads and writes back unchanged.
     """
 
     kind: str
@@ -158,6 +162,9 @@ class ChurnRecord(Record):
     confidence: Any = None
     rows: int | None = None
     changed: int | None = None
+    negative: int | None = None
+    positive: int | None = None
+    tolerance: Any = None
     max: Any = None
     transitions: dict[str, dict[str, int]] | None = None
 

@@ -81,6 +81,14 @@ class GateInputs:
     data_valid: bool
     data_detail: str = ""
     key_examples: KeyExampleReport | None = None  # None: no data/key_examples.csv
+    # the training target's record for the trivial baseline (retrain.pipeline.trivial);
+    # None: no trivial_baseline gate (a training.json written before it existed)
+    trivial: dict[str, Any] | None = None
+    # the out-of-time slice (retrain.decide.out_of_time.OutOfTimeInputs); reported, never
+    # gating; None: no slice judged
+    out_of_time: Any = None
+    # the frozen holdout's and the training window's periods (out_of_time.holdout_age)
+    holdout_age: dict[str, Any] | None = None
 
 
 @dataclass

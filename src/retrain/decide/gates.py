@@ -9,14 +9,18 @@ the same frozen holdout rows and returns a :class:`GateReport` whose results are
 ``improvement``  the primary metric beats production by at least ``min_delta`` and the gain
                  is not noise (paired bootstrap lower bound > 0); for a PATCH, no regression
                  beyond ``patch.max_regression`` instead;
+``trivial_baseline`` the primary metric beats the model that ignores its inputs (most
+                 frequent class; mean or median) on the holdout, lower bound > 0 too; applies
+                 at bootstrap as well (:mod:`retrain.decide.trivial_gate`);
 ``subgroups``    no declared subgroup level with enough rows regresses beyond
                  ``max_regression``; smaller levels are reported "too small to judge";
 ``latency``      measured p95 of single-row and batch prediction within budget;
 ``cost``         model size and training time within budget;
 ``guardrails``   secondary metrics (``guardrails``) get no worse than their limits, even
                  when the primary metric improves;
-``churn``        the share of holdout predictions that change (regression: the median
-                 relative change) stays within ``churn.max_share`` / ``max_change``
+``churn``        the negative flip rate (rows production got right and the candidate gets
+                 wrong; regression: rows whose error grows by more than ``tolerance``) stays
+                 within ``churn.max_negative_flip_rate`` / ``max_worse_share``
                  (:mod:`retrain.decide.churn`; reported, not gating, when no limit is set);
 ``key_examples`` every key example with an ``expected`` label is still predicted right
                  (:mod:`retrain.decide.key_examples`; only when the file exists).
@@ -37,6 +41,7 @@ from typing import Any
 from retrain.core.config import GatesConfig
 from retrain.core.errors import ConfigError
 from retrain.decide import churn as churn_mod
+from retrain.decide import out_of_time
 from retrain.decide.comparative import (
     bootstrap_deltas,
     guardrail_gate,
@@ -56,6 +61,7 @@ from retrain.decide.gate_types import (
     fmt,
     rounded,
 )
+from retrain.decide.trivial_gate import trivial_gate
 from retrain.pipeline import metrics
 
 __all__ = [
@@ -162,10 +168,10 @@ def _cost_gate(inputs: GateInputs, cfg: GatesConfig) -> GateResult:
 
 
 def _churn_gate(inputs: GateInputs, cfg: GatesConfig) -> tuple[GateResult, dict[str, Any] | None]:
-    """Eighth gate: how many answers change for the consumers (:mod:`retrain.decide.churn`)."""
+    """The churn gate: how many answers get worse for the consumers (:mod:`retrain.decide.churn`)."""
     classification = inputs.task == "classification"
-    key = "max_share" if classification else "max_change"
-    limit = cfg.churn.max_share if classification else cfg.churn.max_change
+    key = "max_negative_flip_rate" if classification else "max_worse_share"
+    limit = cfg.churn.max_negative_flip_rate if classification else cfg.churn.max_worse_share
     if inputs.baseline is None:
         return GateResult("churn", "skip", None, limit, BOOTSTRAP_SKIP), None
     imp = cfg.improvement
@@ -177,6 +183,7 @@ def _churn_gate(inputs: GateInputs, cfg: GatesConfig) -> tuple[GateResult, dict[
         confidence=imp.confidence,
         n_resamples=imp.n_resamples,
         seed=imp.seed,
+        tolerance=cfg.churn.tolerance,
     )
     table = c.to_dict()
     text = churn_mod.describe(c)
@@ -229,10 +236,12 @@ def evaluate_gates(inputs: GateInputs, cfg: GatesConfig) -> GateReport:
     bump, schema_result = _bump_gate(inputs)
     improvement, boot = improvement_gate(inputs, cfg, bump)
     subgroups, sub_table = subgroup_gate(inputs, cfg)
-    results = [
-        _data_gate(inputs),
-        schema_result,
-        improvement,
+    results = [_data_gate(inputs), schema_result, improvement]
+    trivial_table = None
+    if inputs.trivial is not None:
+        trivial_result, trivial_table = trivial_gate(inputs, cfg)
+        results.append(trivial_result)
+    results += [
         subgroups,
         _latency_gate(inputs, cfg),
         _cost_gate(inputs, cfg),
@@ -265,6 +274,14 @@ def evaluate_gates(inputs: GateInputs, cfg: GatesConfig) -> GateReport:
         "bootstrap": boot,
         "churn": churn_table,
     }
+    if inputs.trivial is not None:
+        report_metrics["trivial_baseline"] = trivial_table
+    if inputs.holdout_age is not None:
+        report_metrics["frozen_holdout"] = inputs.holdout_age
+    if inputs.out_of_time is not None:
+        report_metrics["out_of_time"] = out_of_time.report(
+            inputs.task, metric, inputs.out_of_time, cfg
+        )
     if inputs.key_examples is not None:
         report_metrics["key_examples"] = inputs.key_examples.to_dict()
     passed = all(r.verdict != "fail" for r in results)

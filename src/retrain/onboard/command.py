@@ -11,11 +11,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from retrain.core import registry as reg
 from retrain.core.config import DatasetConfig
 from retrain.core.errors import BadInput, DataError, RegistryError
 from retrain.core.registry import write_atomic
+from retrain.onboard import imbalance
 from retrain.onboard.configs import (
     UNIT_THRESHOLDS,
     _dump,
@@ -243,6 +245,24 @@ def init(
     ):
         if text is not None:
             texts[rel] = text
+    if task == "classification" and (root / "configs/gates.yaml").is_file():
+        _, share = imbalance.rarest(frame[target])
+        if share < imbalance.IMBALANCED:
+            model_doc = yaml.safe_load(
+                texts.get("configs/model.yaml")
+                or (root / "configs/model.yaml").read_text(encoding="utf-8")
+            )
+            est = model_doc.get("estimator") if isinstance(model_doc, dict) else None
+            texts["configs/gates.yaml"], texts["configs/release.yaml"] = imbalance.adjust(
+                texts.get("configs/gates.yaml")
+                or (root / "configs/gates.yaml").read_text(encoding="utf-8"),
+                texts["configs/release.yaml"],
+                target=frame[target],
+                training=pd.concat(batches)[target],
+                holdout=holdout[target],
+                estimator=est if isinstance(est, str) else None,
+                notes=notes,
+            )
     spread = float(frame[target].std()) if task == "regression" else 0.0
     if "configs/gates.yaml" in texts and spread > 0 and math.isfinite(spread):
         # the primary metric was switched to rmse, measured in the target's units

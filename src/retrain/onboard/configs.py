@@ -110,6 +110,7 @@ UNIT_THRESHOLDS = {
         ("improvement", "min_delta"),
         ("subgroups", "max_regression"),
         ("patch", "max_regression"),
+        ("churn", "tolerance"),
     ],
     "configs/triggers.yaml": [("performance", "max_drop")],
 }
@@ -254,6 +255,24 @@ def _gates_text(root: Path, task: str, notes: list[str]) -> str | None:
         new = "accuracy" if task == "classification" else "rmse"
         notes.append(f"gates.yaml: primary_metric {metric} is not a {task} metric; set to {new}")
         changed = _set_line(text, "primary_metric", new)
+    rail_metric = (
+        (doc.get("trivial_baseline") or {}).get("metric") if isinstance(doc, dict) else None
+    )
+    if rail_metric is not None and rail_metric not in names:
+        new = "accuracy" if task == "classification" else "rmse"
+        if metric in names:
+            new = metric
+        notes.append(
+            f"gates.yaml: trivial_baseline.metric {rail_metric} is not a {task} metric; "
+            f"set to {new}"
+        )
+        res = _set_nested(
+            changed if changed is not None else text,
+            ("trivial_baseline", "metric"),
+            new,
+            "retrain init: the primary metric",
+        )
+        changed = res if res is not None else changed
     rails = doc.get("guardrails") if isinstance(doc, dict) else None
     if isinstance(rails, dict) and any(r not in names for r in rails):
         raise BadInput(

@@ -1,7 +1,7 @@
 """Metrics by name: one place that knows how every primary metric is computed.
 
-Classification: ``accuracy``, ``balanced_accuracy``, ``f1_macro``, ``roc_auc`` and
-``log_loss`` (the last two need predicted probabilities).  Regression: ``rmse``, ``mae``,
+Classification: ``accuracy``, ``balanced_accuracy``, ``f1_macro``, ``roc_auc``,
+``log_loss`` and ``average_precision`` (the last three need predicted probabilities).  Regression: ``rmse``, ``mae``,
 ``r2``.  :func:`score` computes one metric with :mod:`sklearn.metrics`; :func:`resampled`
 computes the same metric on many bootstrap resamples at once (a matrix of row counts), for
 the paired bootstrap of the improvement gate.  The two agree to rounding error (tested).
@@ -12,7 +12,10 @@ Conventions
   ``proba``.  A holdout may lack some of the model's classes, and may hold a label the
   model never saw: neither crashes.  ``roc_auc`` is the unweighted mean of one-vs-rest AUCs
   over the classes that occur in ``y_true`` (a class with no positive row has no AUC);
-  binary models use the AUC of ``classes[1]``.  ``log_loss`` gives a label the model never
+  binary models use the AUC of ``classes[1]``.  ``average_precision`` (the area under the
+  precision-recall curve as scikit-learn computes it, a step sum without interpolation)
+  follows the same one-vs-rest convention; it suits a rare positive class, where a model
+  that ranks nothing scores the class's share instead of ROC AUC's 0.5.  ``log_loss`` gives a label the model never
   saw probability 0, clipped to machine epsilon like scikit-learn does.
 * ``f1_macro`` averages over the labels present in ``y_true`` or ``y_pred``
   (scikit-learn's default) with ``zero_division=0``, so a class the model never predicts
@@ -120,6 +123,8 @@ def score(
     proba, classes = _check_proba(metric, proba, classes, len(y_true))
     if metric == "log_loss":
         return float(np.mean(row_log_loss(y_true, proba, classes)))
+    if metric == "average_precision":
+        return _average_precision(y_true, proba, classes)
     return _roc_auc(y_true, proba, classes)
 
 
@@ -180,6 +185,19 @@ def _roc_auc(y_true: np.ndarray, proba: np.ndarray, classes: list[Any]) -> float
     if not aucs:
         raise ValueError("roc_auc is undefined: these rows hold a single class")
     return float(np.mean(aucs))
+
+
+def _average_precision(y_true: np.ndarray, proba: np.ndarray, classes: list[Any]) -> float:
+    from sklearn import metrics as skm
+
+    aps = [
+        float(skm.average_precision_score(pos, proba[:, k]))
+        for k, pos in _auc_columns(y_true, classes)
+        if 0 < int(pos.sum()) < len(pos)
+    ]
+    if not aps:
+        raise ValueError("average_precision is undefined: these rows hold a single class")
+    return float(np.mean(aps))
 
 
 # --------------------------------------------------------------------------- summaries
@@ -250,6 +268,8 @@ def resampled(
         p, cls = _check_proba(metric, proba, classes, len(y_true))
         if metric == "log_loss":
             return np.asarray(W @ row_log_loss(y_true, p, cls) / size)
+        if metric == "average_precision":
+            return _resampled_average_precision(W, y_true, p, cls)
         return _resampled_roc_auc(W, y_true, p, cls)
 
 
@@ -323,6 +343,35 @@ def _weighted_auc(WT: np.ndarray, s: np.ndarray, pos: np.ndarray) -> np.ndarray:
     n_pos, n_neg = w_pos.sum(axis=0), cum_neg[-1]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where((n_pos > 0) & (n_neg > 0), wins / (n_pos * n_neg), np.nan)
+
+
+def _resampled_average_precision(
+    W: np.ndarray, yt: np.ndarray, proba: np.ndarray, classes: list[Any]
+) -> np.ndarray:
+    per_class = [_weighted_ap(W, proba[:, k], pos) for k, pos in _auc_columns(yt, classes)]
+    return _nanmean_rows(np.column_stack(per_class))
+
+
+def _weighted_ap(W: np.ndarray, s: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Average precision with row weights, as scikit-learn sums it: over the distinct
+    scores, highest first, ``(recall step) x (precision at that threshold)``.
+
+    ``W`` is (B, n).  Rows are sorted by descending score; a tie group enters at once, so
+    only the cumulative sums at the groups' last rows matter.  NaN where a resample has no
+    positive or no negative row (the metric is undefined there, as for one row's class).
+    """
+    order = np.argsort(-s, kind="stable")
+    s_sorted = s[order]
+    last = np.r_[s_sorted[1:] != s_sorted[:-1], True]  # the last row of each tie group
+    Ws = W[:, order]
+    tp = np.cumsum(Ws * pos[order], axis=1)[:, last]
+    seen = np.cumsum(Ws, axis=1)[:, last]
+    total_pos, total = tp[:, -1], seen[:, -1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(seen > 0, tp / np.where(seen > 0, seen, 1), 0.0)
+        step = np.diff(tp, axis=1, prepend=0.0)
+        ap = (step * precision).sum(axis=1) / total_pos
+        return np.where((total_pos > 0) & (total_pos < total), ap, np.nan)
 
 
 def _nanmean_rows(a: np.ndarray) -> np.ndarray:

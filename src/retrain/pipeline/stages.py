@@ -21,7 +21,16 @@ from retrain.core.config import Config
 from retrain.core.errors import ConfigError, DataError
 from retrain.core.progress import progress
 from retrain.core.registry import write_atomic
-from retrain.pipeline import artifacts, dataset, engine, estimators, latency, metrics
+from retrain.pipeline import (
+    artifacts,
+    dataset,
+    engine,
+    estimators,
+    latency,
+    metrics,
+    out_of_time,
+    trivial,
+)
 from retrain.pipeline.predict import predict_rows
 
 VALIDATION_FILE = "artifacts/validation.json"
@@ -198,14 +207,16 @@ def train(cfg: Config) -> dict[str, Any]:
     ``model.yaml: engine`` says where the fit runs (:mod:`retrain.pipeline.engine`); the
     engine connects before the data is read, so an unreachable Dask scheduler fails first."""
     root = cfg.root
-    for rel in (MODEL_FILE, TRAINING_FILE):
+    for rel in (MODEL_FILE, TRAINING_FILE, out_of_time.SLICE_FILE):
         (root / rel).unlink(missing_ok=True)
     faults.point("stage:train")
     pipe = build_pipeline(cfg)  # a bad model config fails before the data is read
     with engine.session(cfg) as eng:  # and an unreachable cluster before it too
         pipe, X, data, plan, seconds = _fit(cfg, pipe, eng)
         where = eng.record()
-    return _record(cfg, pipe, X, data, plan, seconds, where)
+        # the second fit (out-of-time judgement) runs where the first did; not in train_seconds
+        slice_record = out_of_time.fit_and_write(cfg, data.frame, eng)
+    return _record(cfg, pipe, X, data, plan, seconds, where, slice_record)
 
 
 def _fit(
@@ -249,6 +260,7 @@ def _record(
     plan: WarmPlan,
     seconds: float,
     where: dict[str, Any],
+    slice_record: dict[str, Any],
 ) -> dict[str, Any]:
     """Save the fitted model, log it to MLflow, write training.json."""
     from retrain.pipeline import tracking
@@ -283,6 +295,10 @@ def _record(
         "train_seconds": round(seconds, 3),
         "environment": environment.capture(root, pipe),
         "engine": where,
+        # the trivial baseline's constant comes from the whole training window, warm start
+        # or not (retrain.pipeline.trivial; the trivial_baseline gate)
+        "trivial_baseline": trivial.record(ds.task, data.frame[ds.target]),
+        "out_of_time": slice_record,
     }
     if warm:
         info["training"] = plan.record(len(X))

@@ -18,9 +18,12 @@ from retrain.core import versioning
 from retrain.core.config import Config
 from retrain.core.progress import progress
 from retrain.decide import key_examples
+from retrain.decide import out_of_time as oot_mod
 from retrain.decide.gates import GateInputs, GateReport, ModelScores, SchemaChange, evaluate_gates
 from retrain.decide.key_examples import KeyExampleReport
+from retrain.decide.out_of_time import OutOfTimeInputs
 from retrain.pipeline import artifacts, dataset, latency, stages
+from retrain.pipeline import out_of_time as pipeline_oot
 from retrain.pipeline.predict import predict_rows
 from retrain.release import history
 
@@ -132,6 +135,9 @@ def gate_inputs(
     data_valid: bool,
     data_detail: str,
     key_report: KeyExampleReport | None,
+    trivial: dict[str, Any] | None = None,
+    out_of_time: OutOfTimeInputs | None = None,
+    window: dict[str, Any] | None = None,
 ) -> GateInputs:
     ds = cfg.dataset
     return GateInputs(
@@ -146,7 +152,75 @@ def gate_inputs(
         data_valid=data_valid,
         data_detail=data_detail,
         key_examples=key_report,
+        trivial=trivial,
+        out_of_time=out_of_time,
+        holdout_age=_holdout_age(cfg, holdout, window),
     )
+
+
+def _day(ts: Any) -> str:
+    return str(ts.strftime("%Y-%m-%d"))
+
+
+def _holdout_age(cfg: Config, holdout: Any, window: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The frozen holdout's period beside the training window's (time column only)."""
+    tc = cfg.dataset.time_column
+    if not tc or window is None or tc not in holdout or not len(holdout):
+        return None
+    period = {"start": _day(holdout[tc].min()), "end": _day(holdout[tc].max())}
+    return oot_mod.holdout_age(period, {"start": window.get("start"), "end": window.get("end")})
+
+
+SLICE_KEYS = ("rows", "fit_rows", "by", "start", "end")
+
+
+def out_of_time_inputs(
+    cfg: Config,
+    rows: Any,
+    record: dict[str, Any],
+    candidate: ModelScores | None,
+    production: reg.RegistryEntry | None,
+    production_model: Any,
+) -> OutOfTimeInputs:
+    """Both models on the out-of-time slice ``rows`` (production scored here, fetched model
+    ``production_model``); ``candidate`` is the second fit's scores from the train stage."""
+    ds = cfg.dataset
+    baseline = None
+    end = overlap = None
+    if production is not None and production_model is not None:
+        base_X = dataset.model_inputs(rows, production, pipeline_oot.SLICE_FILE)
+        baseline = _scores(production_model, cfg, base_X, size=0, train_seconds=None)
+        end = production.data.end
+        if end and ds.time_column:
+            overlap = int(sum(_day(t) <= end for t in rows[ds.time_column]))
+    return OutOfTimeInputs(
+        y_true=rows[ds.target].to_numpy(),
+        candidate=candidate,
+        baseline=baseline,
+        slice={k: record.get(k) for k in SLICE_KEYS},
+        production_end=end,
+        production_overlap=overlap,
+    )
+
+
+def _slice_from_stage(
+    cfg: Config, training: dict[str, Any], scored: Scored, prod: reg.RegistryEntry | None
+) -> OutOfTimeInputs | None:
+    """The train stage's out-of-time slice and second-fit predictions, with production."""
+    record = training.get("out_of_time") or {}
+    path = cfg.root / pipeline_oot.SLICE_FILE
+    if not record.get("rows") or not path.is_file():
+        return None
+    rows, y_pred, proba = pipeline_oot.read(path, record.get("classes"))
+    candidate = ModelScores(
+        y_pred=y_pred,
+        proba=proba,
+        classes=record.get("classes"),
+        latency={},
+        size_bytes=0,
+        train_seconds=None,
+    )
+    return out_of_time_inputs(cfg, rows, record, candidate, prod, scored.production_model)
 
 
 def judge(cfg: Config, registry: reg.Registry, *, bump_requested: str | None) -> Judgement:
@@ -187,6 +261,9 @@ def judge(cfg: Config, registry: reg.Registry, *, bump_requested: str | None) ->
         key_report=key_examples.for_models(
             root, ds, classes, candidate_model, scored.production_model, prod
         ),
+        trivial=training.get("trivial_baseline"),
+        out_of_time=_slice_from_stage(cfg, training, scored, prod),
+        window=training.get("data"),
     )
     progress("gates: evaluating improvement (paired bootstrap), subgroups, latency, cost")
     gate_report = evaluate_gates(inputs, cfg.gates)

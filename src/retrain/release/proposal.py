@@ -110,6 +110,11 @@ def _churn_record(j: Judgement) -> reg.ChurnRecord | None:
     if not c:
         return None
     gate = j.gates.result("churn")
+    extra: dict[str, Any] = {}
+    if c.get("tolerance") is not None:  # regression
+        extra["tolerance"] = c["tolerance"]
+    if c.get("transitions") is not None:
+        extra["transitions"] = c["transitions"]
     return reg.ChurnRecord(
         kind=c["kind"],
         value=c["value"],
@@ -118,8 +123,10 @@ def _churn_record(j: Judgement) -> reg.ChurnRecord | None:
         confidence=c["confidence"],
         rows=c["rows"],
         changed=c["changed"],
+        negative=c["negative"],
+        positive=c["positive"],
         max=gate.threshold,
-        transitions=c.get("transitions"),
+        **extra,
     )
 
 

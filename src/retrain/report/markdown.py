@@ -55,7 +55,7 @@ from typing import Any
 VERDICT_ICON = {"pass": "✅", "fail": "❌", "skip": "⏭"}
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 _LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
-_BOUNDED = frozenset({"accuracy", "balanced_accuracy", "f1_macro", "roc_auc"})
+_BOUNDED = frozenset({"accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "average_precision"})
 _REGRESSION = frozenset({"rmse", "mae", "r2"})
 _MAX_CHART_LEVELS = 8
 _MAX_JSON_CHARS = 40_000
@@ -292,6 +292,35 @@ def _transitions(churn: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"labels": labels, "rows": rows}
 
 
+def _negative_flips(churn: Mapping[str, Any]) -> list[tuple[str, str, int]]:
+    """Rows production got right and the candidate gets wrong, by label pair, most first."""
+    table = churn.get("negative_transitions") or {}
+    pairs = [(str(p), str(c), int(n)) for p, row in table.items() for c, n in row.items() if n]
+    return sorted(pairs, key=lambda t: (-t[2], t[0], t[1]))
+
+
+def _oot_rows(m: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The out-of-time table: every metric for production and the second fit."""
+    oot = m.get("out_of_time") or {}
+    cand, base = oot.get("candidate") or {}, oot.get("baseline") or {}
+    rows = []
+    for name in cand or base:
+        c, b = cand.get(name), base.get(name)
+        delta = c - b if c is not None and b is not None else None
+        rows.append(
+            {
+                "name": name,
+                "primary": name == oot.get("metric"),
+                "higher": _higher_better(name, m),
+                "baseline": b,
+                "candidate": c,
+                "delta": delta,
+                "direction": None if delta is None else _direction(delta, _higher_better(name, m)),
+            }
+        )
+    return rows
+
+
 def _view(ctx: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the templates show, computed once from the ctx."""
     g = ctx.get("gates") or {}
@@ -305,6 +334,7 @@ def _view(ctx: Mapping[str, Any]) -> dict[str, Any]:
         if base.get(metric) is not None:
             primary["delta"] = cand[metric] - base[metric]
             primary["direction"] = _direction(primary["delta"], _higher_better(metric, m))
+    trivial_summary = (m.get("trivial_baseline") or {}).get("summary") or {}
     metric_rows = []
     for name, value in cand.items():
         old = base.get(name)
@@ -318,6 +348,7 @@ def _view(ctx: Mapping[str, Any]) -> dict[str, Any]:
                 "candidate": value,
                 "delta": delta,
                 "direction": None if delta is None else _direction(delta, _higher_better(name, m)),
+                "trivial": trivial_summary.get(name),
             }
         )
     worst, too_small = _worst(m)
@@ -357,6 +388,11 @@ def _view(ctx: Mapping[str, Any]) -> dict[str, Any]:
         "boot": m.get("bootstrap") or {},
         "churn": m.get("churn") or {},
         "transitions": _transitions(m.get("churn") or {}),
+        "negative_flips": _negative_flips(m.get("churn") or {}),
+        "trivial": m.get("trivial_baseline") or {},
+        "oot": m.get("out_of_time") or {},
+        "oot_rows": _oot_rows(m),
+        "frozen": m.get("frozen_holdout") or {},
         "key_examples": (m.get("key_examples") or {}).get("rows") or [],
         "cost": ctx.get("cost") or {},
         "engine": ctx.get("engine") or {},
@@ -399,3 +435,8 @@ def render_pr_body(ctx: dict[str, Any]) -> str:
 def render_run_summary(ctx: dict[str, Any]) -> str:
     """Short Markdown for the end of every run (terminal and ``$GITHUB_STEP_SUMMARY``)."""
     return _render("run_summary.md.j2", ctx)
+
+
+def render_holdout_roll(ctx: dict[str, Any]) -> str:
+    """The pull request of ``retrain holdout roll`` (what moves, production re-scored)."""
+    return str(_environment().get_template("holdout_roll.md.j2").render(v=ctx))

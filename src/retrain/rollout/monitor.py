@@ -195,17 +195,24 @@ def rests_on_labels(verdict: Verdict) -> bool:
 
 # --------------------------------------------------------------------------- deciding
 def _floor(cfg: Config, registry: reg.Registry) -> float | None:
+    """The stricter of ``health.min_metric`` and the version's holdout value minus
+    ``max_metric_drop`` (either may be unset): an absolute floor, e.g. above the trivial
+    model's score, must not loosen the relative one, nor the other way round."""
     h = cfg.release.rollout.health
-    if h.min_metric is not None:
-        return h.min_metric
-    if h.max_metric_drop is None or registry.production_entry is None:
-        return None
     metric = cfg.gates.primary_metric
-    value = registry.production_entry.metrics.overall.get(metric)
-    if value is None:
+    higher = metrics.greater_is_better(metric)
+    floors = [] if h.min_metric is None else [float(h.min_metric)]
+    value = (
+        registry.production_entry.metrics.overall.get(metric)
+        if registry.production_entry is not None
+        else None
+    )
+    if h.max_metric_drop is not None and value is not None:
+        drop = h.max_metric_drop
+        floors.append(float(value) - drop if higher else float(value) + drop)
+    if not floors:
         return None
-    drop = h.max_metric_drop
-    return float(value) - drop if metrics.greater_is_better(metric) else float(value) + drop
+    return max(floors) if higher else min(floors)
 
 
 def observe(

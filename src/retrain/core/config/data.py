@@ -40,6 +40,17 @@ class FeatureSpec(Strict):
         return self
 
 
+class OutOfTime(Strict):
+    """``dataset.yaml: out_of_time``: the newest rows of the training window, left out of a
+    second fit of the candidate so both models are also judged on data newer than what that
+    fit saw (``docs/gates.md``; the shipped model is fit on the whole window)."""
+
+    share: float = Field(
+        default=0.1, ge=0, le=0.5, description="newest share of the window's rows (0: off)"
+    )
+    min_rows: int = Field(default=30, ge=1, description="fewer rows in the slice: not judged")
+
+
 class DatasetConfig(Strict):
     """Where the data is and what it looks like (``configs/dataset.yaml``)."""
 
@@ -65,6 +76,7 @@ class DatasetConfig(Strict):
     )
     allow_duplicate_rows: bool = False
     min_rows: int = Field(default=50, ge=1)
+    out_of_time: OutOfTime = OutOfTime()
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetConfig:

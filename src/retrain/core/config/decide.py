@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import (
     Field,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from retrain.core import metric_names
 from retrain.core.config.base import Strict
 from retrain.core.metric_names import ALL_METRICS
+
+_REPLACED_CHURN_KEYS = {
+    "max_share": "max_negative_flip_rate",
+    "max_change": "max_worse_share (with tolerance)",
+}
 
 
 class GatesConfig(Strict):
@@ -54,16 +60,69 @@ class GatesConfig(Strict):
         max_regression: float = Field(default=0.005, ge=0, allow_inf_nan=False)
 
     class Churn(Strict):
-        # None: churn is measured and reported but does not gate (docs/decisions.md)
-        max_share: float | None = Field(
-            default=None, ge=0, le=1, description="classification: share of labels that flip"
-        )
-        max_change: float | None = Field(
+        """Harmful churn (docs/gates.md): rows production got right that the candidate
+        gets wrong.  ``None``: measured and reported, not gating (docs/decisions.md)."""
+
+        max_negative_flip_rate: float | None = Field(
             default=None,
             ge=0,
-            allow_inf_nan=False,
-            description="regression: median |change| / holdout target IQR",
+            le=1,
+            description="classification: share of holdout rows production gets right and "
+            "the candidate gets wrong",
         )
+        max_worse_share: float | None = Field(
+            default=None,
+            ge=0,
+            le=1,
+            description="regression: share of holdout rows whose absolute error grows by "
+            "more than tolerance",
+        )
+        tolerance: float = Field(
+            default=0.0,
+            ge=0,
+            allow_inf_nan=False,
+            description="regression: growth of a row's absolute error, in the target's units, "
+            "that still counts as unchanged",
+        )
+
+        @model_validator(mode="before")
+        @classmethod
+        def _replaced_keys(cls, data: Any) -> Any:
+            # The gate judged total churn until issue 23; the old keys meant something else
+            # (a 0.35 limit on all flips is not a limit on harmful ones), so they are
+            # refused by name rather than carried over (docs/decisions.md).
+            if isinstance(data, dict):
+                for old, new in _REPLACED_CHURN_KEYS.items():
+                    if old in data:
+                        raise PydanticCustomError(
+                            "replaced_key",
+                            "{old}: replaced by churn.{new} (the gate now counts the rows "
+                            "production got right and the candidate gets wrong; total churn "
+                            "is reported, not judged; see docs/gates.md)",
+                            {"old": old, "new": new},
+                        )
+            return data
+
+    class TrivialBaseline(Strict):
+        """The ``trivial_baseline`` gate: beat the model that ignores its inputs."""
+
+        metric: str | None = Field(
+            default=None,
+            description="the metric it is judged by (default: primary_metric); on imbalanced "
+            "labels one the constant cannot game (f1_macro, balanced_accuracy, roc_auc, "
+            "average_precision)",
+        )
+
+        @field_validator("metric")
+        @classmethod
+        def _known(cls, value: str | None) -> str | None:
+            if value is not None and value not in ALL_METRICS:
+                raise PydanticCustomError(
+                    "unknown_metric",
+                    "not a known metric; expected one of [{names}]",
+                    {"names": ", ".join(ALL_METRICS)},
+                )
+            return value
 
     class Guardrail(Strict):
         max_drop: float | None = Field(default=None, ge=0, allow_inf_nan=False)
@@ -72,7 +131,7 @@ class GatesConfig(Strict):
     primary_metric: str = "accuracy"
     guardrails: dict[str, Guardrail] = Field(
         default_factory=dict,
-        description="secondary metrics that may not get worse beyond a limit (seventh gate)",
+        description="secondary metrics that may not get worse beyond a limit (the guardrails gate)",
     )
     improvement: Improvement = Improvement()
     subgroups: Subgroups = Subgroups()
@@ -80,6 +139,7 @@ class GatesConfig(Strict):
     cost: Cost = Cost()
     patch: Patch = Patch()
     churn: Churn = Churn()
+    trivial_baseline: TrivialBaseline = TrivialBaseline()
 
     @field_validator("primary_metric")
     @classmethod

@@ -46,6 +46,12 @@ class Config(Strict):
                     f"gates.yaml: guardrails.{rail}: not a {self.dataset.task} metric; "
                     f"expected one of {names}"
                 )
+        trivial = self.gates.trivial_baseline.metric
+        if trivial is not None and trivial not in names:
+            raise ValueError(
+                f"gates.yaml: trivial_baseline.metric: {trivial!r} is not a "
+                f"{self.dataset.task} metric; expected one of {names}"
+            )
         if self.gates.primary_metric not in names:
             raise ValueError(
                 f"gates.yaml: primary_metric: {self.gates.primary_metric!r} is not a "

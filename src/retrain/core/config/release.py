@@ -50,12 +50,14 @@ class RolloutConfig(Strict):
         max_error_rate: float = Field(default=0.05, ge=0, le=1)
         max_p95_latency_ms: float = Field(default=250.0, gt=0, allow_inf_nan=False)
         min_metric: float | None = Field(
-            default=None, description="live primary metric floor (needs min_labels labels)"
+            default=None,
+            description="live primary metric floor (needs min_labels labels); with "
+            "max_metric_drop the stricter of the two floors applies",
         )
         max_metric_drop: float | None = Field(
             default=0.1,
             ge=0,
-            description="without min_metric: the floor is the version's holdout value minus this",
+            description="a floor at the version's holdout value minus this",
         )
         min_labels: int = Field(default=30, ge=1)
 
