@@ -21,11 +21,27 @@ measures only what the prediction log costs, for a shared machine whose load mov
 cells: the log-on and the log-off server run side by side (two clones, ``--interval 30`` so
 neither fetches often), and each cell is run on both back to back, in alternating order,
 ``--log-ab`` rounds.  Prints the median req/s of each and the cost (1 - on/off) per round.
+With ``--before REF`` the servers of git ref REF's code (its ``src/``, ``git archive``, on
+the servers' ``PYTHONPATH``) run beside them, log on and off, and each cell is run on all
+four back to back: the cost before and after, measured under the same load.
+
+    python benchmarks/bench_serve.py --threads-ab 3 [--model hist_gradient_boosting] [--seconds 8]
+
+measures what limiting the native thread pools (``configs/serve.yaml: threads``) does to p95
+latency, idle and while two busy-looping processes (one per core) compete for the CPUs, for
+an OpenMP model (``--model``, default ``hist_gradient_boosting``):
+- the **gate**: ``retrain.pipeline.latency.measure_latency`` on the holdout (the run-queue
+  corrected p95 the latency gate judges), with the libraries' default threads and with 1;
+- the **server**: two ``retrain serve`` side by side (two clones, log off), one with
+  ``threads: null`` and one with ``threads: 1``, one client, 1-row and 100-row requests, each
+  cell on both back to back in alternating order, ``--threads-ab`` rounds; client-side p95.
+Prints one Markdown table (median over rounds) with the load average.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -37,6 +53,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -254,6 +272,19 @@ LOG_ON = "log_url: sqlite:///.retrain/bench-predictions.db\n"
 LOG_OFF = "log_enabled: false\n"
 
 
+def source_of(ref: str, into: Path) -> Path:
+    """The ``src/`` of git ``ref`` of this repository, unpacked into ``into``."""
+    import tarfile
+
+    into.mkdir(parents=True, exist_ok=True)
+    archive = into / "src.tar"
+    with archive.open("wb") as f:
+        subprocess.run(["git", "archive", ref, "src"], cwd=ROOT, check=True, stdout=f)
+    with tarfile.open(archive) as tar:
+        tar.extractall(into, filter="data")
+    return into / "src"
+
+
 def log_ab(
     py: str,
     env: dict[str, str],
@@ -262,53 +293,173 @@ def log_ab(
     rounds: int,
     max_requests: int,
     max_seconds: float,
+    before: tuple[str, Path] | None = None,
 ) -> None:
-    """The log-on and log-off servers side by side, each cell on both back to back."""
+    """The log-on and log-off servers side by side, each cell on all back to back; with
+    ``before`` (a name and its ``src/``) that code's two servers too."""
+    codes: list[tuple[str, dict[str, str]]] = [("after" if before else "", env)]
+    if before is not None:
+        codes.insert(0, (f"before ({before[0]})", {**env, "PYTHONPATH": str(before[1])}))
     servers: dict[str, Server] = {}
-    load_start = os.getloadavg()[0]
+    loads = [os.getloadavg()]
     try:
-        for label, text in (("on", LOG_ON), ("off", LOG_OFF)):
-            cwd = clones[label]
-            (cwd / "configs" / "serve.yaml").write_text(text)
-            port = free_port()
-            cmd = [py, "-m", "retrain", "serve", "--port", str(port), "--follow", "origin/main"]
-            servers[label] = Server(f"log {label}", [*cmd, "--interval", "30"], cwd, env, port)
+        for code, code_env in codes:
+            for label, text in (("on", LOG_ON), ("off", LOG_OFF)):
+                key = f"{code} {label}".strip()
+                cwd = clones[key]
+                (cwd / "configs" / "serve.yaml").write_text(text)
+                port = free_port()
+                cmd = [py, "-m", "retrain", "serve", "--port", str(port), "--follow", "origin/main"]
+                servers[key] = Server(f"log {key}", [*cmd, "--interval", "30"], cwd, code_env, port)
         for server in servers.values():
             for n_rows in (1, 100):
                 run_load(server.port, bodies[n_rows], 2, 50, 10)  # warm-up
         rps: dict[tuple[str, int, int], list[float]] = {}
+        keys = list(servers)
         for r in range(rounds):
             for n_rows in (1, 100):
                 for conc in (1, 8):
-                    for label in ("on", "off") if r % 2 == 0 else ("off", "on"):
-                        port = servers[label].port
+                    for key in keys if r % 2 == 0 else keys[::-1]:
+                        port = servers[key].port
                         cell = run_load(port, bodies[n_rows], conc, max_requests, max_seconds)
-                        rps.setdefault((label, n_rows, conc), []).append(cell.rps())
+                        rps.setdefault((key, n_rows, conc), []).append(cell.rps())
                         print(
-                            f"  round {r + 1} log {label:<3} {n_rows:>3} row(s) x {conc}: "
+                            f"  round {r + 1} log {key:<12} {n_rows:>3} row(s) x {conc}: "
                             f"{cell.rps():7.1f} req/s, {cell.failed} failed",
                             file=sys.stderr,
                         )
+            loads.append(os.getloadavg())
+    finally:
+        for server in servers.values():
+            server.stop()
+    shown = ", ".join("/".join(f"{x:.1f}" for x in la) for la in loads)
+    print(
+        f"prediction log cost, log on vs off side by side: {os.cpu_count()} CPUs, load average "
+        f"(1/5/15 min) at the start and after each round: {shown}; {rounds} rounds "
+        f"of <= {max_requests} requests or {max_seconds:g} s per cell"
+    )
+    print()
+    print(
+        "| code | rows/request | concurrency | log on req/s | log off req/s | cost "
+        "| cost by round |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for code, _ in codes:
+        for n_rows in (1, 100):
+            for conc in (1, 8):
+                on = rps[(f"{code} on".strip(), n_rows, conc)]
+                off = rps[(f"{code} off".strip(), n_rows, conc)]
+                by_round = [1 - a / b for a, b in zip(on, off, strict=True) if b]
+                cost = 1 - statistics.median(on) / statistics.median(off)
+                print(
+                    f"| {code or 'this checkout'} | {n_rows} | {conc} "
+                    f"| {statistics.median(on):.1f} | {statistics.median(off):.1f} "
+                    f"| {cost:+.1%} | {', '.join(f'{c:+.0%}' for c in by_round)} |"
+                )
+
+
+@contextmanager
+def busy_cores(n: int = 2, seconds: float = 600.0) -> Iterator[None]:
+    """``n`` processes spinning on the CPU (one per core on a 2-core machine)."""
+    spin = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass"
+    procs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(n)]
+    try:
+        time.sleep(0.5)
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(timeout=10)
+
+
+THREADS = {
+    "default": "threads: null\nlog_enabled: false\n",
+    "1": "threads: 1\nlog_enabled: false\n",
+}
+
+
+def threads_ab(
+    py: str,
+    env: dict[str, str],
+    sb: example.Sandbox,
+    clones: dict[str, Path],
+    bodies: dict[int, bytes],
+    rounds: int,
+    max_requests: int,
+    max_seconds: float,
+) -> None:
+    """p95 idle/loaded x default/limited threads, for the latency gate and the server."""
+    from retrain.core import registry as reg
+    from retrain.core.config import GatesConfig, load_config
+    from retrain.pipeline import dataset, latency
+    from retrain.pipeline.predict import load_version
+
+    cfg = load_config(sb.root)
+    entry = reg.load(sb.root).production_entry
+    assert entry is not None
+    model = load_version(sb.root, entry, trusted=cfg.model.trusted_types)
+    X = dataset.load_holdout(cfg.dataset, sb.root)[cfg.dataset.feature_names]
+    lat_cfg = GatesConfig.Latency(one_round_below=0)  # every round, as near a budget
+    p95: dict[tuple[str, str, str], list[float]] = {}
+    loads: dict[str, list[float]] = {"idle": [], "loaded": []}
+    servers: dict[str, Server] = {}
+    try:
+        for label, text in THREADS.items():
+            (clones[label] / "configs" / "serve.yaml").write_text(text)
+            port = free_port()
+            cmd = [py, "-m", "retrain", "serve", "--port", str(port), "--follow", "origin/main"]
+            servers[label] = Server(
+                f"threads {label}", [*cmd, "--interval", "30"], clones[label], env, port
+            )
+        for server in servers.values():
+            for n_rows in (1, 100):
+                run_load(server.port, bodies[n_rows], 1, 50, 10)  # warm-up
+        for r in range(rounds):
+            for cond in ("idle", "loaded"):
+                ctx = busy_cores() if cond == "loaded" else contextlib.nullcontext()
+                with ctx:
+                    loads[cond].append(os.getloadavg()[0])
+                    order = list(THREADS) if r % 2 == 0 else list(THREADS)[::-1]
+                    for label in order:
+                        threads = None if label == "default" else int(label)
+                        gate = latency.measure_latency(model, X, lat_cfg, threads)
+                        p95.setdefault(("gate, 1 row", label, cond), []).append(
+                            gate["p95_ms_single"]
+                        )
+                        p95.setdefault(("gate, batch of 256", label, cond), []).append(
+                            gate["p95_ms_batch"]
+                        )
+                    for n_rows in (1, 100):
+                        for label in order:
+                            cell = run_load(
+                                servers[label].port, bodies[n_rows], 1, max_requests, max_seconds
+                            )
+                            where = f"server, {n_rows} row{'s' if n_rows > 1 else ''}/request"
+                            p95.setdefault((where, label, cond), []).append(cell.pct(0.95))
+                            print(
+                                f"  round {r + 1} {cond:<6} threads {label:<7} {where}: "
+                                f"p95 {cell.pct(0.95):7.2f} ms, {cell.failed} failed",
+                                file=sys.stderr,
+                            )
     finally:
         for server in servers.values():
             server.stop()
     print(
-        f"prediction log cost, log on vs off side by side: {os.cpu_count()} CPUs, load average "
-        f"{load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end; {rounds} rounds "
-        f"of <= {max_requests} requests or {max_seconds:g} s per cell"
+        f"native threads, default vs 1 ({cfg.model.estimator}): {os.cpu_count()} CPUs; load "
+        f"average idle {statistics.median(loads['idle']):.2f}, loaded "
+        f"{statistics.median(loads['loaded']):.2f} (two busy processes); median of {rounds} "
+        f"rounds; gate: run-queue corrected p95, server: client-side p95 over <= "
+        f"{max_requests} requests or {max_seconds:g} s"
     )
     print()
-    print("| rows/request | concurrency | log on req/s | log off req/s | cost | cost by round |")
-    print("|---|---|---|---|---|---|")
-    for n_rows in (1, 100):
-        for conc in (1, 8):
-            on, off = rps[("on", n_rows, conc)], rps[("off", n_rows, conc)]
-            by_round = [1 - a / b for a, b in zip(on, off, strict=True) if b]
-            cost = 1 - statistics.median(on) / statistics.median(off)
-            print(
-                f"| {n_rows} | {conc} | {statistics.median(on):.1f} | {statistics.median(off):.1f} "
-                f"| {cost:+.1%} | {', '.join(f'{c:+.0%}' for c in by_round)} |"
-            )
+    print("| measured | threads | p95 idle ms | p95 loaded ms | loaded / idle |")
+    print("|---|---|---:|---:|---:|")
+    for where in dict.fromkeys(k[0] for k in p95):
+        for label in THREADS:
+            idle = statistics.median(p95[(where, label, "idle")])
+            loaded = statistics.median(p95[(where, label, "loaded")])
+            shown = "default" if label == "default" else f"{label} (serve.yaml)"
+            print(f"| {where} | {shown} | {idle:.2f} | {loaded:.2f} | {loaded / idle:.1f}x |")
 
 
 def main() -> None:
@@ -319,7 +470,27 @@ def main() -> None:
     parser.add_argument(
         "--log-ab", type=int, default=0, metavar="ROUNDS", help="only the log's cost (see above)"
     )
+    parser.add_argument(
+        "--before",
+        default=None,
+        metavar="REF",
+        help="--log-ab: also the servers of this git ref's code, side by side",
+    )
+    parser.add_argument(
+        "--threads-ab",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="only native threads default vs serve.yaml threads: 1, idle and loaded (see above)",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="configs/model.yaml estimator of the served model (--threads-ab: "
+        "hist_gradient_boosting; otherwise the project's)",
+    )
     args = parser.parse_args()
+    estimator = args.model or ("hist_gradient_boosting" if args.threads_ab else None)
     py = sys.executable
     rows: list[list[str]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -330,12 +501,16 @@ def main() -> None:
         gates = sb.root / "configs" / "gates.yaml"
         text = re.sub(r"max_p95_ms_single: .*", "max_p95_ms_single: 10000", gates.read_text())
         gates.write_text(re.sub(r"max_p95_ms_batch: .*", "max_p95_ms_batch: 60000", text))
+        if estimator is not None:
+            (sb.root / "configs" / "model.yaml").write_text(
+                f"estimator: {estimator}\nrandom_state: 0\nparams: {{}}\n"
+            )
         sb.git("commit", "-qam", "gates: a loose latency budget for the benchmark")
         subprocess.run(
             [py, "-m", "retrain", "run"], cwd=sb.root, env=env, check=True, capture_output=True
         )
         example.merge_proposal(sb, "retrain/v1.0.0")
-        if not args.log_ab:  # v1.1.0 is for the swaps only
+        if not (args.log_ab or args.threads_ab):  # v1.1.0 is for the swaps only
             example.ingest_next_batch(sb.root, sb.env)
             subprocess.run(
                 [py, "-m", "retrain", "run"], cwd=sb.root, env=env, check=True, capture_output=True
@@ -348,11 +523,25 @@ def main() -> None:
         sb.run("git", "clone", "-q", str(sb.origin), str(replica))
         data = holdout_rows(sb.root)
         bodies = {1: payload(data[:1]), 100: payload(data[:100])}
-        if args.log_ab:
-            other = Path(tmp) / "replica-off"
+        if args.threads_ab:
+            other = Path(tmp) / "replica-limited"
             sb.run("git", "clone", "-q", str(sb.origin), str(other))
-            clones = {"on": replica, "off": other}
-            log_ab(py, env, clones, bodies, args.log_ab, args.requests, args.seconds)
+            clones = {"default": replica, "1": other}
+            threads_ab(py, env, sb, clones, bodies, args.threads_ab, args.requests, args.seconds)
+            return
+        if args.log_ab:
+            clones = {"on": replica}
+            names = ["off"]
+            before = None
+            if args.before:
+                before = (args.before, source_of(args.before, Path(tmp) / "before"))
+                clones = {"after on": replica}
+                names = ["after off", f"before ({args.before}) on", f"before ({args.before}) off"]
+            for name in names:
+                other = Path(tmp) / f"replica-{len(clones)}"
+                sb.run("git", "clone", "-q", str(sb.origin), str(other))
+                clones[name] = other
+            log_ab(py, env, clones, bodies, args.log_ab, args.requests, args.seconds, before)
             return
 
         contenders: list[tuple[str, list[str], Path, str | None]] = [

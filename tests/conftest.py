@@ -21,7 +21,8 @@ from retrain import example
 PROJECT = Path(__file__).resolve().parents[1]
 
 FAKE_GH = r'''#!/usr/bin/env python3
-"""Stand-in for the GitHub CLI: records argv (and the --body-file text) and answers like gh."""
+"""Stand-in for the GitHub CLI: records argv (and the --body-file text) and answers like gh
+(a URL for pr create and issue create)."""
 import json, os, sys
 args = sys.argv[1:]
 record = {"argv": args, "cwd": os.getcwd()}
@@ -33,6 +34,10 @@ with open(os.environ["FAKE_GH_LOG"], "a", encoding="utf-8") as fh:
 if args[:2] == ["pr", "create"]:
     head = args[args.index("--head") + 1] if "--head" in args else "branch"
     print(f"https://github.com/example/retrain/pull/{abs(hash(head)) % 1000}")
+if args[:2] == ["issue", "create"]:
+    with open(os.environ["FAKE_GH_LOG"], encoding="utf-8") as fh:
+        number = sum(1 for line in fh if '"argv": ["issue", "create"' in line)
+    print(f"https://github.com/example/retrain/issues/{number}")
 '''
 
 

@@ -196,3 +196,107 @@ def test_table_lists_each_version_and_role_production_first():
     rows = analysis.table(frame, "accuracy", "classification")
     assert [(s.version, s.role) for s in rows] == [("1.0.0", "production"), ("1.1.0", "shadow")]
     assert rows[0].requests == 600 and rows[0].labels == 600
+
+
+# --------------------------------------------------------------------------- per request
+def one_request(frame: pd.DataFrame, request_id: str, *, latency_ms: float) -> pd.DataFrame:
+    """Every row of ``frame`` as the rows of one request, as the server logs them: one
+    request id, one time, and the whole request's latency on each row."""
+    out = frame.copy()
+    out["request_id"] = request_id
+    out["at"] = out["at"].iloc[0]
+    out["latency_ms"] = latency_ms
+    return out
+
+
+def test_one_huge_slow_request_among_many_normal_ones_does_not_roll_back_a_healthy_canary():
+    """A client sends 10,000 rows in one request (2 s, as it should take); 600 other canary
+    requests are as quick as production's.  Judged per row, the big request's 10,000 rows
+    would be the p95 and roll back a healthy canary; judged per request it is one of 601."""
+    huge = one_request(
+        served("1.1.0", "canary", 10_000, accuracy=0.82, seed=21), "bulk-1", latency_ms=2_000.0
+    )
+    frame = pd.concat(
+        [
+            served("1.0.0", "production", 1500, accuracy=0.8, seed=1),
+            served("1.1.0", "canary", 600, accuracy=0.82, seed=2),
+            huge,
+        ]
+    )
+    verdict, stats = canary(frame)
+    assert verdict.action == "advance", verdict.summary
+    can = stats[1]
+    assert can.requests == 601 and can.rows == 10_600
+    assert can.p95_latency_ms < 20  # the normal requests' p95, not the bulk request's 2 s
+    assert {c.name: c.verdict for c in verdict.checks}["latency"] == "pass"
+
+
+def test_a_canary_slow_on_most_requests_still_rolls_back_on_the_per_request_p95():
+    frame = pd.concat(
+        [
+            served("1.0.0", "production", 1000, accuracy=0.8, latency_ms=5),
+            served("1.1.0", "canary", 300, accuracy=0.8, latency_ms=20, seed=5),
+            one_request(
+                served("1.1.0", "canary", 5_000, accuracy=0.8, seed=22), "bulk", latency_ms=4.0
+            ),
+        ]
+    )
+    verdict, _ = canary(frame)
+    assert verdict.action == "rollback" and "latency" in verdict.summary
+
+
+def test_error_rate_is_the_share_of_failed_requests_not_of_rows():
+    """Two failed bulk requests of 500 rows each among 400 good one-row requests: 2 of 402
+    requests failed (0.5%, within the 1% allowed) although 1,000 of 1,400 rows did."""
+    failed = [
+        one_request(
+            served("1.1.0", "canary", 500, accuracy=0.8, error_rate=1.0, seed=30 + i),
+            f"bulk-{i}",
+            latency_ms=40.0,
+        )
+        for i in range(2)
+    ]
+    frame = pd.concat(
+        [
+            served("1.0.0", "production", 1000, accuracy=0.8, seed=1),
+            served("1.1.0", "canary", 400, accuracy=0.82, seed=2),
+            *failed,
+        ]
+    )
+    verdict, stats = canary(frame)
+    can = stats[1]
+    assert (can.requests, can.errors, can.error_rows) == (402, 2, 1000)
+    assert can.error_rate == pytest.approx(2 / 402, abs=1e-6)
+    assert {c.name: c.verdict for c in verdict.checks}["error_rate"] == "pass"
+    assert verdict.action == "advance", verdict.summary
+
+
+def test_many_small_failed_requests_roll_back_even_beside_one_big_good_request():
+    """20 of 401 requests failed (5%): rolled back, although they are 20 rows of 5,400."""
+    frame = pd.concat(
+        [
+            served("1.0.0", "production", 1000, accuracy=0.8, seed=1),
+            served("1.1.0", "canary", 400, accuracy=0.82, error_rate=0.05, seed=7),
+            one_request(
+                served("1.1.0", "canary", 5_000, accuracy=0.82, seed=23), "bulk", latency_ms=6.0
+            ),
+        ]
+    )
+    verdict, stats = canary(frame)
+    can = stats[1]
+    assert can.requests == 401 and can.errors == can.error_rows
+    assert can.error_rate == pytest.approx(can.errors / 401, abs=1e-6) and can.errors >= 10
+    assert verdict.action == "rollback" and "error_rate" in verdict.summary
+    assert f"{can.errors} of 401 requests" in verdict.summary
+
+
+def test_health_judges_failed_requests_not_failed_rows():
+    good = served("1.0.0", "production", 300, accuracy=0.8)
+    bulk_failure = one_request(
+        served("1.0.0", "production", 3_000, accuracy=0.8, error_rate=1.0, seed=9),
+        "bulk",
+        latency_ms=30.0,
+    )
+    verdict, st = health(pd.concat([good, bulk_failure]))
+    assert (st.requests, st.errors, st.error_rows) == (301, 1, 3000)
+    assert verdict.action == "healthy", verdict.summary

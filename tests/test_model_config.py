@@ -151,9 +151,15 @@ def test_bad_model_or_gates_config_is_one_line_exit_2_and_writes_nothing(case, t
     if case == "pipeline function missing":
         dvc = root / "dvc.yaml"
         dvc.write_text(
-            dvc.read_text().replace(
+            dvc.read_text()
+            .replace(
                 "      - artifacts/validation.json\n",
                 "      - artifacts/validation.json\n      - model.py\n",
+                1,
+            )
+            .replace(
+                "      - artifacts/train/training.json\n",
+                "      - artifacts/train/training.json\n      - model.py\n",
                 1,
             )
         )

@@ -439,9 +439,10 @@ def test_canary_failing_on_a_share_of_rows_is_rolled_back_and_gets_no_more_traff
     """A real failing canary: the drill's model whose encoder never saw one season answers
     500 on those rows, which the server logs as errors; monitor reads the live log, pushes
     the removal of the canary, and the server stops routing to it."""
-    from retrain.rollout.drill import invoke, register_bad
+    from retrain.rollout.drill import invoke, register_bad, trust_the_tripwire
 
     sb, cli, _ = canary
+    trust_the_tripwire(sb.root, sb.git)  # the sandbox's model.yaml trusts the failing wrapper
     version, _ = register_bad(sb.root, cli.env, "failing", git=sb.git, canary_weight=50)
     sb.git(
         "merge", "-q", "--no-ff", "-m", "Merge pull request #2 from drill/failing", "drill/failing"

@@ -75,9 +75,16 @@ def test_pipeline_function_is_refused_until_trusted_then_promoted_and_predicted_
     (sb.root / "configs" / "model.yaml").write_text("pipeline: model:build\n")
     dvc_yaml = sb.root / "dvc.yaml"
     dvc_yaml.write_text(
-        dvc_yaml.read_text().replace(
+        dvc_yaml.read_text()
+        .replace(
             "      - artifacts/validation.json\n",
             "      - artifacts/validation.json\n      - model.py\n",
+            1,
+        )
+        # evaluate loads the model, which calls into model.py: a dependency there too
+        .replace(
+            "      - artifacts/train/training.json\n",
+            "      - artifacts/train/training.json\n      - model.py\n",
             1,
         )
     )

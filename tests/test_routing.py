@@ -32,12 +32,35 @@ def test_raising_the_weight_keeps_every_canary_key_on_the_canary():
     assert at5 and at5 < at25
 
 
-def test_bucket_is_the_same_in_every_process():
-    # sha256 based, not Python's salted hash(): a fixed value pins it across processes.
-    import hashlib
+def test_every_process_routes_a_key_to_the_same_version():
+    """Replicas are separate processes (and Python salts ``hash()`` per process): two other
+    interpreters with different hash seeds route 500 keys exactly as this one does."""
+    import json
+    import os
+    import subprocess
+    import sys
 
-    expected = int.from_bytes(hashlib.sha256(b"1.1.0\x00abc").digest()[:8], "big") % 10_000
-    assert routing.bucket("abc", "1.1.0") == expected
+    keys = [f"user-{i}" for i in range(500)]
+    script = (
+        "import json, sys\n"
+        "from retrain.core.registry import Canary, Rollout\n"
+        "from retrain.serve import routing\n"
+        "r = Rollout(canary=Canary('1.1.0', 30))\n"
+        "keys = json.load(sys.stdin)\n"
+        "print(json.dumps([routing.route(k, '1.0.0', r).version for k in keys]))\n"
+    )
+    here = [routing.route(k, "1.0.0", Rollout(canary=Canary("1.1.0", 30))).version for k in keys]
+    for seed in ("1", "2"):
+        res = subprocess.run(
+            [sys.executable, "-c", script],
+            input=json.dumps(keys),
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert json.loads(res.stdout) == here
+    assert 0.2 < here.count("1.1.0") / len(keys) < 0.4
     assert 0 <= routing.bucket("abc") < routing.BUCKETS
 
 

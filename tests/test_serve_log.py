@@ -252,7 +252,8 @@ def test_too_few_labels_or_no_log_decide_nothing(project):
     root = project["root"]
     cfg = load_config(root)
     registry = reg.load(root)
-    assert feedback.live_for_triggers(cfg, registry) is None  # nothing was ever served
+    live = feedback.live_for_triggers(cfg, registry)  # nothing was ever served
+    assert live is not None and live.error is not None and live.frame is None
     _serve(root, _rows("few", "1.0.0", "2026-11-20T00:00:00Z", 5), {("few", 0): "fog"})
     live = feedback.live_for_triggers(cfg, registry)
     assert live is not None and len(live.frame) == 1
@@ -260,6 +261,57 @@ def test_too_few_labels_or_no_log_decide_nothing(project):
     check = rep.checks["live_performance"]
     assert check["rows"] == 1 and check["value"] is None and not check["fired"]
     assert "fewer than min_rows 30" in check["note"]
+
+
+def test_without_a_prediction_log_the_live_check_says_it_was_not_checked(project):
+    """Issue 22, item 3: the check used to vanish from the table when no log existed, so in
+    CI (where the servers' log is elsewhere) nobody could see it never ran."""
+    root = project["root"]
+    res = _cli(root, "triggers")
+    assert res.returncode == 0, res.stderr
+    row = next(ln for ln in res.stdout.splitlines() if ln.startswith("live_performance"))
+    assert row.endswith("no  (not checked: no prediction log at .retrain/predictions.db)"), row
+    out = json.loads(_cli(root, "triggers", "--json").stdout)["checks"]["live_performance"]
+    assert out["value"] is None and not out["fired"]
+    assert out["note"] == "not checked: no prediction log at .retrain/predictions.db"
+    # `retrain run` sees the missing file from its path alone (no SQLAlchemy): same check.
+    from retrain import run
+
+    live = run._live_feedback(load_config(root), reg.load(root))
+    assert live.error == "not checked: no prediction log at .retrain/predictions.db"
+    assert not (root / ".retrain" / "predictions.db").exists()  # reading created nothing
+
+
+def test_retrain_log_url_points_the_reading_commands_at_the_servers_log(project, tmp_path):
+    """CI has no server beside it: RETRAIN_LOG_URL (a secret in retrain.yml and monitor.yml)
+    names the servers' log, and the trigger and monitor read it instead of serve.yaml's."""
+    root = project["root"]
+    _swap_traffic(root, good=False)
+    moved = tmp_path / "elsewhere.db"
+    shutil.move(root / ".retrain" / "predictions.db", moved)
+    env = {**os.environ, "RETRAIN_LOG_URL": f"sqlite:///{moved}"}
+    res = subprocess.run(
+        [sys.executable, "-m", "retrain", "triggers", "--json"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    live = json.loads(res.stdout)["checks"]["live_performance"]
+    assert live["rows"] == 60 and live["fired"] and live["source"] == f"sqlite:///{moved}"
+    mon = subprocess.run(
+        [sys.executable, "-m", "retrain", "monitor"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert mon.returncode == 0, mon.stderr
+    assert f"read from sqlite:///{moved}" in mon.stdout
+    # Without it, monitor names the log it read, and says that nothing was ever logged there.
+    mon = _cli(root, "monitor")
+    assert mon.returncode == 0, mon.stderr
+    assert "read from sqlite:///" in mon.stdout and "(no such file" in mon.stdout
 
 
 def test_log_loss_on_live_feedback_uses_the_logged_probabilities(project):
@@ -440,7 +492,8 @@ def test_monitor_takes_the_log_url_from_a_secret_file_and_counts_only_token_labe
     _serve(root, [], {("t", 1): "sun"}, by=None)
     monkeypatch.setenv("RETRAIN_LOG_URL_FILE", str(secret))
     monkeypatch.delenv("RETRAIN_LOG_URL", raising=False)
-    frame = monitor.load_log(load_config(root), pd.Timestamp("2026-11-01", tz="UTC"))
+    frame, source = monitor.load_log(load_config(root), pd.Timestamp("2026-11-01", tz="UTC"))
+    assert source == f"sqlite:///{root / '.retrain' / 'predictions.db'}"  # the log it read
     assert frame["label"].tolist()[0] == "rain" and frame["label"].isna().tolist()[1:] == [1, 1]
     assert frame["label_by"].tolist()[0] == "labeller" and frame["label_by"].isna().sum() == 2
     monkeypatch.setenv("RETRAIN_LOG_URL_FILE", str(tmp_path / "missing"))

@@ -1,4 +1,5 @@
-"""Semantic versioning rules for models (DESIGN.md section 3)."""
+"""Semantic version numbers for models (DESIGN.md section 3).  Which bump a candidate gets
+is the ``schema_bump`` gate's rule, tested with the gates (tests/test_gates.py)."""
 
 from __future__ import annotations
 
@@ -20,31 +21,6 @@ from retrain.core.errors import RegistryError
 )
 def test_next_version_follows_the_bump(latest, bump, expected):
     assert versioning.next_version(latest, bump) == expected
-
-
-def test_first_version_is_one_zero_zero_whatever_was_requested():
-    assert (
-        versioning.decide_bump(has_production=False, schema_changed=True, requested="patch")
-        == "initial"
-    )
-
-
-@pytest.mark.parametrize("requested", [None, "minor", "patch"])
-def test_a_schema_change_forces_major_whatever_was_requested(requested):
-    assert (
-        versioning.decide_bump(has_production=True, schema_changed=True, requested=requested)
-        == "major"
-    )
-
-
-def test_patch_only_when_requested_and_schema_unchanged():
-    assert (
-        versioning.decide_bump(has_production=True, schema_changed=False, requested="patch")
-        == "patch"
-    )
-    assert (
-        versioning.decide_bump(has_production=True, schema_changed=False, requested=None) == "minor"
-    )
 
 
 @pytest.mark.parametrize("bad", ["1.0", "v1.0.0", "1.0.0-rc1", "1.0.0+build", 1.0, None, "x.y.z"])

@@ -11,7 +11,8 @@ GitHub itself cannot be reached from the tests, so it is stood in at the process
 - ``actions/upload-artifact`` copies the files into the run's directory and records them;
   any other action is recorded and does nothing;
 - ``gh`` is an executable placed first on PATH that records its argv, its GitHub token and
-  the ``--body-file`` text to a JSON-lines file, and answers ``pr create`` with a fake URL.
+  the ``--body-file`` text to a JSON-lines file, and answers ``pr create`` and ``issue create``
+  with a fake URL.
 
 Everything else is what a GitHub-hosted runner does: each ``run:`` step is a script run by
 ``bash -e`` (or the step's ``shell``) with the step's ``env:``, after ``${{ }}`` expressions
@@ -414,6 +415,11 @@ if args[:2] == ["pr", "create"]:
         number = sum(1 for line in fh if '"create"' in line)
     repo = os.environ.get("GITHUB_REPOSITORY", "{repository}")
     print(f"https://github.com/{{repo}}/pull/{{number}}")
+if args[:2] == ["issue", "create"]:
+    with open(log, encoding="utf-8") as fh:
+        number = sum(1 for line in fh if '"argv": ["issue", "create"' in line)
+    repo = os.environ.get("GITHUB_REPOSITORY", "{repository}")
+    print(f"https://github.com/{{repo}}/issues/{{number}}")
 '''
 
 

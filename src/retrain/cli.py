@@ -47,28 +47,35 @@ def cli() -> None:
     """Keep one production model fresh and safe, with git as the control plane."""
 
 
+def _stage(name: str) -> None:
+    """Pipeline stage ``name`` here, or, under ``retrain run``, in that process (which has
+    the stack imported already; see :mod:`retrain.release.stagehost`)."""
+    from retrain.release import stagehost
+
+    code = stagehost.hand_over(name)
+    if code is not None:
+        sys.exit(code)  # the host said what went wrong, on its stderr
+    from retrain.pipeline import stages
+
+    getattr(stages, name)(_cfg())
+
+
 @cli.command()
 def validate() -> None:
     """Pipeline stage 1: check every data batch and the frozen holdout."""
-    from retrain.pipeline import stages
-
-    stages.validate(_cfg())
+    _stage("validate")
 
 
 @cli.command()
 def train() -> None:
     """Pipeline stage 2: fit the model, save it (skops), log and register it in MLflow."""
-    from retrain.pipeline import stages
-
-    stages.train(_cfg())
+    _stage("train")
 
 
 @cli.command()
 def evaluate() -> None:
     """Pipeline stage 3: score the candidate on the frozen holdout."""
-    from retrain.pipeline import stages
-
-    stages.evaluate(_cfg())
+    _stage("evaluate")
 
 
 @cli.command()
@@ -113,9 +120,10 @@ def drift(reference: Path, current: Path, as_json: bool) -> None:
 @click.option("--reason", default=None, help="why (a manual trigger)")
 @click.option(
     "--bump",
-    type=click.Choice(["minor", "patch"]),
+    type=click.Choice(["minor", "patch", "major"]),
     default=None,
-    help="patch: a fix that must not regress (gate: no regression beyond ε)",
+    help="patch: a fix that must not regress (gate: no regression beyond ε); major: by hand "
+    "(a schema change forces it anyway)",
 )
 @click.option("--push", is_flag=True, help="push the proposal branch to origin")
 @click.option("--open-pr", is_flag=True, help="open the pull request with gh (implies --push)")
@@ -143,42 +151,16 @@ def run(
 
 @cli.command()
 @click.option("--reason", default=None)
-@click.option("--bump", type=click.Choice(["minor", "patch"]), default=None)
+@click.option("--bump", type=click.Choice(["minor", "patch", "major"]), default=None)
 @click.option("--push", is_flag=True)
 @click.option("--open-pr", is_flag=True)
-def propose(reason: str | None, bump: str | None, push: bool, open_pr: bool) -> None:
+@click.option("--json", "as_json", is_flag=True)
+def propose(reason: str | None, bump: str | None, push: bool, open_pr: bool, as_json: bool) -> None:
     """Judge the reproduced pipeline and, if every gate passes, commit retrain/v<X.Y.Z>."""
-    from retrain.core import lock
+    from retrain import run as r
 
-    cfg = _cfg()
-    with lock.hold(cfg.root, "propose"):
-        _propose(cfg, reason=reason, bump=bump, push=push, open_pr=open_pr)
-
-
-def _propose(cfg: Any, *, reason: str | None, bump: str | None, push: bool, open_pr: bool) -> None:
-    from retrain.core import registry
-    from retrain.release import proposal
-
-    reg = registry.load(cfg.root, expected_model=cfg.release.model_name)
-    j = proposal.judge(cfg, reg, bump_requested=bump)
-    if not j.gates.passed:
-        failed = ", ".join(f"{r.name} ({r.value} vs {r.threshold})" for r in j.gates.failed)
-        click.echo(f"gated: no proposal; failed: {failed}")
-        return
-    fired = ["manual"]
-    prop = proposal.propose(
-        cfg,
-        reg,
-        j,
-        fired=fired,
-        reason=reason,
-        triggers=None,
-        drift=None,
-        push=push,
-        open_pr=open_pr,
-    )
-    proposal.restore_workspace(cfg.root)
-    click.echo(f"proposed v{prop.version} on {prop.branch}; PR body: {prop.body_path}")
+    result = r.propose(_cfg(), reason=reason, bump=bump, push=push, open_pr=open_pr)
+    _emit(result.to_dict()) if as_json else click.echo(result.summary)
 
 
 @cli.command()
@@ -353,7 +335,7 @@ def monitor(
         raise click.UsageError("--open-pr and --push are exclusive")
     cfg = _cfg()
     frame = mon.read_log_file(log_file) if log_file is not None else None
-    obs = mon.observe(cfg, frame)
+    obs = mon.observe(cfg, frame, source=str(log_file) if log_file is not None else None)
     action = mon.act(cfg, obs, push=push, open_pr=open_pr)
     text = mon.format_report(obs, action)
     _append_summary(summary_file, "### Monitor\n\n```\n" + text + "\n```")
@@ -480,6 +462,35 @@ def feedback_export(since: str, output: Path, version: str | None, as_json: bool
         click.echo(fb.report(exp, since))
 
 
+@cli.group(name="log")
+def log_group() -> None:
+    """The prediction log the servers write: keep it to its retention."""
+
+
+@log_group.command("prune")
+@click.option("--dry-run", is_flag=True, help="count what would go; delete nothing")
+@click.option(
+    "--batch", default=10_000, show_default=True, type=int, help="rows per delete transaction"
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--summary", "summary_file", default=None, help="append a Markdown summary here")
+def log_prune(batch: int, dry_run: bool, as_json: bool, summary_file: str | None) -> None:
+    """Delete served rows older than configs/serve.yaml log_retention, and their labels;
+    never the rows retrain monitor still judges."""
+    from retrain.rollout import retention
+    from retrain.serve import predlog
+
+    cfg = _cfg()
+    serve_cfg, log = predlog.configured_log(cfg.root)
+    try:
+        result = retention.prune(cfg, serve_cfg, log, batch=batch, dry_run=dry_run)
+    finally:
+        log.close()
+    text = retention.report(result)
+    _append_summary(summary_file, "### Prediction log retention\n\n```\n" + text + "\n```")
+    _emit(result.to_dict()) if as_json else click.echo(text)
+
+
 @cli.command(name="init")
 @click.option("--data", "data", required=True, help="your labelled data (CSV or Parquet)")
 @click.option("--target", required=True, help="the column to predict")
@@ -527,31 +538,38 @@ def main() -> None:
 
     When the command is done the process exits without the interpreter's teardown, which
     frees every object of every module one by one: about a second of each scheduled run
-    once scikit-learn, pandas, MLflow and DVC are loaded (docs/decisions.md).  Threads are
-    joined, exit handlers run and the streams are flushed first, as at a normal exit; an
-    uncaught exception still takes Python's own way out, with its traceback.
+    once scikit-learn, pandas, MLflow and DVC are loaded (docs/decisions.md).  Only public
+    interfaces: Python's own exit runs as usual (threads joined, then the exit handlers),
+    and the last of those, registered here first so that it runs after every handler the
+    libraries register later, flushes the streams and ends the process with the status.
     """
+    import atexit
+
+    status = [1]  # an uncaught exception: Python prints it, and the status is 1
+    atexit.register(_exit_now, status)
     try:
         cli(prog_name="retrain")
     except SystemExit as exc:
-        _exit_now(exc.code)
-    _exit_now(0)
+        status[0] = _status_of(exc.code)
+        raise
+    status[0] = 0
 
 
-def _exit_now(code: Any) -> None:
-    import atexit
-    import os
-    import threading
-
+def _status_of(code: Any) -> int:
     if code is None:
-        code = 0
-    elif not isinstance(code, int):  # sys.exit("message"): printed, status 1
-        print(code, file=sys.stderr)
-        code = 1
-    shutdown = getattr(threading, "_shutdown", None)  # what Python runs first at exit
-    if shutdown is not None:
-        shutdown()
-    atexit._run_exitfuncs()
+        return 0
+    if isinstance(code, int):
+        return code
+    return 1  # sys.exit("message"): Python prints the message, the status is 1
+
+
+def _exit_now(status: list[int]) -> None:
+    """The last exit handler: skip the interpreter's teardown (see :func:`main`)."""
+    import logging
+    import os
+
+    code = status[0]
+    logging.shutdown()  # its own exit handler may be one registered before this one
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -127,30 +127,42 @@ def demo(
 
 # --------------------------------------------------------------------------- drill
 def drill(project: Path, workdir: Path, *, traffic: int = 120) -> Any:
-    """``retrain drill``: a sandbox fork with v1.0.0 in production, then the rounds of
-    :func:`retrain.rollout.drill.run_drill` (a failing and a constant bad model)."""
+    """``retrain drill``: a sandbox of the fork at ``project`` as committed (its data, configs,
+    registry, history and production artifact; :func:`retrain.example.sandbox_of_fork`), its
+    production bootstrapped there first when it has none, then the rounds of
+    :func:`retrain.rollout.drill.run_drill`: bad versions built from that production model."""
     import json as _json
 
+    from retrain.core import registry as reg
+    from retrain.core.config import load_config
+    from retrain.example import PRODUCTION_ENV, sandbox_of_fork
     from retrain.rollout.drill import DrillFailed, run_drill
 
     workdir = Path(workdir).resolve()
     if workdir.exists():
         shutil.rmtree(workdir)
-    _step(f"Drill: forking the project into a sandbox at {workdir}", err=True)
-    sb = make_sandbox(workdir, project)
-    env = {**os.environ, **sb.env}
-    _step("Drill: bootstrapping v1.0.0 (train, merge, promote)", err=True)
-    res = subprocess.run(
-        [sys.executable, "-m", "retrain", "run", "--json"],
-        cwd=sb.root,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    out = _json.loads(res.stdout) if res.returncode == 0 else {}
-    if out.get("outcome") != "proposed":
-        raise DrillFailed(f"bootstrap did not propose v1.0.0: {res.stderr.strip()[-300:]}")
-    merge_proposal(sb, out["branch"])
-    run_command([sys.executable, "-m", "retrain", "promote"], sb.root, env)
+    _step(f"Drill: a sandbox of the fork at {project}, in {workdir}", err=True)
+    sb = sandbox_of_fork(workdir, project)
+    env = {k: v for k, v in os.environ.items() if k not in PRODUCTION_ENV} | sb.env
+    cfg = load_config(sb.root)
+    prod = reg.load(sb.root, expected_model=cfg.release.model_name).production
+    if prod is None:
+        _step(
+            "Drill: no production version yet; bootstrapping one (train, merge, promote)", err=True
+        )
+        res = subprocess.run(
+            [sys.executable, "-m", "retrain", "run", "--json"],
+            cwd=sb.root,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        out = _json.loads(res.stdout) if res.returncode == 0 else {}
+        if out.get("outcome") != "proposed":
+            raise DrillFailed(f"bootstrap did not propose v1.0.0: {res.stderr.strip()[-300:]}")
+        merge_proposal(sb, out["branch"])
+        run_command([sys.executable, "-m", "retrain", "promote"], sb.root, env)
+    else:
+        _step(f"Drill: production is v{prod}, the fork's own model", err=True)
     _step("Drill: serving, promoting bad versions, sending labelled traffic, monitoring", err=True)
     return run_drill(sb.root, env, traffic=traffic)

@@ -215,6 +215,84 @@ def make_sandbox(
     return sb
 
 
+# Settings a sandbox of a fork must not inherit: they reach the fork's production (its log,
+# its tracking server, its deploy hook) or a test harness.
+PRODUCTION_ENV = (
+    "RETRAIN_LOG_URL",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "RETRAIN_FAULT_AT",
+    "RETRAIN_FAULT_KILL",
+    "RETRAIN_FAULT_PGID",
+)
+
+
+def sandbox_of_fork(base: Path, fork: Path) -> Sandbox:
+    """A throw-away copy of the fork at ``fork`` as committed (its history and tags, its
+    configs, registry and data) under ``base``: a bare ``origin``, a clone, a local DVC remote
+    holding the fork's data and its production artifact, MLflow on SQLite, the prediction
+    log in the sandbox, and no deploy hook.  Nothing of the fork is changed.
+
+    The data is the fork's ``data/`` when it matches ``data.dvc`` (a fork after ``dvc pull``),
+    else the bundled example's when those are what ``data.dvc`` records (the template);
+    anything else is refused (:class:`BadInput`) naming what to do.  The production artifact
+    is fetched by hash from the fork's DVC cache or remote, sha256 checked.
+    """
+    import yaml
+
+    from retrain.core import registry as reg
+    from retrain.core.config import load_config
+    from retrain.pipeline import artifacts
+
+    fork = Path(fork).resolve()
+    base = Path(base).resolve()
+    base.mkdir(parents=True, exist_ok=True)
+    env = sandbox_env(base)
+    origin, root, remote = base / "origin.git", base / "work", base / "dvc-remote"
+    head = run_command(["git", "rev-parse", "HEAD"], fork, env).strip()
+    run_command(["git", "clone", "-q", "--bare", "--no-local", str(fork), str(origin)], base, env)
+    run_command(["git", "clone", "-q", str(origin), str(root)], base, env)
+    sb = Sandbox(base=base, root=root, origin=origin, dvc_remote=remote, env=env)
+    sb.git("checkout", "-q", "-B", "main", head)
+    dvc = _tool("dvc")
+    recorded = (root / "data.dvc").read_bytes() if (root / "data.dvc").is_file() else None
+    if (fork / "data").is_dir():
+        shutil.copytree(fork / "data", root / "data")
+    else:
+        materialise(root)
+    sb.run(dvc, "add", "-q", "data")
+    if recorded is not None and (root / "data.dvc").read_bytes() != recorded:
+        raise BadInput(
+            f"{fork / 'data'}: does not match the committed data.dvc; the drill runs on the "
+            "fork's data as committed: `dvc checkout` (or `dvc pull`) it first"
+        )
+    sb.run(dvc, "config", "core.analytics", "false")
+    sb.run(dvc, "remote", "add", "-d", "-f", "sandbox", str(remote))
+    # The sandbox's own log and no deploy hook: a drill must never reach production.
+    (root / "configs" / "serve.yaml").write_text(
+        "# drill sandbox: its own prediction log\nlog_url: sqlite:///.retrain/predictions.db\n"
+    )
+    release = root / "configs" / "release.yaml"
+    doc = yaml.safe_load(release.read_text()) or {}
+    if doc.get("deploy_command"):
+        doc["deploy_command"] = None
+        release.write_text(yaml.safe_dump(doc, sort_keys=False))
+    cfg = load_config(root)
+    registry = reg.load(root, expected_model=cfg.release.model_name)
+    if registry.rollout is not None:  # the drill starts from production alone
+        reg.save(root, reg.with_rollout(registry, None))
+    prod = registry.production_entry
+    if prod is not None:
+        path = artifacts.fetch(fork, prod.artifact, prod.version)
+        artifacts.store(root, path, prod.artifact.md5)
+    sb.git("add", "-A")
+    sb.git("commit", "-q", "--allow-empty", "-m", "Drill sandbox of the fork")
+    sb.run(dvc, "push", "-q", "data.dvc")
+    sb.git("push", "-q", "-f", "origin", "main")
+    return sb
+
+
 def ingest_next_batch(root: Path, env: dict[str, str] | None = None) -> str:
     """Receive the next example batch: write it, ``dvc add``, commit data.dvc, ``dvc push``."""
     env = env or sandbox_env(Path(root).parent)

@@ -3,7 +3,8 @@
 MAJOR: the input schema or the class set changed (detected, never chosen lower by hand).
 MINOR: a retrain that beats production by the gates.
 PATCH: a requested fix that must not regress.
-The first version is 1.0.0.
+The first version is 1.0.0.  Which kind a candidate gets is decided once, by the
+``schema_bump`` gate (``retrain.decide.gates``); this module numbers versions.
 """
 
 from __future__ import annotations
@@ -33,19 +34,6 @@ def parse(text: object, where: str = "registry.yaml") -> semver.Version:
             f"{where}: {text!r} has a pre-release or build part; use MAJOR.MINOR.PATCH"
         )
     return version
-
-
-def decide_bump(*, has_production: bool, schema_changed: bool, requested: str | None) -> BumpKind:
-    """The bump a candidate gets: a schema change forces MAJOR whatever was requested."""
-    if not has_production:
-        return "initial"
-    if schema_changed:
-        return "major"
-    if requested == "patch":
-        return "patch"
-    if requested == "major":
-        return "major"
-    return "minor"
 
 
 def next_version(latest: str | None, bump: BumpKind) -> str:

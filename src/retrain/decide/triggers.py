@@ -42,9 +42,11 @@ class TriggerReport:
     def table(self) -> str:
         rows = [f"{'trigger':<18} {'value':>14} {'threshold':>14}  fired"]
         for name, c in self.checks.items():
+            # A check that measured nothing says why (e.g. "not checked: no prediction log").
+            why = f"  ({c['note']})" if c.get("value") is None and c.get("note") else ""
             rows.append(
                 f"{name:<18} {_fmt(c.get('value')):>14} {_fmt(c.get('threshold')):>14}  "
-                f"{'YES' if c.get('fired') else 'no'}"
+                f"{'YES' if c.get('fired') else 'no'}{why}"
             )
         if self.cooldown is not None:
             c = self.cooldown
@@ -76,10 +78,15 @@ class LiveFeedback:
     """
 
     version: str
-    frame: pd.DataFrame
+    frame: pd.DataFrame | None  # None when nothing could be read (``error`` says why)
     since: str | None = None
     source: str = ""
     error: str | None = None
+
+    @classmethod
+    def no_log(cls, version: str, where: str) -> LiveFeedback:
+        """The check when the log was never written: reported, not silently left out."""
+        return cls(version, None, source=where, error=f"not checked: no prediction log at {where}")
 
 
 def _performance_verdict(
@@ -120,9 +127,9 @@ def _live_performance(cfg: Config, prod: RegistryEntry, live: LiveFeedback) -> d
         "rows": 0,
         "source": live.source,
     }
-    if live.error:
-        return out | {"note": live.error}
     frame = live.frame
+    if live.error or frame is None:
+        return out | {"note": live.error or "no rows were read"}
     if live.version != prod.version:
         return out | {"note": f"feedback is for v{live.version}, production is v{prod.version}"}
     out["rows"] = len(frame)
@@ -160,30 +167,71 @@ def _age_days(created: str, now: datetime) -> float:
     return (now - ts).total_seconds() / 86400.0
 
 
-def _split_new_rows(cfg: Config, prod: RegistryEntry) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    """(reference rows the production model trained on, rows newer than them, total rows)."""
-    import pandas as pd
+def _model_checks(cfg: Config, prod: RegistryEntry, split: Any) -> dict[str, dict[str, Any]]:
+    """Prediction drift and performance of the production model on the new rows, streamed
+    through the model chunk by chunk (the reference's outputs come from the store when an
+    earlier run computed them)."""
+    import numpy as np
 
-    from retrain.pipeline import dataset
+    from retrain.decide import drift
+    from retrain.pipeline import artifacts, dataset, metrics, newrows
+    from retrain.pipeline.profiles import merge_columns, of_outputs
 
+    t = cfg.triggers
     ds = cfg.dataset
-    data = dataset.load_batches(ds, cfg.root)
-    pdata = prod.data
-    known = pdata.files
-    frames_old: list[pd.DataFrame] = []
-    frames_new: list[pd.DataFrame] = []
-    for path in dataset.batch_files(ds, cfg.root):
-        rel = str(path.relative_to(cfg.root))
-        frame = dataset.check_frame(dataset.read_table(path, rel), ds, rel)
-        (frames_old if known.get(rel) == len(frame) else frames_new).append(frame)
-    old = pd.concat(frames_old, ignore_index=True) if frames_old else data.frame.iloc[0:0]
-    new = pd.concat(frames_new, ignore_index=True) if frames_new else data.frame.iloc[0:0]
-    if ds.time_column and pdata.start and len(old):
-        t = old[ds.time_column]
-        start = pd.Timestamp(pdata.start, tz="UTC")
-        end = pd.Timestamp(pdata.end, tz="UTC") + pd.Timedelta(days=1)
-        old = old[(t >= start) & (t < end)]
-    return old.reset_index(drop=True), new.reset_index(drop=True), data.total_rows
+    out: dict[str, dict[str, Any]] = {}
+    path = artifacts.fetch(cfg.root, prod.artifact, prod.version)
+    model = artifacts.load_for_config(cfg, path, prod.artifact.sha256)
+    metric = cfg.gates.primary_metric
+    perf = t.performance.enabled and split.new_rows >= t.performance.min_rows
+    want_proba = (
+        perf
+        and ds.task == "classification"
+        and metric_names.needs_proba(metric)
+        and hasattr(model, "predict_proba")
+    )
+    outputs, truth, preds, probas = [], [], [], []
+    for chunk in split.new_chunks():
+        X = dataset.model_inputs(chunk, prod, "new batches")
+        pred = model.predict(X)
+        outputs.append(of_outputs(pred))
+        if perf:
+            truth.append(chunk[ds.target].to_numpy())
+            preds.append(np.asarray(pred))
+            if want_proba:
+                probas.append(model.predict_proba(X))
+    if t.prediction_drift.enabled and split.reference.rows:
+        ref_out = split.reference_outputs(
+            lambda frame: model.predict(dataset.model_inputs(frame, prod, "reference batches")),
+            prod.artifact.sha256,
+        )
+        if ref_out is not None:
+            psi = round(float(drift.prediction_psi(ref_out, merge_columns(outputs))), 4)
+            out["prediction_drift"] = {
+                "value": psi,
+                "threshold": t.prediction_drift.psi_threshold,
+                "fired": psi >= t.prediction_drift.psi_threshold,
+                "unit": "PSI",
+            }
+    if perf:
+        y_true, y_pred = newrows.stack(truth), newrows.stack(preds)
+        proba = newrows.stack(probas) if probas else None
+        classes = None
+        if ds.task == "classification":
+            classes = [str(c) for c in model.classes_]
+            y_pred = y_pred.astype(str)
+        value = round(float(metrics.score(metric, y_true, y_pred, proba, classes)), 4)
+        recorded = prod.metrics.overall.get(metric)
+        threshold, fired = _performance_verdict(value, metric, recorded, t.performance)
+        out["performance"] = {
+            "value": value,
+            "threshold": threshold,
+            "fired": fired,
+            "metric": metric,
+            "recorded_holdout": recorded,
+            "rows": split.new_rows,
+        }
+    return out
 
 
 def check(
@@ -228,12 +276,15 @@ def check(
     # The batches on disk are the set that last passed the checks, and production trained on
     # every one of them with the same rows: nothing is new, and no frame needs reading.
     known = batchcheck.recall(cfg.dataset, cfg.root)
+    split = None
     if known is not None and all(prod.data.files.get(rel) == n for rel, n in known.items()):
-        reference = new = None
         n_new = 0
     else:
-        reference, new, _ = _split_new_rows(cfg, prod)
-        n_new = len(new)
+        from retrain.pipeline import newrows
+
+        pdata = prod.data
+        split = newrows.split_new(cfg.dataset, cfg.root, pdata.files, pdata.start, pdata.end)
+        n_new = split.new_rows
     if t.new_data.enabled:
         checks["new_data"] = {
             "value": n_new,
@@ -246,11 +297,14 @@ def check(
     features = cfg.dataset.feature_names
     kinds = {f.name: f.type for f in cfg.dataset.features}
     if t.data_drift.enabled:
-        if new is not None and reference is not None and len(new) and len(reference):
+        if split is not None and split.current.rows and split.reference.rows:
             from retrain.decide import drift
 
             rep = drift.drift_report(
-                reference[features], new[features], kinds=kinds, config=cfg.drift
+                split.reference.select(features),
+                split.current.select(features),
+                kinds=kinds,
+                config=cfg.drift,
             )
             drift_dict = rep.to_dict()
             share = round(float(rep.share_drifted), 4)
@@ -271,51 +325,8 @@ def check(
 
     need_model = (t.prediction_drift.enabled or t.performance.enabled) and n_new > 0
     if need_model:
-        import numpy as np
-
-        from retrain.decide import drift
-        from retrain.pipeline import artifacts, dataset, metrics
-
-        assert new is not None and reference is not None
-        path = artifacts.fetch(cfg.root, prod.artifact, prod.version)
-        model = artifacts.load_for_config(cfg, path, prod.artifact.sha256)
-        new_pred = model.predict(dataset.model_inputs(new, prod, "new batches"))
-        if t.prediction_drift.enabled and len(reference):
-            ref_pred = model.predict(dataset.model_inputs(reference, prod, "reference batches"))
-            psi = round(float(drift.prediction_psi(ref_pred, new_pred)), 4)
-            checks["prediction_drift"] = {
-                "value": psi,
-                "threshold": t.prediction_drift.psi_threshold,
-                "fired": psi >= t.prediction_drift.psi_threshold,
-                "unit": "PSI",
-            }
-        if t.performance.enabled and len(new) >= t.performance.min_rows:
-            metric = cfg.gates.primary_metric
-            proba = None
-            classes = None
-            if cfg.dataset.task == "classification":
-                classes = [str(c) for c in model.classes_]
-                if hasattr(model, "predict_proba"):
-                    proba = model.predict_proba(dataset.model_inputs(new, prod, "new batches"))
-                new_pred = np.asarray(new_pred).astype(str)
-            value = round(
-                float(
-                    metrics.score(
-                        metric, new[cfg.dataset.target].to_numpy(), new_pred, proba, classes
-                    )
-                ),
-                4,
-            )
-            recorded = prod.metrics.overall.get(metric)
-            threshold, perf_fired = _performance_verdict(value, metric, recorded, t.performance)
-            checks["performance"] = {
-                "value": value,
-                "threshold": threshold,
-                "fired": perf_fired,
-                "metric": metric,
-                "recorded_holdout": recorded,
-                "rows": len(new),
-            }
+        assert split is not None
+        checks.update(_model_checks(cfg, prod, split))
     elif t.performance.enabled:
         checks["performance"] = {
             "value": None,

@@ -321,6 +321,18 @@ def cache_path(root: Path, md5: str) -> Path:
     return Path(_repo(root).cache.local.path) / md5[:2] / md5[2:]
 
 
+def store(root: Path, path: Path, md5: str) -> None:
+    """Put a model file in the repository's DVC cache and default remote under its ``md5``
+    (what ``dvc push`` does for a stage output; the drill registers its bad versions so)."""
+    from dvc_objects.fs.local import LocalFileSystem
+
+    cache = cache_path(root, md5)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    if not cache.exists():
+        shutil.copyfile(path, cache)
+    _remote_odb(root).add(str(path), LocalFileSystem(), md5)
+
+
 def _object_exists(remote: Remote, md5: str) -> bool:
     # ``odb.exists`` answers False on a denied request; ``info`` raises what happened.
     try:

@@ -15,16 +15,35 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from retrain.core.config import DatasetConfig
 from retrain.core.errors import DataError
-from retrain.pipeline.artifacts import sha256_of
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 RECORD = Path(".retrain") / "checked-batches.json"
-_CHECKS = Path(__file__).with_name("dataset.py")  # the rules the record vouches for
+# the rules the record vouches for: the checks, how a file is read, which files are read
+_CHECKS = tuple(Path(__file__).with_name(n) for n in ("dataset.py", "batchread.py", "window.py"))
+
+_SHA_MEMO: dict[tuple[str, int, int, int], str] = {}
+
+
+def file_sha(path: Path) -> str:
+    """sha256 of a file's bytes, remembered for this process while its size, mtime and inode
+    stay the same (a run hashes each batch once)."""
+    st = path.stat()
+    memo_key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    sha = _SHA_MEMO.get(memo_key)
+    if sha is None:
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        sha = _SHA_MEMO[memo_key] = digest.hexdigest()
+    return sha
 
 
 def batch_files(cfg: DatasetConfig, root: Path) -> list[Path]:
@@ -41,10 +60,11 @@ def batch_files(cfg: DatasetConfig, root: Path) -> list[Path]:
 def key(cfg: DatasetConfig, root: Path) -> str:
     """One hash of the dataset configuration, the checking code and every batch's bytes."""
     digest = hashlib.sha256(cfg.model_dump_json().encode())
-    digest.update(hashlib.sha256(_CHECKS.read_bytes()).hexdigest().encode())
+    for code in _CHECKS:
+        digest.update(hashlib.sha256(code.read_bytes()).hexdigest().encode())
     for path in batch_files(cfg, root):
         rel = os.path.relpath(path, root)
-        digest.update(f"\0{rel}\0{sha256_of(path)}".encode())
+        digest.update(f"\0{rel}\0{file_sha(path)}".encode())
     return digest.hexdigest()
 
 
@@ -72,3 +92,28 @@ def recall(cfg: DatasetConfig, root: Path) -> dict[str, int] | None:
         return None
     rows = data.get("rows")
     return {str(k): int(v) for k, v in rows.items()} if isinstance(rows, dict) else None
+
+
+# --------------------------------------------------------------------------- read once
+_SESSIONS: list[dict[Any, Any]] = []
+
+
+@contextmanager
+def read_once() -> Iterator[None]:
+    """Share what passes over batch files learnt, and the rows they kept, until the block
+    ends (``retrain run``: the trigger check, validate and train read each file once; see
+    :mod:`retrain.pipeline.batchread`).  Entering it imports nothing."""
+    _SESSIONS.append({})
+    try:
+        yield
+    finally:
+        _SESSIONS.pop()
+
+
+def sharing() -> bool:
+    return bool(_SESSIONS)
+
+
+def session() -> dict[Any, Any] | None:
+    """The innermost session's memo (None outside :func:`read_once`)."""
+    return _SESSIONS[-1] if _SESSIONS else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from retrain.core.config import DatasetConfig
 from retrain.core.errors import DataError
 from retrain.core.registry import RegistryEntry
 from retrain.pipeline import batchcheck
-from retrain.pipeline.batchcheck import batch_files
+from retrain.pipeline.batchcheck import batch_files  # noqa: F401 (re-exported)
 
 
 def read_table(path: Path, display: str | None = None) -> pd.DataFrame:
@@ -61,14 +61,40 @@ def _rel(root: Path, path: Path) -> str:
         return str(path)
 
 
+def as_text(col: pd.Series) -> pd.Series:
+    """Values as Python strings (``astype("string")``'s text), missing values as None.
+
+    Each distinct value is converted once and every row refers to that one ``str`` (8 bytes
+    a row, instead of a string object per row: 63 bytes a row for a short label)."""
+    codes, uniques = pd.factorize(col, use_na_sentinel=True)
+    text = pd.Series(uniques).astype("string").astype(object).to_numpy()
+    lookup = np.empty(len(text) + 1, dtype=object)  # code -1 (missing) takes the last slot
+    lookup[:-1] = text
+    return pd.Series(lookup[codes], index=col.index, dtype=object, name=col.name)
+
+
 def check_frame(
-    frame: pd.DataFrame, cfg: DatasetConfig, display: str, *, labelled: bool = True
+    frame: pd.DataFrame,
+    cfg: DatasetConfig,
+    display: str,
+    *,
+    labelled: bool = True,
+    first_row: int = 0,
+    duplicates: bool = True,
+    partial: bool = False,
+    names_only: bool = False,
 ) -> pd.DataFrame:
     """Check one file against the dataset's schema and return it with normalised dtypes.
 
     Raises :class:`DataError` naming the file and column for: missing or extra columns,
     wrong types, missing values, unseen labels, out-of-range values, duplicated rows,
     unparseable timestamps.
+
+    A large file is checked one record batch at a time (:mod:`retrain.pipeline.batchread`):
+    ``first_row`` is the batch's first row in the file (row numbers in messages are the
+    file's), ``partial`` says counts are the record batch's, and ``duplicates=False`` leaves
+    duplicated rows to the caller (they may be in different record batches);
+    ``names_only`` checks the column names and stops.
     """
     expected = cfg.feature_names + ([cfg.target] if labelled else [])
     if cfg.time_column:
@@ -81,8 +107,11 @@ def check_frame(
         raise DataError(f"{display}: unexpected column(s) {extra}; expected exactly {expected}")
     # Ignored columns ride along unchecked: a production model with an older schema may
     # still need them (e.g. while a MAJOR change that dropped a feature is reviewed).
+    if names_only:
+        return frame
     kept = [c for c in cfg.ignore_columns if c in frame.columns]
-    frame = frame[expected + kept].copy()
+    frame = frame[expected + kept]  # copy-on-write: the caller's frame is never changed
+    among = f" among rows {first_row + 2}-{first_row + len(frame) + 1}" if partial else ""
 
     for spec in cfg.features:
         col = frame[spec.name]
@@ -90,8 +119,8 @@ def check_frame(
         if n_missing and not spec.allow_missing:
             row = int(np.flatnonzero(col.isna().to_numpy())[0])
             raise DataError(
-                f"{display}: column {spec.name!r} has {n_missing} missing value(s) "
-                f"(first at row {row + 2}); set allow_missing to accept them"
+                f"{display}: column {spec.name!r} has {n_missing} missing value(s){among} "
+                f"(first at row {first_row + row + 2}); set allow_missing to accept them"
             )
         if spec.type == "numeric":
             converted = pd.to_numeric(col, errors="coerce")
@@ -100,7 +129,7 @@ def check_frame(
                 row = int(np.flatnonzero(bad.to_numpy())[0])
                 raise DataError(
                     f"{display}: column {spec.name!r} expected numbers, "
-                    f"got {col.iloc[row]!r} at row {row + 2}"
+                    f"got {col.iloc[row]!r} at row {first_row + row + 2}"
                 )
             converted = converted.astype("float64")
             if spec.min is not None and (converted < spec.min).any():
@@ -115,25 +144,28 @@ def check_frame(
                 )
             frame[spec.name] = converted
         else:
-            frame[spec.name] = col.astype("string").astype(object).where(col.notna(), None)
+            text = as_text(col)
+            frame[spec.name] = text
             if spec.levels is not None:
-                seen = frame[spec.name].dropna()
+                seen = text.dropna()
                 unknown = seen[~seen.isin(spec.levels)]
                 if len(unknown):
-                    row = int(np.flatnonzero(frame[spec.name].isin(unknown.iloc[:1]))[0])
+                    row = int(np.flatnonzero(text.isin(unknown.iloc[:1]).to_numpy())[0])
                     raise DataError(
                         f"{display}: column {spec.name!r} has level {unknown.iloc[0]!r} "
-                        f"(first at row {row + 2}), not one of its levels {spec.levels}; "
-                        "add it to levels in configs/dataset.yaml to accept it"
+                        f"(first at row {first_row + row + 2}), not one of its levels "
+                        f"{spec.levels}; add it to levels in configs/dataset.yaml to accept it"
                     )
 
     if labelled:
         target = frame[cfg.target]
         if target.isna().any():
             row = int(np.flatnonzero(target.isna().to_numpy())[0])
-            raise DataError(f"{display}: target {cfg.target!r} is missing at row {row + 2}")
+            raise DataError(
+                f"{display}: target {cfg.target!r} is missing at row {first_row + row + 2}"
+            )
         if cfg.task == "classification":
-            frame[cfg.target] = target.astype("string").astype(object)
+            frame[cfg.target] = as_text(target)
             if cfg.labels is not None:
                 unseen = sorted(set(frame[cfg.target]) - set(cfg.labels))
                 if unseen:
@@ -147,7 +179,7 @@ def check_frame(
                 row = int(np.flatnonzero(converted.isna().to_numpy())[0])
                 raise DataError(
                     f"{display}: target {cfg.target!r} expected numbers, got "
-                    f"{target.iloc[row]!r} at row {row + 2}"
+                    f"{target.iloc[row]!r} at row {first_row + row + 2}"
                 )
             frame[cfg.target] = converted.astype("float64")
 
@@ -157,11 +189,11 @@ def check_frame(
             row = int(np.flatnonzero(times.isna().to_numpy())[0])
             raise DataError(
                 f"{display}: column {cfg.time_column!r} expected timestamps, got "
-                f"{frame[cfg.time_column].iloc[row]!r} at row {row + 2}"
+                f"{frame[cfg.time_column].iloc[row]!r} at row {first_row + row + 2}"
             )
         frame[cfg.time_column] = times
 
-    if labelled and not cfg.allow_duplicate_rows:
+    if labelled and duplicates and not cfg.allow_duplicate_rows:
         dupes = frame.duplicated()
         if dupes.any():
             row = int(np.flatnonzero(dupes.to_numpy())[0])
@@ -176,63 +208,158 @@ def check_frame(
 class TrainingData:
     """The validated data one training run uses."""
 
-    frame: pd.DataFrame  # the training window
+    frame: pd.DataFrame  # the training window: features, target (and time column)
     total_rows: int  # rows across every batch, before the window
     files: dict[str, int]  # batch file -> rows
     start: str | None
     end: str | None
+    opened: list[str] = field(default_factory=list)  # the files read (the others: footer)
 
     def features(self, cfg: DatasetConfig) -> pd.DataFrame:
         return self.frame[cfg.feature_names]
 
 
-def load_batches(cfg: DatasetConfig, root: Path) -> TrainingData:
-    """Read and check every batch, then apply the training window."""
-    record_key = batchcheck.key(cfg, root)  # before reading: it vouches for these bytes
-    frames = []
-    files: dict[str, int] = {}
-    for path in batch_files(cfg, root):
-        display = _rel(root, path)
-        frame = check_frame(read_table(path, display), cfg, display)
-        files[display] = len(frame)
-        frames.append(frame)
-    data = pd.concat(frames, ignore_index=True)
-    total = len(data)
-    if not cfg.allow_duplicate_rows:
-        dupes = data.duplicated()
-        if dupes.any():
-            raise DataError(
-                f"{cfg.batches}: {int(dupes.sum())} row(s) appear in more than one batch; "
-                "each labelled row must arrive once"
-            )
-    start = end = None
-    if cfg.time_column:
-        data = data.sort_values(cfg.time_column, kind="stable").reset_index(drop=True)
-        if cfg.train_window_days is not None:
-            cutoff = data[cfg.time_column].max() - pd.Timedelta(days=cfg.train_window_days)
-            data = data[data[cfg.time_column] > cutoff].reset_index(drop=True)
-        start = data[cfg.time_column].min().strftime("%Y-%m-%d")
-        end = data[cfg.time_column].max().strftime("%Y-%m-%d")
-    if len(data) < cfg.min_rows:
+@dataclass
+class BatchesReport:
+    """What the validate stage learnt from the batches (no rows kept)."""
+
+    files: dict[str, int]  # batch file -> rows
+    total_rows: int
+    training_rows: int
+    start: str | None
+    end: str | None
+    labels: set[str]  # the target's labels in the training window (classification)
+    opened: list[str]  # files read and checked (they hold training rows)
+    outside: list[str]  # files entirely before the window: not opened
+
+
+def _day(ns: int | None) -> str | None:
+    return None if ns is None else pd.Timestamp(ns, unit="ns", tz="UTC").strftime("%Y-%m-%d")
+
+
+def _enough(cfg: DatasetConfig, rows: int) -> None:
+    if rows < cfg.min_rows:
         raise DataError(
-            f"{cfg.batches}: {len(data)} training row(s) after the window; "
+            f"{cfg.batches}: {rows} training row(s) after the window; "
             f"dataset.yaml min_rows asks for at least {cfg.min_rows}"
         )
+
+
+def check_batches(cfg: DatasetConfig, root: Path) -> BatchesReport:
+    """Check every batch that holds training rows, in one streamed pass each.
+
+    The window is decided first from the files' footers (:mod:`retrain.pipeline.window`);
+    files entirely before it are not opened.  Every opened file is checked record batch by
+    record batch, rows duplicated within a file or across the opened files are refused, and
+    each file's facts and profile are remembered for later runs (``.retrain/batches/``).
+    Inside :func:`retrain.pipeline.batchread.read_once` the window's rows are kept for the
+    train stage.
+    """
+    from retrain.pipeline import batchread, window
+    from retrain.pipeline.batchstore import Store
+
+    record_key = batchcheck.key(cfg, root)  # before reading: it vouches for these bytes
+    store = Store(root, cfg)
+    plan = window.plan(cfg, root, store)
+    scans = [batchread.scan_once(cfg, f.path, f.rel, cutoff=plan.cutoff) for f in plan.inside]
+    batchread.check_across(cfg, scans)
+    for s in scans:
+        window.store_facts(store, s.path, s)
+    rows = {f.rel: f.rows for f in plan.files}
+    rows.update({f.rel: s.rows for f, s in zip(plan.inside, scans, strict=True)})
+    files = {k: int(v or 0) for k, v in rows.items()}
+    training = sum(s.window_rows for s in scans)
+    _enough(cfg, training)
+    lows = [s.window_tmin for s in scans if s.window_tmin is not None]
+    highs = [s.window_tmax for s in scans if s.window_tmax is not None]
     batchcheck.remember(root, record_key, files)
-    return TrainingData(frame=data, total_rows=total, files=files, start=start, end=end)
+    return BatchesReport(
+        files=files,
+        total_rows=sum(files.values()),
+        training_rows=training,
+        start=_day(min(lows)) if lows else None,
+        end=_day(max(highs)) if highs else None,
+        labels=set().union(*(s.labels for s in scans)),
+        opened=[f.rel for f in plan.inside],
+        outside=[f.rel for f in plan.outside],
+    )
+
+
+def load_batches(cfg: DatasetConfig, root: Path) -> TrainingData:
+    """The training window's rows (features, target, time column), checked as they are read.
+
+    Reads only the files holding training rows, only those columns, record batch by record
+    batch, and keeps only the rows after the cutoff; inside
+    :func:`retrain.pipeline.batchread.read_once` the rows an earlier pass kept are taken
+    instead.  Duplicated rows are the validate stage's check (:func:`check_batches`; DVC
+    runs it first), since a duplicate's copy may lie in a column training does not read.
+    """
+    from retrain.pipeline import batchread, window
+
+    plan = window.plan(cfg, root)
+    # The ignored columns a file has ride along (as in check_frame): a production model of an
+    # older schema may need them, e.g. to be scored on the out-of-time slice while a MAJOR
+    # change that dropped a feature is reviewed.  Files may differ in which they have, so with
+    # ignored columns each file is its own segment (pd.concat leaves the gaps missing).
+    cols = batchread.kept_columns(cfg)
+    own_segments = bool(cfg.ignore_columns)
+    files: dict[str, int] = {f.rel: int(f.rows or 0) for f in plan.files}
+    # In name order (ties in time keep it): runs of files still to read share one set of
+    # arrays; files this run already read hand over the rows they kept.
+    segments: list[list[window.BatchFacts] | pd.DataFrame] = []
+    for f in plan.inside:
+        seen = batchread.remembered(cfg, f.path)
+        if seen is not None and seen.kept is not None and seen.cutoff == plan.cutoff:
+            segments.append(seen.kept[[c for c in cols if c in seen.kept.columns]])
+            seen.kept = None  # handed over: the session no longer holds these rows
+            files[f.rel] = seen.rows
+        elif segments and isinstance(segments[-1], list) and not own_segments:
+            segments[-1].append(f)
+        else:
+            segments.append([f])
+    frames: list[pd.DataFrame] = []
+    for seg in segments:
+        if isinstance(seg, pd.DataFrame):
+            frames.append(seg)
+            continue
+        rows = batchread.Rows(sum(int(f.rows or 0) for f in seg))
+        for f in seg:
+            n = 0
+            for chunk in batchread.checked_chunks(cfg, f.path, f.rel, columns=cols):
+                n += len(chunk)
+                if plan.cutoff is not None and cfg.time_column:
+                    chunk = chunk[batchread.as_ns(chunk[cfg.time_column]) > plan.cutoff]
+                rows.add(chunk)
+            files[f.rel] = n
+        frames.append(rows.frame(cols))
+        del rows
+    del segments
+    data = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    del frames
+    data = data.reset_index(drop=True)
+    batchread.give_back_memory()
+    start = end = None
+    if cfg.time_column:
+        t = data[cfg.time_column]
+        if not t.is_monotonic_increasing:
+            data = data.sort_values(cfg.time_column, kind="stable").reset_index(drop=True)
+        if len(data):
+            start = data[cfg.time_column].iloc[0].strftime("%Y-%m-%d")
+            end = data[cfg.time_column].iloc[-1].strftime("%Y-%m-%d")
+    _enough(cfg, len(data))
+    return TrainingData(
+        frame=data,
+        total_rows=sum(files.values()),
+        files=files,
+        start=start,
+        end=end,
+        opened=[f.rel for f in plan.inside],
+    )
 
 
 def load_holdout(cfg: DatasetConfig, root: Path) -> pd.DataFrame:
     """The frozen holdout, checked like a batch."""
     return check_frame(read_table(root / cfg.holdout, cfg.holdout), cfg, cfg.holdout)
-
-
-def load_features_file(cfg: DatasetConfig, path: Path) -> tuple[pd.DataFrame, list[str]]:
-    """Rows to predict on: the feature columns, plus the names of the ignored columns."""
-    frame = read_table(path, str(path))
-    checked = check_frame(frame, cfg, str(path), labelled=False)
-    ignored = [c for c in frame.columns if c not in cfg.feature_names]
-    return checked[cfg.feature_names], ignored
 
 
 def model_inputs(frame: pd.DataFrame, entry: RegistryEntry, display: str) -> pd.DataFrame:

@@ -14,6 +14,15 @@ test suite ran beside it.  Three things keep the verdict put:
   not move it.
 * **Candidate and production side by side.**  :func:`measure_latencies` interleaves the
   models call by call (alternating which goes first each round), so both see the same machine.
+* **Native thread pools limited as the server limits them.**  The run-queue correction above
+  covers the calling thread only; an OpenMP estimator (``HistGradientBoosting*``) hands each
+  call to one worker per core, and on a busy machine the caller waits for workers that wait
+  for a CPU (p95 13-17 ms/row corrected with the default threads under two busy processes,
+  1.8 ms/row with one thread, the same model; 1.8-2.1 ms/row idle either way).  The server
+  predicts under ``configs/serve.yaml: threads`` (:mod:`retrain.pipeline.threads`), so both
+  single rows and batches are timed under that limit (``threads``; None: the libraries'
+  default).  With one thread every instruction of the call runs on the calling thread, and
+  the correction covers all of it.
 
 Garbage collection is off while timing, as :mod:`timeit` does, every measurement starts
 with one untimed warm-up call, and warnings are ignored while timing (one filter): scikit-learn
@@ -45,8 +54,10 @@ from typing import Any
 import numpy as np
 
 from retrain.core.config import GatesConfig
+from retrain.pipeline.threads import limited as limited_threads
 
 _SCHEDSTAT = Path("/proc/thread-self/schedstat")
+SERVE_THREADS = 1  # configs/serve.yaml's default ``threads``: what a serving worker uses
 
 
 def _run_delay_ns() -> int:
@@ -134,9 +145,14 @@ def _round(
 
 
 def measure_latencies(
-    models: Mapping[str, Any], X: Any, cfg: GatesConfig.Latency
+    models: Mapping[str, Any],
+    X: Any,
+    cfg: GatesConfig.Latency,
+    threads: int | None = SERVE_THREADS,
 ) -> dict[str, dict[str, float]]:
-    """p95 prediction latency in milliseconds of each model, measured interleaved.
+    """p95 prediction latency in milliseconds of each model, measured interleaved, with the
+    native thread pools limited to ``threads`` as the server limits them
+    (``configs/serve.yaml: threads``; None: the libraries' default).
 
     ``X`` is one frame for all models, or a mapping ``{name: frame}`` when their input
     schemas differ (a MAJOR change); the frames must hold the same rows.
@@ -173,17 +189,22 @@ def measure_latencies(
 
     calls = {name: on_rows(name) for name in models}
     share = cfg.one_round_below
-    single = _measure(calls, list(singles), cfg.rounds, share * cfg.max_p95_ms_single)
-    batched = _measure(calls, [None] * cfg.batch_repeats, cfg.rounds, share * cfg.max_p95_ms_batch)
+    with limited_threads(threads):  # on this thread, the one that calls predict
+        single = _measure(calls, list(singles), cfg.rounds, share * cfg.max_p95_ms_single)
+        batched = _measure(
+            calls, [None] * cfg.batch_repeats, cfg.rounds, share * cfg.max_p95_ms_batch
+        )
     return {name: {"p95_ms_single": single[name], "p95_ms_batch": batched[name]} for name in calls}
 
 
-def measure_latency(model: Any, X: Any, cfg: GatesConfig.Latency) -> dict[str, float]:
+def measure_latency(
+    model: Any, X: Any, cfg: GatesConfig.Latency, threads: int | None = SERVE_THREADS
+) -> dict[str, float]:
     """p95 prediction latency of one model: ``{"p95_ms_single": .., "p95_ms_batch": ..}``.
 
-    See :func:`measure_latencies` for the rows, rounds and statistic.
+    See :func:`measure_latencies` for the rows, rounds, statistic and ``threads``.
     """
-    return measure_latencies({"model": model}, X, cfg)["model"]
+    return measure_latencies({"model": model}, X, cfg, threads)["model"]
 
 
 # ------------------------------------------------------------------ measured once per retrain
@@ -197,7 +218,7 @@ class _Production:
 
 
 _production: list[_Production] = []
-_pairs: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
+_pairs: dict[tuple[str, str, int | None], dict[str, dict[str, float]]] = {}
 
 
 @contextmanager
@@ -213,20 +234,26 @@ def alongside(version: str, model: Any, inputs: Callable[[Any], Any]) -> Iterato
 
 
 def measure_candidate(
-    model: Any, holdout: Any, features: list[str], cfg: GatesConfig.Latency, sha256: str
+    model: Any,
+    holdout: Any,
+    features: list[str],
+    cfg: GatesConfig.Latency,
+    sha256: str,
+    threads: int | None = SERVE_THREADS,
 ) -> dict[str, float]:
     """The candidate's p95s for ``metrics.json``: interleaved with production inside
     :func:`alongside` (the pair kept for the gates), alone otherwise."""
     X = holdout[features]
     if not _production:
-        return measure_latency(model, X, cfg)
+        return measure_latency(model, X, cfg, threads)
     prod = _production[-1]
     pair = measure_latencies(
         {"candidate": model, "production": prod.model},
         {"candidate": X, "production": prod.inputs(holdout)},
         cfg,
+        threads,
     )
-    _pairs[(sha256, prod.version)] = pair
+    _pairs[(sha256, prod.version, threads)] = pair
     return pair["candidate"]
 
 
@@ -235,7 +262,10 @@ def alongside_version() -> str | None:
     return _production[-1].version if _production else None
 
 
-def measured_pair(sha256: str, version: str) -> dict[str, dict[str, float]] | None:
+def measured_pair(
+    sha256: str, version: str, threads: int | None = SERVE_THREADS
+) -> dict[str, dict[str, float]] | None:
     """The interleaved figures the evaluate stage took in this process for the candidate
-    ``sha256`` beside production ``version``, if it did (None: measure them)."""
-    return _pairs.pop((sha256, version), None)
+    ``sha256`` beside production ``version`` under ``threads``, if it did (None: measure
+    them)."""
+    return _pairs.pop((sha256, version, threads), None)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,10 @@ import pandas as pd
 
 from retrain.core import environment
 from retrain.core import registry as reg
-from retrain.core.config import Config
+from retrain.core.config import Config, DatasetConfig
+from retrain.core.errors import DataError
 from retrain.pipeline import artifacts, dataset
+from retrain.pipeline.threads import limited as limited_threads
 
 
 def load_version(
@@ -49,14 +51,21 @@ def environment_differences(entry: reg.RegistryEntry | dict[str, Any]) -> list[s
 
 
 def predict_rows(
-    model: Any, X: pd.DataFrame, task: str
+    model: Any, X: pd.DataFrame, task: str, *, threads: int | None = None
 ) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
     """``(predictions, class probabilities or None, class names or None)`` for ``X``.
 
     A classifier with ``predict_proba`` is asked once: the prediction is the class of highest
     probability, which is what scikit-learn's forests, trees, gradient boosting and logistic
     regression return from ``predict`` too.  One call instead of two halves serving latency.
+
+    ``threads`` limits the native thread pools (OpenMP, BLAS) of the calling thread during
+    the call (:mod:`retrain.pipeline.threads`); the server passes ``serve.yaml: threads``.
+    None leaves them as they are.
     """
+    if threads is not None:
+        with limited_threads(threads):
+            return predict_rows(model, X, task)
     if task == "classification":
         classes = [str(c) for c in model.classes_]
         if hasattr(model, "predict_proba"):
@@ -67,11 +76,52 @@ def predict_rows(
     return np.asarray(model.predict(X), dtype=float), None, None
 
 
+def not_features(cfg: DatasetConfig) -> frozenset[str]:
+    """The columns the dataset declares as not features: the target, the time column and
+    ``ignore_columns`` (identifiers).  An input to predict (``retrain predict``, the server)
+    may carry them; they are ignored."""
+    return frozenset(c for c in (cfg.target, cfg.time_column, *cfg.ignore_columns) if c)
+
+
+def column_problem(
+    columns: Iterable[str], features: Sequence[str], ignorable: Collection[str]
+) -> tuple[str, str] | None:
+    """The one column rule of ``retrain predict`` and the server: every feature present, and
+    any other column one the dataset declares as not a feature (:func:`not_features`),
+    ignored.  ``(column, why)`` for the first problem, None when the columns are fine."""
+    present = set(columns)
+    missing = [c for c in features if c not in present]
+    if missing:
+        return missing[0], f"missing column(s) {missing}; expected {list(features)}"
+    unknown = sorted(c for c in present if c not in features and c not in ignorable)
+    if unknown:
+        return unknown[0], (
+            f"unexpected column(s) {unknown}; expected {list(features)}"
+            + (f", and may carry {sorted(ignorable)} (ignored)" if ignorable else "")
+        )
+    return None
+
+
+def read_inputs(cfg: DatasetConfig, path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """Rows to predict on from a CSV or Parquet file: the feature columns, checked like a
+    batch's, and the names of the columns ignored (:func:`column_problem`)."""
+    frame = dataset.read_table(path, str(path))
+    problem = column_problem(frame.columns, cfg.feature_names, not_features(cfg))
+    if problem is not None:
+        raise DataError(f"{path}: {problem[1]}")
+    ignored = [c for c in frame.columns if c not in cfg.feature_names]
+    features_only = cfg.model_copy(update={"time_column": None})  # not needed to predict
+    checked = dataset.check_frame(
+        frame[cfg.feature_names], features_only, str(path), labelled=False
+    )
+    return checked, ignored
+
+
 def predict_file(cfg: Config, version: str, input_path: Path) -> str:
     """CSV text of predictions (deterministic for a version and an input)."""
     registry = reg.load(cfg.root, expected_model=cfg.release.model_name)
     entry = registry.get(version)
-    X, ignored = dataset.load_features_file(cfg.dataset, input_path)
+    X, ignored = read_inputs(cfg.dataset, input_path)
     if ignored:
         print(f"[retrain] predict: ignoring column(s) {ignored}", file=sys.stderr)
     model = load_version(cfg.root, entry, trusted=cfg.model.trusted_types)

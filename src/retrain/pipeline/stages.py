@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from retrain.core import environment, faults
-from retrain.core.config import Config
+from retrain.core.config import Config, load_serve_config
 from retrain.core.errors import ConfigError, DataError
 from retrain.core.progress import progress
 from retrain.core.registry import write_atomic
@@ -51,25 +51,28 @@ def validate(cfg: Config) -> dict[str, Any]:
     out = root / VALIDATION_FILE
     out.unlink(missing_ok=True)  # never leave a stale "passed" behind a failure
     faults.point("stage:validate")
-    data = dataset.load_batches(cfg.dataset, root)
+    data = dataset.check_batches(cfg.dataset, root)
     holdout = dataset.load_holdout(cfg.dataset, root)
     if cfg.dataset.task == "classification":
-        unseen = sorted(set(holdout[cfg.dataset.target]) - set(data.frame[cfg.dataset.target]))
+        unseen = sorted(set(holdout[cfg.dataset.target]) - data.labels)
     else:
         unseen = []
     report = {
         "passed": True,
         "files": data.files,
         "total_rows": data.total_rows,
-        "training_rows": len(data.frame),
+        "training_rows": data.training_rows,
         "window": {"start": data.start, "end": data.end},
         "holdout_rows": len(holdout),
         "holdout_labels_unseen_in_training": unseen,
     }
+    if data.outside:
+        report["outside_window"] = data.outside
     write_json(out, report)
+    skipped = f" ({len(data.outside)} before the window, not opened)" if data.outside else ""
     progress(
-        f"validate: {len(data.files)} batch file(s), {data.total_rows} rows, "
-        f"{len(data.frame)} in the training window, holdout {len(holdout)} rows: OK"
+        f"validate: {len(data.files)} batch file(s){skipped}, {data.total_rows} rows, "
+        f"{data.training_rows} in the training window, holdout {len(holdout)} rows: OK"
     )
     return report
 
@@ -158,11 +161,16 @@ def _continue(cfg: Config, plan: WarmPlan, fresh: Any) -> tuple[Any, pd.DataFram
     """The production model, trained further on the new batches only (None: cannot)."""
     assert plan.parent is not None
     ds = cfg.dataset
+    from retrain.pipeline import batchread
+
+    cols = [*ds.feature_names, ds.target] + ([ds.time_column] if ds.time_column else [])
     frames = [
-        dataset.check_frame(dataset.read_table(p, str(p.relative_to(cfg.root))), ds, p.name)
+        chunk
         for p in plan.new_files
+        for chunk in batchread.checked_chunks(ds, p, str(p.relative_to(cfg.root)), columns=cols)
     ]
     new = pd.concat(frames, ignore_index=True)
+    del frames
     X, y = new[ds.feature_names], new[ds.target]
     ref = plan.parent.artifact
     path = artifacts.fetch(cfg.root, ref, plan.parent.version)
@@ -200,6 +208,33 @@ def _continue(cfg: Config, plan: WarmPlan, fresh: Any) -> tuple[Any, pd.DataFram
     return model, X, y
 
 
+def fit_lean(model: Any, data: dataset.TrainingData, ds: Any) -> None:
+    """``model.fit`` on the training window, holding the rows once.
+
+    For a scikit-learn Pipeline without caching this is exactly what ``Pipeline.fit`` does
+    (each transformer's ``fit_transform`` in turn, then the final estimator's ``fit``), except
+    that the raw rows are let go once the transformers have turned them into the estimator's
+    input: on ten million rows that is half a gigabyte less at the fit's peak.
+    ``data.frame`` is empty afterwards (take what else is needed from it first).
+    """
+    from sklearn.pipeline import Pipeline
+
+    X, y = data.features(ds), data.frame[ds.target]
+    data.frame = data.frame.iloc[0:0].copy()  # the rows now live in X and y only (a view
+    # of no rows would still hold them)
+    steps = getattr(model, "steps", None)
+    if type(model) is not Pipeline or not steps or len(steps) < 2 or model.memory is not None:
+        model.fit(X, y)
+        return
+    final = steps[-1][1]
+    if final is None or final == "passthrough":
+        model.fit(X, y)
+        return
+    Xt = model[:-1].fit_transform(X, y)
+    del X
+    final.fit(Xt, y)
+
+
 def train(cfg: Config) -> dict[str, Any]:
     """Fit the model on the training window (or continue production's on the new batches);
     write the model (skops) and training.json; log an MLflow run and register a version.
@@ -212,20 +247,33 @@ def train(cfg: Config) -> dict[str, Any]:
     faults.point("stage:train")
     pipe = build_pipeline(cfg)  # a bad model config fails before the data is read
     with engine.session(cfg) as eng:  # and an unreachable cluster before it too
-        pipe, X, data, plan, seconds = _fit(cfg, pipe, eng)
+        fitted = _fit(cfg, pipe, eng)
         where = eng.record()
-        # the second fit (out-of-time judgement) runs where the first did; not in train_seconds
-        slice_record = out_of_time.fit_and_write(cfg, data.frame, eng)
-    return _record(cfg, pipe, X, data, plan, seconds, where, slice_record)
+    return _record(cfg, fitted, where)
 
 
-def _fit(
-    cfg: Config, pipe: Any, eng: engine.Engine
-) -> tuple[Any, pd.DataFrame, dataset.TrainingData, WarmPlan, float]:
+@dataclass
+class _Fitted:
+    pipe: Any
+    rows: int  # the rows fitted on
+    example: pd.DataFrame  # three of them, for MLflow's input example
+    data: dataset.TrainingData  # its frame empty after a full fit (fit_lean)
+    plan: WarmPlan
+    seconds: float
+    trivial_record: dict[str, Any]
+    slice_record: dict[str, Any]
+
+
+def _fit(cfg: Config, pipe: Any, eng: engine.Engine) -> _Fitted:
     """Read the window and fit (or continue production's model) on the engine."""
     ds = cfg.dataset
     data = dataset.load_batches(ds, cfg.root)
-    X, y = data.features(ds), data.frame[ds.target]
+    rows, example = len(data.frame), data.features(ds).head(3).copy()
+    # Taken from the whole window before the fit lets its rows go (fit_lean): the trivial
+    # baseline's constant (warm start or not; the trivial_baseline gate) and the out-of-time
+    # second fit, on the same engine as the shipped model's (not in train_seconds).
+    trivial_record = trivial.record(ds.task, data.frame[ds.target])
+    slice_record = out_of_time.fit_and_write(cfg, data.frame, eng)
     warm = cfg.model.training.mode == "warm_start"
     plan = plan_training(cfg, data) if warm else WarmPlan("full")
     started = time.perf_counter()
@@ -239,32 +287,28 @@ def _fit(
         if continued is None:
             plan.mode, plan.parent = "full", None
     if continued is not None:
-        pipe, X, y = continued
+        pipe, X, _ = continued
+        rows, example = len(X), X.head(3)
+        del X
     else:
         if warm:
             progress(f"train: full retrain ({plan.note})")
-        progress(f"train: fitting {cfg.model.label} on {len(X)} rows ({data.start} … {data.end})")
+        progress(f"train: fitting {cfg.model.label} on {rows} rows ({data.start} … {data.end})")
         try:
-            pipe = eng.fit(pipe, data.frame, X, y)
+            pipe = eng.fit_window(pipe, data, ds)
         except ValueError as exc:
             first = str(exc).strip().splitlines()[0]
             raise ConfigError(f"configs/model.yaml: params: {first}") from None
-    return pipe, X, data, plan, time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    return _Fitted(pipe, rows, example, data, plan, seconds, trivial_record, slice_record)
 
 
-def _record(
-    cfg: Config,
-    pipe: Any,
-    X: pd.DataFrame,
-    data: dataset.TrainingData,
-    plan: WarmPlan,
-    seconds: float,
-    where: dict[str, Any],
-    slice_record: dict[str, Any],
-) -> dict[str, Any]:
+def _record(cfg: Config, fitted: _Fitted, where: dict[str, Any]) -> dict[str, Any]:
     """Save the fitted model, log it to MLflow, write training.json."""
     from retrain.pipeline import tracking
 
+    pipe, data, plan, seconds = fitted.pipe, fitted.data, fitted.plan, fitted.seconds
+    rows = fitted.rows
     root = cfg.root
     ds = cfg.dataset
     warm = cfg.model.training.mode == "warm_start"
@@ -283,7 +327,7 @@ def _record(
         "code_commit": commit,
         "data": {
             "dvc_hash": data_hash,
-            "rows": len(X),
+            "rows": rows,
             "total_rows": data.total_rows,
             "start": data.start,
             "end": data.end,
@@ -295,13 +339,11 @@ def _record(
         "train_seconds": round(seconds, 3),
         "environment": environment.capture(root, pipe),
         "engine": where,
-        # the trivial baseline's constant comes from the whole training window, warm start
-        # or not (retrain.pipeline.trivial; the trivial_baseline gate)
-        "trivial_baseline": trivial.record(ds.task, data.frame[ds.target]),
-        "out_of_time": slice_record,
+        "trivial_baseline": fitted.trivial_record,
+        "out_of_time": fitted.slice_record,
     }
     if warm:
-        info["training"] = plan.record(len(X))
+        info["training"] = plan.record(rows)
     card_tmp = root / "artifacts" / "train" / ".card-for-mlflow.json"
     write_json(card_tmp, {k: info[k] for k in ("data", "params", "schema", "code_commit")})
     progress("train: logging the run to MLflow and registering a model version")
@@ -318,10 +360,10 @@ def _record(
         cfg,
         model=pipe,
         params=params,
-        metrics={"train_seconds": seconds, "train_rows": len(X)},
+        metrics={"train_seconds": seconds, "train_rows": rows},
         tags=tags,
         card_path=card_tmp,
-        example=X.head(3),
+        example=fitted.example,
         trusted_types=trusted,
     )
     card_tmp.unlink(missing_ok=True)
@@ -391,7 +433,12 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     beside = f", interleaved with production v{prod}" if prod else ""
     progress(f"evaluate: measuring prediction latency (single row and batch{beside})")
     lat = latency.measure_candidate(
-        model, holdout, ds.feature_names, cfg.gates.latency, info["artifact"]["sha256"]
+        model,
+        holdout,
+        ds.feature_names,
+        cfg.gates.latency,
+        info["artifact"]["sha256"],
+        threads=load_serve_config(root).threads,  # as the server predicts
     )
     result = {
         "primary_metric": cfg.gates.primary_metric,

@@ -7,6 +7,7 @@ in the repository by default, so everything works offline).
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import os
 import warnings
@@ -171,16 +172,40 @@ def set_aliases(cfg: Config, model_version: str, client: Future[Any] | None = No
             "a later `retrain promote` will catch them up"
         )
     mlflow_client = client.result() if client is not None else _mlflow(cfg).MlflowClient()
+    where = f"MLflow at {_display_uri(tracking_uri(cfg))}"
     try:
         mlflow_client.get_model_version(name, model_version)
-    except Exception:
-        return (
-            f"{NOT_UPDATED}: MLflow at {_display_uri(tracking_uri(cfg))} has no version "
-            f"{model_version} of {name!r}; aliases not moved"
-        )
-    for alias in ALIASES:
-        mlflow_client.set_registered_model_alias(name, alias, model_version)
+        for alias in ALIASES:
+            mlflow_client.set_registered_model_alias(name, alias, model_version)
+    except Exception as exc:
+        return f"{NOT_UPDATED}: {where} {failure(exc, name, model_version)}; aliases not moved"
     return f"MLflow aliases {', '.join(ALIASES)} -> {name} version {model_version}"
+
+
+_AUTH_CODES = ("UNAUTHENTICATED", "PERMISSION_DENIED", "CUSTOMER_UNAUTHORIZED")
+_MISSING_CODES = ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
+_NETWORK = ("Max retries exceeded", "Connection refused", "timed out", "Name or service not known")
+
+
+def failure(exc: BaseException, name: str, model_version: str) -> str:
+    """What went wrong when asking MLflow about ``name`` version ``model_version``, by its
+    real cause: the credentials refused, the network, the version missing, or else the
+    error itself (never a missing version for what was not)."""
+    code = str(getattr(exc, "error_code", "") or "")
+    status = None
+    with contextlib.suppress(Exception):
+        status = exc.get_http_status_code()  # type: ignore[attr-defined]
+    text = " ".join(str(exc).split())[:200] or type(exc).__name__
+    if code in _AUTH_CODES or status in (401, 403):
+        return (
+            f"refused the credentials ({code or status}); check MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)"
+        )
+    if code in _MISSING_CODES:
+        return f"has no version {model_version} of {name!r}"
+    if isinstance(exc, OSError) or any(n in text for n in _NETWORK):
+        return f"could not be reached ({type(exc).__name__}: {text})"
+    return f"failed ({type(exc).__name__}: {text})"
 
 
 def catch_up_aliases(cfg: Config, model_version: str) -> str | None:

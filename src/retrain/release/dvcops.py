@@ -83,28 +83,42 @@ def _repo(root: Path) -> Iterator[Any]:
 
 
 def check_data_matches(root: Path) -> None:
-    """Refuse to train on data that is not what the committed ``data.dvc`` records."""
+    """Refuse to train on data that is not what the committed ``data.dvc`` records.
+
+    A ``data.dvc`` DVC cannot read is bad input (exit 2, naming the file); any other failure
+    to ask DVC stops the run too (exit 1), with DVC's own reason: the run never goes on
+    without knowing what it trains on."""
     import json
 
     if not (root / "data.dvc").is_file():
         return
     if os.environ.get(SUBPROCESS_ENV) == "1":
         res = dvc(root, "status", "data.dvc", "--json", check=False)
+        if res.returncode != 0:
+            lines = [ln for ln in (res.stderr or res.stdout or "").splitlines() if ln.strip()]
+            raise ExternalCommandError(
+                f"dvc status data.dvc failed: {lines[-1].strip() if lines else 'no output'}"
+            )
         try:
             status = json.loads(res.stdout or "{}")
-        except json.JSONDecodeError:
-            return
+        except json.JSONDecodeError as exc:
+            raise ExternalCommandError(
+                f"dvc status data.dvc --json printed no JSON ({exc}): {res.stdout[:200]!r}"
+            ) from None
     else:
         # In this process (what `dvc status data.dvc --json` prints): `dvc repro` runs here
         # next, so importing DVC once spares starting a second interpreter.
         from dvc.exceptions import DvcException
         from dvc.repo import lock_repo
+        from dvc.utils.strictyaml import YAMLSyntaxError, YAMLValidationError
 
         try:
             with _repo(root) as repo, lock_repo(repo):
                 status = repo.status(targets=["data.dvc"])
-        except DvcException:
-            return  # as before: a status DVC cannot give is left to `dvc repro` to report
+        except (YAMLSyntaxError, YAMLValidationError) as exc:
+            raise BadInput(f"data.dvc: DVC cannot read it ({_first_line(exc)})") from None
+        except DvcException as exc:
+            raise ExternalCommandError(f"dvc status data.dvc failed: {_first_line(exc)}") from None
     for entry in status.get("data.dvc", []):
         state = (entry.get("changed outs") or {}).get("data")
         if state in ("modified", "new"):
@@ -116,55 +130,42 @@ def check_data_matches(root: Path) -> None:
             raise BadInput("data/: missing; fetch it with `dvc pull`")
 
 
-# The stage commands of dvc.yaml that `retrain run` executes in its own process.
-STAGE_COMMANDS = {f"retrain {name}": name for name in ("validate", "train", "evaluate")}
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+# The stages of dvc.yaml whose commands (`retrain <name>`) hand their work to `retrain run`.
+STAGES = ("validate", "train", "evaluate")
 SUBPROCESS_ENV = "RETRAIN_STAGES_IN_SUBPROCESS"  # "1": every stage in its own process
 
 
 def repro(root: Path) -> None:
     """``dvc repro``, with DVC deciding as always which stages are stale, running them and
-    writing ``dvc.lock``; only the execution of our own stage commands differs: they run in
-    this process, which has imported the stack already, instead of three fresh interpreters
-    (docs/decisions.md, "Stages run inside `retrain run`").  Any other command (a fork's own
-    stage) runs in its shell as DVC would run it; ``RETRAIN_STAGES_IN_SUBPROCESS=1`` runs the
-    real ``dvc repro`` command instead."""
+    writing ``dvc.lock``; only our own stage commands, which DVC runs as usual, hand their
+    stage back to this process, which has imported the stack already, instead of doing the
+    work in three fresh interpreters (:mod:`retrain.release.stagehost`; docs/decisions.md,
+    "Stages run inside `retrain run`").  Any other command (a fork's own stage) runs in its
+    shell as DVC runs it; ``RETRAIN_STAGES_IN_SUBPROCESS=1`` runs the real ``dvc repro``
+    command instead."""
     if os.environ.get(SUBPROCESS_ENV) == "1":
         dvc(root, "repro", stream=True)
         return
     from dvc.exceptions import DvcException
-    from dvc.stage import run as dvc_run
-    from dvc.stage.exceptions import StageCmdFailedError
 
-    failures: list[Exception] = []
-    shell_run = dvc_run._run
+    from retrain.release.stagehost import Host
 
-    def run_cmd(executable: Any, cmd: str, **kwargs: Any) -> None:
-        name = STAGE_COMMANDS.get(" ".join(cmd.split()))
-        if name is None:
-            shell_run(executable, cmd, **kwargs)
-            return
-        try:
-            # A stage's own prints (MLflow's "View run … at" with a tracking server) go to
-            # stderr, as from a stage process, so `retrain run --json` stays JSON.
-            with contextlib.redirect_stdout(sys.stderr):
-                run_stage(Path(kwargs.get("cwd") or root), name)
-        except Exception as exc:
-            failures.append(exc)
-            raise StageCmdFailedError(cmd, 1) from exc
+    host = Host(STAGES, run_stage)
 
-    # DVC logs its progress to stdout, where `retrain run --json` prints JSON: show it on
-    # stderr, minus its advice on git (as for the command, see NOISE).
-    log = logging.getLogger("dvc")
-    handlers = log.handlers[:]
-    shown = logging.StreamHandler(sys.stderr)
-    shown.setLevel(logging.INFO)
-    shown.addFilter(lambda rec: not rec.getMessage().strip().startswith(NOISE))
-    log.handlers = [shown]
-    dvc_run._run = run_cmd
-    try:
+    def reproduce() -> None:
         with _repo(root) as repo:
             repo.reproduce()
+
+    try:
+        with _dvc_log_on_stderr():
+            host.serve_while(reproduce)
     except DvcException as exc:
+        failures = host.failures
         if failures and isinstance(failures[-1], RetrainError):
             raise failures[-1] from None  # bad input: its one line, exit 2, as from the stage
         if failures:
@@ -174,8 +175,22 @@ def repro(root: Path) -> None:
                 f"{first[0] if first else ''})"
             ) from failures[-1]
         raise ExternalCommandError(f"dvc repro failed: {exc}") from None
+
+
+@contextlib.contextmanager
+def _dvc_log_on_stderr() -> Iterator[None]:
+    """DVC logs its progress through the standard ``logging`` module, to handlers on stdout
+    that it installs on its "dvc" logger; `retrain run --json` prints JSON there.  While
+    inside, that logger writes to stderr instead, minus its advice on git (see NOISE)."""
+    log = logging.getLogger("dvc")
+    handlers = log.handlers[:]
+    shown = logging.StreamHandler(sys.stderr)
+    shown.setLevel(logging.INFO)
+    shown.addFilter(lambda rec: not rec.getMessage().strip().startswith(NOISE))
+    log.handlers = [shown]
+    try:
+        yield
     finally:
-        dvc_run._run = shell_run
         log.handlers = handlers
 
 

@@ -76,10 +76,6 @@ def show(root: Path, rev: str, path: str) -> str | None:
     return res.stdout if res.returncode == 0 else None
 
 
-def branch_exists(root: Path, branch: str) -> bool:
-    return ok(root, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}")
-
-
 def commit_files_to_branch(
     root: Path, *, branch: str, base: str, files: dict[str, bytes], message: str
 ) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from retrain.core import registry as reg
 from retrain.core import versioning
-from retrain.core.config import Config
+from retrain.core.config import Config, load_serve_config
 from retrain.core.progress import progress
 from retrain.decide import key_examples
 from retrain.decide import out_of_time as oot_mod
@@ -98,10 +98,11 @@ def score_models(
     latency is ``latency_alone`` if given (the evaluate stage's), else measured here."""
     ds = cfg.dataset
     X = holdout[ds.feature_names]
+    threads = load_serve_config(cfg.root).threads  # timed as the server predicts
     candidate = _scores(candidate_model, cfg, X, size=size, train_seconds=train_seconds)
     if production is None:
         candidate.latency = latency_alone or latency.measure_latency(
-            candidate_model, X, cfg.gates.latency
+            candidate_model, X, cfg.gates.latency, threads
         )
         return Scored(candidate, None, None)
     progress(
@@ -113,13 +114,14 @@ def score_models(
     baseline = _scores(
         model, cfg, base_X, size=production.artifact.size_bytes or 0, train_seconds=None
     )
-    pair = latency.measured_pair(sha256, production.version) if sha256 else None
+    pair = latency.measured_pair(sha256, production.version, threads) if sha256 else None
     if pair is None:  # evaluate ran in another process, or DVC restored it from its cache
         progress(f"{step}: measuring candidate and production latency, interleaved")
         pair = latency.measure_latencies(
             {"candidate": candidate_model, "production": model},
             {"candidate": X, "production": base_X},
             cfg.gates.latency,
+            threads,
         )
     candidate.latency, baseline.latency = pair["candidate"], pair["production"]
     return Scored(candidate, baseline, model)

@@ -43,7 +43,7 @@ from retrain.core.errors import BadInput, DataError
 from retrain.core.progress import progress
 from retrain.decide import key_examples
 from retrain.decide.gates import GateReport, evaluate_gates
-from retrain.pipeline import artifacts, dataset, out_of_time, stages, trivial
+from retrain.pipeline import artifacts, batchcheck, dataset, out_of_time, stages, trivial
 from retrain.release import dvcops, judgement
 
 TOLERANCE = 2e-6
@@ -119,15 +119,21 @@ def recheck(
     cut = None
     window: dict[str, Any] | None = None
     try:
-        data = dataset.load_batches(ds, root)
+        # streamed and checked once; the window's rows kept by the check are handed to
+        # load_batches inside the same read session (not read again)
+        with batchcheck.read_once():
+            checked_batches = dataset.check_batches(ds, root)
+            data = dataset.load_batches(ds, root)
         data_valid, data_detail = (
             True,
-            f"{data.total_rows} rows in {len(data.files)} batch file(s) checked",
+            f"{checked_batches.total_rows} rows in {len(checked_batches.files)} batch file(s) "
+            "checked",
         )
         # the training window's target, as the train stage recorded it
         trivial_record = trivial.record(ds.task, data.frame[ds.target])
         cut, _ = out_of_time.split(data.frame, ds)
         window = {"start": data.start, "end": data.end}
+        del data
     except DataError as exc:
         data_valid, data_detail = False, str(exc)
     holdout = dataset.load_holdout(ds, root)

@@ -417,6 +417,8 @@ def _view(ctx: Mapping[str, Any]) -> dict[str, Any]:
         "plots": plots,
         "triggers_json": json.dumps(triggers, indent=2, sort_keys=True, default=str),
         "gates_json": gates_json,
+        "judged": ctx.get("judged"),  # the recorded judgement a skipped run repeats
+        "stuck": ctx.get("stuck"),  # a streak of held candidates and its issue
     }
 
 
@@ -435,6 +437,15 @@ def render_pr_body(ctx: dict[str, Any]) -> str:
 def render_run_summary(ctx: dict[str, Any]) -> str:
     """Short Markdown for the end of every run (terminal and ``$GITHUB_STEP_SUMMARY``)."""
     return _render("run_summary.md.j2", ctx)
+
+
+def render_stuck_issue(ctx: dict[str, Any]) -> tuple[str, str]:
+    """``(body, comment)`` of the GitHub issue a loop stuck on held candidates opens or
+    updates: every run of the streak, and what the newest run adds."""
+    env = _environment()
+    body = env.get_template("stuck_issue.md.j2").render(s=ctx)
+    comment = env.get_template("stuck_comment.md.j2").render(s=ctx)
+    return str(body), str(comment)
 
 
 def render_holdout_roll(ctx: dict[str, Any]) -> str:

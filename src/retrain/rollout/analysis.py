@@ -8,6 +8,13 @@ outcome posted to ``/feedback`` (missing when none came); a row counts as an *er
 ``error`` column is truthy or, without that column, when it has no prediction.  ``proba`` (a
 ``{class: probability}`` mapping) is only needed for probability metrics.
 
+**Errors and latency are judged per request, the metric per row.**  The server logs every
+row of a request with the whole request's latency, so a p95 over rows is decided by the
+largest requests (one 10,000-row request outweighs 9,999 one-row ones) and an error rate over
+rows by how many rows the failed requests carried.  :func:`per_request` folds the rows of one
+request (same ``request_id`` and ``at``) into one: its latency, and whether it failed.  The
+live metric stays a per-row statistic: each labelled row is one answer to judge.
+
 This module holds the per-version statistics (:func:`stats`, :func:`table`), the bootstrap
 intervals and the :class:`Check`/:class:`Verdict` records; :mod:`retrain.rollout.judges`
 turns them into a verdict per strategy.
@@ -45,7 +52,12 @@ class Check:
 
 @dataclass
 class VersionStats:
-    """One version in one role over the analysed rows."""
+    """One version in one role over the analysed rows.
+
+    ``errors`` counts failed *requests* and ``error_rate`` is their share of ``requests``;
+    ``p95_latency_ms`` is over requests too (see :func:`per_request`).  ``error_rows`` counts
+    the rows those failed requests carried.
+    """
 
     version: str
     role: str
@@ -61,6 +73,11 @@ class VersionStats:
     lower: float | None = None
     upper: float | None = None
     agreement: float | None = None  # shadows: share of rows answered like production
+    error_rows: int = 0  # rows of the failed requests
+    # Labelled rows the live metric and its interval were computed on, when ``labels`` is
+    # more than ``analysis.max_labelled_rows`` (a seeded sample, see :func:`sample_positions`);
+    # None when every labelled row was used.
+    labels_used: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,37 +165,147 @@ def live_metric(rows: pd.DataFrame, metric: str, task: str) -> float | None:
         return None
 
 
-def _p95(rows: pd.DataFrame) -> float | None:
-    lat = rows["latency_ms"].dropna()
+def per_request(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per request of ``rows`` (a checked frame): ``latency_ms`` (the request's, which
+    every one of its rows carries; the largest is taken), ``error`` (any of its rows failed)
+    and ``rows`` (how many it carried).
+
+    A request is its ``request_id`` served at its ``at`` (every row of a request is logged with
+    the same time), so a client that reuses an id for requests at different times still counts
+    them apart.
+    """
+    if rows.empty:
+        return pd.DataFrame({"latency_ms": [], "error": [], "rows": []})
+    keys = ["request_id", "at"] if "at" in rows.columns else ["request_id"]
+    g = rows.groupby(keys, sort=False, dropna=False)
+    return pd.DataFrame(
+        {"latency_ms": g["latency_ms"].max(), "error": g["error"].any(), "rows": g.size()}
+    ).reset_index(drop=True)
+
+
+def p95_ms(latencies: pd.Series) -> float | None:
+    lat = pd.to_numeric(latencies, errors="coerce").dropna()
     return float(np.percentile(lat, 95)) if len(lat) else None
 
 
-def stats(rows: pd.DataFrame, version: str, role: str, metric: str, task: str) -> VersionStats:
-    n = len(rows)
-    errors = int(rows["error"].sum())
+def sample_positions(n: int, limit: int | None, seed: int) -> np.ndarray | None:
+    """Which of ``n`` labelled rows the live metric and its bootstrap use when there are more
+    than ``limit``: ``limit`` positions drawn without replacement by a generator seeded with
+    ``seed``, in their original order; None (all of them) otherwise.
+
+    A uniform sample of the labelled rows is itself a random sample of the labelled traffic,
+    so the interval keeps its coverage; it is wider, by about ``sqrt(n / limit)``, and the
+    point value moves by a sampling error of the same order.  What it bounds is the
+    bootstrap's memory, about 32 bytes x ``n_resamples`` x rows.
+    """
+    if limit is None or n <= limit:
+        return None
+    picked = np.random.default_rng(seed).choice(n, size=limit, replace=False)
+    return np.sort(picked)
+
+
+def sampled(
+    labelled: pd.DataFrame, limit: int | None, seed: int
+) -> tuple[pd.DataFrame, int | None]:
+    """``(labelled rows to use, how many when sampled, else None)``."""
+    positions = sample_positions(len(labelled), limit, seed)
+    if positions is None:
+        return labelled, None
+    return labelled.iloc[positions], len(positions)
+
+
+def request_stats(
+    version: str,
+    role: str,
+    metric: str,
+    *,
+    requests: int,
+    rows: int,
+    errors: int,
+    error_rows: int,
+    p95: float | None,
+    labels: int,
+    value: float | None,
+    labels_used: int | None,
+) -> VersionStats:
+    """A :class:`VersionStats` from its counts (per request) and live metric value."""
     return VersionStats(
         version=version,
         role=role,
-        requests=int(rows["request_id"].nunique()),
-        rows=n,
+        requests=requests,
+        rows=rows,
         errors=errors,
-        error_rate=rounded(errors / n) if n else None,
-        p95_latency_ms=rounded(_p95(rows)),
-        labels=len(labelled_rows(rows)),
+        error_rate=rounded(errors / requests) if requests else None,
+        p95_latency_ms=rounded(p95),
+        labels=labels,
         metric=metric,
-        value=rounded(live_metric(rows, metric, task)),
+        value=rounded(value),
+        error_rows=error_rows,
+        labels_used=labels_used,
     )
 
 
-def table(frame: pd.DataFrame, metric: str, task: str) -> list[VersionStats]:
+def stats(
+    rows: pd.DataFrame,
+    version: str,
+    role: str,
+    metric: str,
+    task: str,
+    *,
+    max_labelled: int | None = None,
+    seed: int = 0,
+) -> VersionStats:
+    """Requests, errors and p95 latency per request; the live metric per labelled row (on a
+    seeded sample of ``max_labelled`` of them when there are more, :func:`sample_positions`)."""
+    reqs = per_request(rows)
+    failed = reqs["error"].astype(bool)
+    labelled = labelled_rows(rows)
+    used, n_used = sampled(labelled, max_labelled, seed)
+    return request_stats(
+        version,
+        role,
+        metric,
+        requests=len(reqs),
+        rows=len(rows),
+        errors=int(failed.sum()),
+        error_rows=int(reqs.loc[failed, "rows"].sum()),
+        p95=p95_ms(reqs["latency_ms"]),
+        labels=len(labelled),
+        value=live_metric(used, metric, task),
+        labels_used=n_used,
+    )
+
+
+ROLE_ORDER = {"production": 0, "canary": 1, "shadow": 2}
+
+
+def ordered_keys(keys: set[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(version, role) pairs, production first, then canary, shadows, others."""
+    return sorted(keys, key=lambda k: (ROLE_ORDER.get(k[1], 9), k[0]))
+
+
+def table(
+    frame: pd.DataFrame,
+    metric: str,
+    task: str,
+    *,
+    max_labelled: int | None = None,
+    seed: int = 0,
+) -> list[VersionStats]:
     """Stats per (version, role), production first."""
-    order = {"production": 0, "canary": 1, "shadow": 2}
-    keys = sorted(
-        {(str(v), str(r)) for v, r in zip(frame["version"], frame["role"], strict=True)},
-        key=lambda k: (order.get(k[1], 9), k[0]),
+    keys = ordered_keys(
+        {(str(v), str(r)) for v, r in zip(frame["version"], frame["role"], strict=True)}
     )
     return [
-        stats(frame[(frame["version"] == v) & (frame["role"] == r)], v, r, metric, task)
+        stats(
+            frame[(frame["version"] == v) & (frame["role"] == r)],
+            v,
+            r,
+            metric,
+            task,
+            max_labelled=max_labelled,
+            seed=seed,
+        )
         for v, r in keys
     ]
 

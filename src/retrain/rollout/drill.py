@@ -16,10 +16,12 @@ bad version:
    the reference requests must equal, byte for byte, the old version's answers recorded
    before the bad merge.
 
-The bad versions: ``failing`` -- the same pipeline, but its one-hot encoder refuses a
-category it never saw and it was trained without one season, so about a quarter of the rows
-fail (HTTP 500); ``constant`` -- a model that answers one class whatever the input (HTTP 200
-every time: only the live labels can tell).
+The bad versions are built from the fork's own production model and data, so the drill
+proves the rollback of any fork, not only of the bundled example: ``failing`` -- production's
+model behind a tripwire that refuses about a quarter of the rows (by a hash of their values;
+HTTP 500); ``constant`` -- a model that answers one value whatever the input (the rarest
+class, or for a regression a value far above any target seen): HTTP 200 every time, only the
+live labels can tell.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from retrain.core import versioning, watchdog
 from retrain.core.config import Config, load_config
 from retrain.core.errors import RetrainError
 from retrain.core.progress import progress
-from retrain.pipeline import artifacts, dataset, stages
+from retrain.pipeline import artifacts, dataset
 
 READY_TIMEOUT_S = 180.0
 SWAP_TIMEOUT_S = 120.0
@@ -178,42 +180,83 @@ def answers(doc: dict[str, Any]) -> bytes:
 
 
 # --------------------------------------------------------------------------- bad models
-def failing_model(cfg: Config, frame: pd.DataFrame) -> tuple[Any, str]:
-    """The production pipeline, trained without one category of the first categorical
-    feature, with an encoder that refuses unseen categories: it fails on those rows."""
-    cats = [f.name for f in cfg.dataset.features if f.type == "categorical"]
-    if not cats:
-        raise DrillFailed("the failing-model drill needs a categorical feature")
-    column = cats[0]
-    left_out = str(frame[column].value_counts().index[-1])
-    model = stages.build_pipeline(cfg)
-    model.set_params(pre__cat__onehot__handle_unknown="error")
-    keep = frame[column].astype(str) != left_out
-    model.fit(frame.loc[keep, cfg.dataset.feature_names], frame.loc[keep, cfg.dataset.target])
-    return model, f"fails on rows with {column}={left_out} (an encoder trained without it)"
+FAILING_TYPE = "retrain.rollout.drill.FailsOnShare"
 
 
-def constant_model(cfg: Config, frame: pd.DataFrame) -> tuple[Any, str]:
-    """A model that answers the rarest training class for every row (silently wrong)."""
-    from sklearn.dummy import DummyClassifier
-    from sklearn.pipeline import Pipeline
+class FailsOnShare:
+    """The fork's production model, made to fail on purpose on a share of the rows: a
+    request holding such a row gets an error (HTTP 500), the others its usual answers.  Which
+    rows is a hash of their values, so the same rows fail in every process."""
 
-    y = frame[cfg.dataset.target].astype(str)
-    rare = str(y.value_counts().index[-1])
-    model = Pipeline(
-        [
-            ("pre", stages.build_pipeline(cfg).named_steps["pre"]),
-            ("model", DummyClassifier(strategy="constant", constant=rare)),
-        ]
+    def __init__(self, model: Any, share: float = 0.25) -> None:
+        self.model = model
+        self.share = share
+
+    @property
+    def classes_(self) -> Any:
+        return self.model.classes_
+
+    def _refuse(self, X: pd.DataFrame) -> None:
+        keys = pd.util.hash_pandas_object(X.reset_index(drop=True), index=False).to_numpy()
+        bad = (keys % 1000) < int(self.share * 1000)
+        if bad.any():
+            raise ValueError(f"drill: {int(bad.sum())} of {len(X)} row(s) refused on purpose")
+
+    def predict(self, X: pd.DataFrame) -> Any:
+        self._refuse(X)
+        return self.model.predict(X)
+
+    def predict_proba(self, X: pd.DataFrame) -> Any:
+        self._refuse(X)
+        return self.model.predict_proba(X)
+
+
+def failing_model(cfg: Config, production: Any, frame: pd.DataFrame) -> tuple[Any, str]:
+    """Production's own model, failing on about a quarter of the rows."""
+    return FailsOnShare(
+        production, 0.25
+    ), "fails on about a quarter of the rows (production's model behind a tripwire)"
+
+
+def constant_model(cfg: Config, production: Any, frame: pd.DataFrame) -> tuple[Any, str]:
+    """A model that answers one value for every row, silently wrong: the rarest training
+    class, or for a regression a value a whole range above the largest target seen."""
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+
+    X = frame[cfg.dataset.feature_names]
+    y = frame[cfg.dataset.target]
+    if cfg.dataset.task == "classification":
+        y = y.astype(str)
+        rare = str(y.value_counts().index[-1])
+        return DummyClassifier(strategy="constant", constant=rare).fit(X, y), (
+            f"answers {rare!r} for every row"
+        )
+    value = round(float(y.max() + (y.max() - y.min())), 3)
+    return DummyRegressor(strategy="constant", constant=value).fit(X, y), (
+        f"answers {value:g} for every row"
     )
-    model.fit(frame[cfg.dataset.feature_names], y)
-    return model, f"answers {rare!r} for every row"
 
 
-BAD_MODELS: dict[str, Callable[[Config, pd.DataFrame], tuple[Any, str]]] = {
+BAD_MODELS: dict[str, Callable[[Config, Any, pd.DataFrame], tuple[Any, str]]] = {
     "failing": failing_model,
     "constant": constant_model,
 }
+
+
+def trust_the_tripwire(root: Path, git: Callable[..., str]) -> None:
+    """In the sandbox only: add the drill's own failing wrapper to ``trusted_types``, so the
+    server may load the failing version (the fork's own configs stay as they are)."""
+    import yaml
+
+    path = root / "configs" / "model.yaml"
+    doc = yaml.safe_load(path.read_text()) or {}
+    trusted = list(doc.get("trusted_types") or [])
+    if FAILING_TYPE in trusted:
+        return
+    doc["trusted_types"] = [*trusted, FAILING_TYPE]
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    git("commit", "-q", "-am", "Drill: trust the drill's failing wrapper (sandbox only)")
+    git("push", "-q", "origin", "main")
 
 
 def _next_free_version(root: Path, registry: reg.Registry, model: str) -> str:
@@ -239,24 +282,20 @@ def register_bad(
     """Build the bad model, put its artifact in the DVC cache and remote, and commit the
     registry change that makes it production (or the canary at ``canary_weight``) on branch
     ``drill/<kind>``.  Returns ``(version, description)``."""
-    from dvc_objects.fs.local import LocalFileSystem
-
     cfg = load_config(root)
     registry = reg.load(root, expected_model=cfg.release.model_name)
     prod = registry.production_entry
     if prod is None:
         raise DrillFailed("the drill needs a production version to fall back to")
+    production = artifacts.load_registered(
+        root, prod.artifact, prod.version, trusted=cfg.model.trusted_types
+    )
     frame = dataset.load_batches(cfg.dataset, root).frame
-    model, description = BAD_MODELS[kind](cfg, frame)
+    model, description = BAD_MODELS[kind](cfg, production, frame)
     version = _next_free_version(root, registry, cfg.release.model_name)
     out = root / ".retrain" / "drill" / f"{kind}-{version}.skops"
-    ref = artifacts.save_model(model, out)
-    cache = artifacts.cache_path(root, ref["md5"])
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    if not cache.exists():
-        cache.write_bytes(out.read_bytes())
-    odb = artifacts._remote_odb(root)
-    odb.add(str(out), LocalFileSystem(), ref["md5"])
+    ref = artifacts.save_model(model, out, [*cfg.model.trusted_types, FAILING_TYPE])
+    artifacts.store(root, out, ref["md5"])
     entry = {
         **prod.to_dict(),
         "version": version,
@@ -395,9 +434,13 @@ def run_drill(
         raise DrillFailed("registry.yaml: production is empty; bootstrap the fork first")
     holdout = dataset.load_holdout(cfg.dataset, root)
     features = cfg.dataset.feature_names
+    reference = min(reference, len(holdout) // 2)
     ref_rows = holdout.head(reference)
-    traffic_rows = holdout.iloc[reference : reference + traffic]
+    # Labelled traffic from the rest of the holdout, cycled when the holdout is small.
+    rest = len(holdout) - reference
+    traffic_rows = holdout.iloc[[reference + i % rest for i in range(traffic)]]
     report = DrillReport()
+    trust_the_tripwire(root, git)
     server = Server(root, env, interval=interval)
     logged = 0
     try:
@@ -434,7 +477,8 @@ def run_drill(
                     rnd.errors += 1
                     continue
                 # The label is for the server's id of the request (never the client's).
-                label = str(row[cfg.dataset.target].iloc[0])
+                label = row[cfg.dataset.target].iloc[0]
+                label = str(label) if cfg.dataset.task == "classification" else float(label)
                 fb = {"request_id": doc["request_id"], "label": label}
                 auth = {"Authorization": f"Bearer {server.token}"}
                 if http("POST", f"{server.url}/feedback", fb, auth)[0] == 200:

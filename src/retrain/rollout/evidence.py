@@ -8,50 +8,28 @@ Drawn on matplotlib's Agg canvas like :mod:`retrain.report.plots` (no pyplot sta
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from retrain.report.plots import _save
-from retrain.rollout.analysis import Check, VersionStats, labelled_rows, live_metric
-
-BINS = 12
-
-
-def _series(frame: pd.DataFrame, metric: str, task: str) -> dict[str, Any]:
-    if frame.empty:
-        return {}
-    start, end = frame["at"].min(), frame["at"].max()
-    span = max((end - start).total_seconds(), 1.0)
-    edges = [start + pd.Timedelta(seconds=span * i / BINS) for i in range(BINS + 1)]
-    out: dict[str, Any] = {}
-    for (version, role), rows in frame.groupby(["version", "role"], sort=True):
-        xs, m, lat = [], [], []
-        for lo, hi in zip(edges, edges[1:], strict=False):
-            part = rows[(rows["at"] >= lo) & ((rows["at"] < hi) | (hi == edges[-1]))]
-            if part.empty:
-                continue
-            xs.append(lo + (hi - lo) / 2)
-            value = live_metric(part, metric, task) if len(labelled_rows(part)) >= 5 else None
-            m.append(np.nan if value is None else value)
-            lat.append(float(np.percentile(part["latency_ms"].dropna(), 95)))
-        out[f"{version} ({role})"] = (xs, m, lat)
-    return out
+from retrain.rollout.analysis import Check, VersionStats
+from retrain.rollout.logview import FrameView, LogView
 
 
-def live_plot(frame: pd.DataFrame, metric: str, task: str, path: Path) -> Path:
-    """Write the two-panel PNG to ``path`` and return it."""
+def live_plot(frame: pd.DataFrame | LogView, metric: str, task: str, path: Path) -> Path:
+    """Write the two-panel PNG to ``path`` and return it (``frame``: a checked frame or a
+    view of the log, :mod:`retrain.rollout.logview`)."""
     from matplotlib.figure import Figure
 
+    view = FrameView(frame) if isinstance(frame, pd.DataFrame) else frame
     fig = Figure(figsize=(8, 5.5))
     ax_m, ax_l = fig.subplots(2, 1, sharex=True)
-    for label, (xs, m, lat) in _series(frame, metric, task).items():
+    for label, (xs, m, lat) in view.series(metric, task).items():
         ax_m.plot(xs, m, marker="o", label=label)
         ax_l.plot(xs, lat, marker=".", label=label)
     ax_m.set_ylabel(f"live {metric}")
-    ax_m.set_title("Live metric (labelled rows) and p95 latency per version")
-    ax_l.set_ylabel("p95 latency (ms)")
+    ax_m.set_title("Live metric (labelled rows) and p95 request latency per version")
+    ax_l.set_ylabel("p95 request latency (ms)")
     ax_l.set_xlabel("time (UTC)")
     for ax in (ax_m, ax_l):
         ax.grid(alpha=0.3)
@@ -68,7 +46,7 @@ def _f(x: float | None, fmt: str) -> str:
 
 def stats_table(stats: list[VersionStats]) -> str:
     head = (
-        "| version | role | requests | error rate | p95 latency | labels | live metric "
+        "| version | role | requests | failed requests | p95 request latency | labels | live metric "
         "| change vs production | interval | agreement |\n"
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"
     )

@@ -3,8 +3,9 @@
 Each returns a :class:`~retrain.rollout.analysis.Verdict` with the checks behind it:
 
 * :func:`judge_canary` -- canary vs production on the rows since the step began: enough
-  requests and labels (else **hold**, saying how many are missing), error-rate increase,
-  p95 latency ratio, and the live primary metric's difference with its bootstrap interval
+  requests and labels (else **hold**, saying how many are missing), error-rate increase and
+  p95 latency ratio (both per request, :func:`~retrain.rollout.analysis.per_request`: one
+  huge request is one request), and the live primary metric's difference with its bootstrap interval
   (canary and production answer different requests, so the resampling is *unpaired*).
   Any broken threshold is **rollback**; all passing is **advance** (or **promote** after the
   last step).  A metric interval that straddles ``min_metric_change`` holds for more labels.
@@ -35,14 +36,14 @@ from retrain.rollout.analysis import (
     oriented,
     rounded,
     scores,
-    stats,
     targets,
     unpaired_deltas,
 )
+from retrain.rollout.logview import LogView, view_of
 
 
 def judge_canary(
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | LogView,
     *,
     production: str,
     canary: str,
@@ -51,14 +52,14 @@ def judge_canary(
     metric: str,
     task: str,
 ) -> tuple[Verdict, list[VersionStats]]:
-    """Canary vs production on ``frame`` (the rows since the current step began)."""
+    """Canary vs production on ``frame`` (the rows since the current step began: a checked
+    frame, or a :class:`~retrain.rollout.logview.LogView` of the live log)."""
     a = cfg.analysis
-    prod = frame[(frame["version"] == production) & (frame["role"] == "production")]
-    can = frame[(frame["version"] == canary) & (frame["role"] == "canary")]
-    ps, cs = (
-        stats(prod, production, "production", metric, task),
-        stats(can, canary, "canary", metric, task),
-    )
+    view = view_of(frame, a)
+    prod_slice = view.slice(production, "production", metric, task)
+    can_slice = view.slice(canary, "canary", metric, task)
+    prod, can = prod_slice.labelled, can_slice.labelled
+    ps, cs = prod_slice.stats, can_slice.stats
     missing: dict[str, int] = {}
     checks = [
         _count(
@@ -99,7 +100,8 @@ def judge_canary(
                 "pass" if ok else "fail",
                 rounded(err_inc),
                 a.max_error_rate_increase,
-                f"canary {cs.error_rate:.2%} vs production {ps.error_rate:.2%} errors "
+                f"canary {cs.error_rate:.2%} ({cs.errors} of {cs.requests} requests) vs "
+                f"production {ps.error_rate:.2%} failed requests "
                 f"(increase {err_inc:+.2%}, max {a.max_error_rate_increase:+.2%})",
             )
         )
@@ -122,8 +124,8 @@ def judge_canary(
                 "pass" if ok else "fail",
                 rounded(ratio),
                 a.max_p95_latency_ratio,
-                f"p95 {cs.p95_latency_ms:.1f} ms vs production {ps.p95_latency_ms:.1f} ms "
-                f"(ratio {ratio:.2f}, max {a.max_p95_latency_ratio:.2f})",
+                f"p95 {cs.p95_latency_ms:.1f} ms per request vs production "
+                f"{ps.p95_latency_ms:.1f} ms (ratio {ratio:.2f}, max {a.max_p95_latency_ratio:.2f})",
             )
         )
     # Live metric, with its interval.
@@ -190,16 +192,8 @@ def judge_canary(
 
 
 # --------------------------------------------------------------------------- shadow
-def paired(frame: pd.DataFrame, production: str, shadow: str) -> pd.DataFrame:
-    """Shadow rows joined with production's answer to the same request row."""
-    prod = frame[(frame["version"] == production) & (frame["role"] == "production")]
-    sh = frame[(frame["version"] == shadow) & (frame["role"] == "shadow")]
-    cols = ["request_id", "row", "prediction", "proba", "error", "label"]
-    return sh[cols].merge(prod[cols], on=["request_id", "row"], suffixes=("_s", "_p"), how="inner")
-
-
 def judge_shadow(
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | LogView,
     *,
     production: str,
     shadow: str,
@@ -216,14 +210,12 @@ def judge_shadow(
     from retrain.core.config import duration_seconds
 
     window = duration_seconds(ch.window)
-    sh_rows = frame[(frame["version"] == shadow) & (frame["role"] == "shadow")]
-    st = stats(sh_rows, shadow, "shadow", metric, task)
-    pairs = paired(frame, production, shadow)
-    ok_rows = pairs[~pairs["error_s"] & ~pairs["error_p"]]
-    if len(ok_rows):
-        same = ok_rows["prediction_s"].astype(str) == ok_rows["prediction_p"].astype(str)
-        st.agreement = rounded(float(same.mean()))
-    labelled = ok_rows[ok_rows["label_p"].notna()]
+    view = view_of(frame, cfg.analysis)
+    st = view.slice(shadow, "shadow", metric, task).stats
+    pairs = view.pairs(production, shadow)
+    st.agreement = pairs.agreement
+    labelled = pairs.rows  # the labelled pairs (a seeded sample of them past the limit)
+    n_labelled = pairs.labelled
     checks = [
         Check(
             "window",
@@ -234,15 +226,15 @@ def judge_shadow(
         ),
         Check(
             "labels",
-            "pass" if len(labelled) >= ch.min_labels else "wait",
-            len(labelled),
+            "pass" if n_labelled >= ch.min_labels else "wait",
+            n_labelled,
             ch.min_labels,
-            f"{len(labelled)} labelled requests answered by both (need {ch.min_labels})",
+            f"{n_labelled} labelled requests answered by both (need {ch.min_labels})",
         ),
     ]
     missing = {}
-    if len(labelled) < ch.min_labels:
-        missing["labels"] = ch.min_labels - len(labelled)
+    if n_labelled < ch.min_labels:
+        missing["labels"] = ch.min_labels - n_labelled
     if len(labelled):
         y = targets(labelled["label_p"], task)
         s_rows = labelled.rename(columns={"prediction_s": "prediction", "proba_s": "proba"})
@@ -300,7 +292,7 @@ def _count(name: str, have: int, need: int, detail: str, missing: dict[str, int]
 
 # --------------------------------------------------------------------------- direct
 def judge_health(
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | LogView,
     *,
     production: str,
     cfg: RolloutConfig,
@@ -315,8 +307,8 @@ def judge_health(
     value minus ``health.max_metric_drop``); it breaks when the whole interval lies below.
     """
     h = cfg.health
-    rows = frame[(frame["version"] == production) & (frame["role"] == "production")]
-    st = stats(rows, production, "production", metric, task)
+    piece = view_of(frame, cfg.analysis).slice(production, "production", metric, task)
+    rows, st = piece.labelled, piece.stats
     if not in_window:
         return Verdict(
             "none", production, f"v{production} is past its watch window; nothing to watch"
@@ -335,7 +327,7 @@ def judge_health(
                 "pass" if er <= h.max_error_rate else "fail",
                 st.error_rate,
                 h.max_error_rate,
-                f"{er:.2%} of rows failed (max {h.max_error_rate:.2%})",
+                f"{er:.2%} of requests failed ({st.errors} of {st.requests}; {st.error_rows} rows) (max {h.max_error_rate:.2%})",
             )
         )
         p95 = st.p95_latency_ms
@@ -345,7 +337,7 @@ def judge_health(
                 "pass" if p95 is None or p95 <= h.max_p95_latency_ms else "fail",
                 p95,
                 h.max_p95_latency_ms,
-                f"p95 {fmt(p95, 1)} ms (max {h.max_p95_latency_ms:.1f} ms)",
+                f"p95 {fmt(p95, 1)} ms per request (max {h.max_p95_latency_ms:.1f} ms)",
             )
         )
     if floor is not None:

@@ -40,6 +40,7 @@ from retrain.pipeline.dataset import read_table
 from retrain.release import forge, gitops, history, rollback
 from retrain.rollout import analysis, evidence, judges
 from retrain.rollout.analysis import Verdict, VersionStats
+from retrain.rollout.logview import FrameView, LogView
 
 EVIDENCE_DIR = "reports/rollout"
 ACTIONS_WITH_CHANGE = ("advance", "promote", "rollback", "promote_challenger")
@@ -57,20 +58,26 @@ class Observation:
     verdict: Verdict
     verdicts: list[Verdict]
     stats: list[VersionStats]
-    frame: pd.DataFrame = field(repr=False)
+    view: LogView = field(repr=False)  # what was judged: the live log's, or a file's rows
+    source: str = ""  # the log read: its URL (password hidden) or the --log file
     # True when every label judged was written by a token (the live log, or a file whose
     # label_by column says so); a file without label_by cannot tell.
     labels_authenticated: bool = True
     labels_ignored: int = 0  # labels written without a token, left out of the judgement
+    rows: int = 0  # rows served since the step began, by any version
+    rows_judged: int = 0  # of them, the rows of the versions in their roles that were judged
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "labels_authenticated": self.labels_authenticated,
             "labels_ignored": self.labels_ignored,
+            "rows": self.rows,
+            "rows_judged": self.rows_judged,
             "mode": self.mode,
             "since": self.since,
             "now": self.now,
             "production": self.production,
+            "log": self.source,
             "verdict": self.verdict.action,
             "version": self.verdict.version,
             "summary": self.verdict.summary,
@@ -149,21 +156,59 @@ def read_log_file(path: Path) -> pd.DataFrame:
     return frame
 
 
-def load_log(cfg: Config, since: datetime) -> pd.DataFrame:
-    """The served rows since ``since``, joined with their latest authenticated label (a
-    label written without a token is never evidence), from the servers' log: ``configs/
-    serve.yaml`` ``log_url``, overridden by ``RETRAIN_LOG_URL`` or the file named by
-    ``RETRAIN_LOG_URL_FILE`` (a secret, e.g. in CI)."""
-    from retrain.core.config import load_serve_config
+def _open_live_log(cfg: Config) -> tuple[Any, str]:
+    """The servers' log: ``configs/serve.yaml`` ``log_url``, overridden by
+    ``RETRAIN_LOG_URL`` or the file named by ``RETRAIN_LOG_URL_FILE`` (a secret, e.g. in
+    CI); not contacted yet.  With it, which log that is, for the report."""
     from retrain.serve import predlog
 
-    url, source = predlog.log_url_of(load_serve_config(cfg.root))
+    _, log = predlog.configured_log(cfg.root)
+    source = log.display
+    if log.sqlite_path is not None and not log.exists():
+        source += " (no such file: nothing was logged there)"
+    return log, source
+
+
+def judged_keys(registry: reg.Registry) -> list[tuple[str, str]]:
+    """What monitor judges, decided from the registry before the log is read: production
+    in its role, the canary in its, each shadow in its."""
+    keys = [] if registry.production is None else [(registry.production, "production")]
+    rollout = registry.rollout
+    if rollout is not None and rollout.canary is not None:
+        keys.append((rollout.canary.version, "canary"))
+    if rollout is not None:
+        keys += [(v, "shadow") for v in rollout.shadow]
+    return keys
+
+
+def live_view(cfg: Config, registry: reg.Registry, since: datetime) -> tuple[LogView, str]:
+    """The live log's slices that monitor judges, since ``since``, aggregated in the
+    database (:class:`retrain.rollout.logsql.SqlView`): read when first asked for.  With
+    it, which log that is."""
+    from retrain.rollout.logsql import SqlView
+
+    a = cfg.release.rollout.analysis
+    log, source = _open_live_log(cfg)
+    view = SqlView(
+        log,
+        since.isoformat(),
+        judged_keys(registry),
+        max_labelled=a.max_labelled_rows,
+        seed=a.seed,
+    )
+    return view, source
+
+
+def load_log(cfg: Config, since: datetime) -> tuple[pd.DataFrame, str]:
+    """The served rows since ``since``, joined with their latest authenticated label (a
+    label written without a token is never evidence), from the servers' log, as a frame
+    (every row in memory: for exports and tests; monitor itself aggregates in the database,
+    :func:`live_view`); and which log that was."""
+    from retrain.serve import predlog
+
+    log, source = _open_live_log(cfg)
     try:
-        log = predlog.open_log(url, cfg.root)
-    except BadInput as exc:
-        raise BadInput(f"{source}: {exc}") from None
-    try:
-        return log.served(since.isoformat())
+        return log.served(since.isoformat()), source
     except predlog.LogUnavailable as exc:
         raise BadInput(f"prediction log {log.display}: unreachable ({exc})") from None
     finally:
@@ -216,42 +261,121 @@ def _floor(cfg: Config, registry: reg.Registry) -> float | None:
 
 
 def observe(
-    cfg: Config, frame: pd.DataFrame | None = None, *, now: datetime | None = None
+    cfg: Config,
+    frame: pd.DataFrame | None = None,
+    *,
+    now: datetime | None = None,
+    source: str | None = None,
 ) -> Observation:
-    """Read what is live and judge it; no side effect."""
+    """Read what is live and judge it; no side effect.
+
+    ``frame``: a log export's rows (``--log``); None reads the live log, deciding first what
+    is judged (the registry's versions in their roles, since the step began) and then
+    aggregating only those rows in the database.
+    """
     root = cfg.root
     registry = reg.load(root, expected_model=cfg.release.model_name)
     now = now or datetime.now(UTC)
     since = step_started(root)
-    if frame is None:
-        frame = load_log(cfg, since)
-    frame, labels_authenticated, labels_ignored = trusted_labels(frame)
-    try:
-        frame = analysis.check_frame(frame)
-    except ValueError as exc:
-        raise DataError(str(exc)) from None
-    frame = frame[frame["at"] >= pd.Timestamp(since)]
-    metric, task = cfg.gates.primary_metric, cfg.dataset.task
     rc = cfg.release.rollout
+    labels_authenticated, labels_ignored = True, 0
+    view: LogView
+    if frame is None and registry.production is not None:
+        view, source = live_view(cfg, registry, since)
+    elif frame is None:
+        view, source = _empty(), "nothing read (no production version)"
+    else:
+        frame, labels_authenticated, labels_ignored = trusted_labels(frame)
+        try:
+            frame = analysis.check_frame(frame)
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
+        frame = frame[frame["at"] >= pd.Timestamp(since)]
+        view = FrameView(frame, max_labelled=rc.analysis.max_labelled_rows, seed=rc.analysis.seed)
+    try:
+        return _judge(
+            cfg,
+            registry,
+            view,
+            since,
+            now,
+            labels_authenticated,
+            labels_ignored,
+            source=source or "rows given by the caller",
+        )
+    except _Unreachable as exc:
+        raise BadInput(str(exc)) from None
+    finally:
+        log = getattr(view, "log", None)
+        if log is not None:
+            log.close()  # its pool only: a later plot reconnects if it must
+
+
+class _Unreachable(Exception):
+    pass
+
+
+def _empty() -> LogView:
+    return FrameView(analysis.check_frame(pd.DataFrame(columns=list(analysis.LOG_COLUMNS))))
+
+
+def _judge(
+    cfg: Config,
+    registry: reg.Registry,
+    view: LogView,
+    since: datetime,
+    now: datetime,
+    labels_authenticated: bool,
+    labels_ignored: int,
+    *,
+    source: str,
+) -> Observation:
+    from retrain.serve.predlog import LogUnavailable
+
     prod = registry.production
-    base = {
+    base: dict[str, Any] = {
         "since": _iso(since),
         "now": _iso(now),
         "production": prod,
-        "frame": frame,
+        "view": view,
+        "source": source,
         "labels_authenticated": labels_authenticated,
         "labels_ignored": labels_ignored,
     }
     if prod is None:
         idle = Verdict("none", None, "no production version; nothing to monitor")
-        return Observation(mode="idle", verdict=idle, verdicts=[idle], stats=[], **base)
+        return Observation(
+            mode="idle", verdict=idle, verdicts=[idle], stats=[], rows=view.rows, **base
+        )
+    try:
+        return _verdicts(cfg, registry, view, since, now, base)
+    except LogUnavailable as exc:
+        log = getattr(view, "log", None)
+        shown = log.display if log is not None else "prediction log"
+        message = str(exc).removeprefix(f"prediction log {shown}: ")
+        raise _Unreachable(f"prediction log {shown}: unreachable ({message})") from None
+
+
+def _verdicts(
+    cfg: Config,
+    registry: reg.Registry,
+    view: LogView,
+    since: datetime,
+    now: datetime,
+    base: dict[str, Any],
+) -> Observation:
+    root = cfg.root
+    metric, task = cfg.gates.primary_metric, cfg.dataset.task
+    rc = cfg.release.rollout
+    prod = registry.production
+    assert prod is not None
     rollout = registry.rollout
     verdicts: list[Verdict] = []
-    stats = analysis.table(frame, metric, task)
+    stats = [view.slice(v, r, metric, task).stats for v, r in view.slices()]
     by_key = {(s.version, s.role): s for s in stats}
     if rollout is not None and rollout.canary is not None:
         v, pair = judges.judge_canary(
-            frame,
+            view,
             production=prod,
             canary=rollout.canary.version,
             weight=rollout.canary.weight,
@@ -266,7 +390,7 @@ def observe(
         for shadow in rollout.shadow:
             started = present_since(root, shadow, "shadow") or since
             v, st = judges.judge_shadow(
-                frame,
+                view,
                 production=prod,
                 shadow=shadow,
                 cfg=rc,
@@ -292,7 +416,7 @@ def observe(
             and (now - datetime.fromisoformat(last["at"])).total_seconds() < rc.watch_window_seconds
         )
         v, st = judges.judge_health(
-            frame,
+            view,
             production=prod,
             cfg=rc,
             metric=metric,
@@ -315,7 +439,13 @@ def observe(
     }
     primary = sorted(verdicts, key=lambda v: rank[v.action])[0]
     return Observation(
-        mode=mode, verdict=primary, verdicts=verdicts, stats=list(by_key.values()), **base
+        mode=mode,
+        verdict=primary,
+        verdicts=verdicts,
+        stats=list(by_key.values()),
+        rows=view.rows,
+        rows_judged=sum(s.rows for s in stats),
+        **base,
     )
 
 
@@ -428,7 +558,7 @@ def act(cfg: Config, obs: Observation, *, push: bool = False, open_pr: bool = Fa
     tmp = Path(tempfile.mkdtemp(prefix="retrain-monitor-"))
     try:
         plot = evidence.live_plot(
-            obs.frame, cfg.gates.primary_metric, cfg.dataset.task, tmp / "live.png"
+            obs.view, cfg.gates.primary_metric, cfg.dataset.task, tmp / "live.png"
         )
         body = pr_body(cfg, obs, title, "live.png")
         files = {
@@ -481,8 +611,12 @@ def _commit_on_base(cfg: Config, files: dict[str, bytes], message: str, body: st
 def format_report(obs: Observation, action: Action | None = None) -> str:
     lines = [
         f"monitor ({obs.mode}): {obs.verdict.summary}",
-        f"  rows since {obs.since}: {len(obs.frame)}",
+        f"  rows since {obs.since}: {obs.rows}, read from {obs.source}",
     ]
+    if obs.rows > obs.rows_judged and obs.stats:
+        lines.append(
+            f"  ({obs.rows - obs.rows_judged} of them served by versions or roles not judged)"
+        )
     for s in obs.stats:
         val = "-" if s.value is None else f"{s.value:.4f}"
         er = "-" if s.error_rate is None else f"{s.error_rate:.2%}"
@@ -490,6 +624,7 @@ def format_report(obs: Observation, action: Action | None = None) -> str:
         lines.append(
             f"  {s.version:<9} {s.role:<10} requests {s.requests:<6} errors {er:<7} "
             f"p95 {p95:<10} labels {s.labels:<6} {s.metric} {val}"
+            + ("" if s.labels_used is None else f" (on a sample of {s.labels_used} labels)")
         )
     for c in obs.verdict.checks:
         lines.append(f"    {c.verdict:<5} {c.name}: {c.detail}")

@@ -28,22 +28,24 @@ from retrain.serve.telemetry import Telemetry
 
 log = logging.getLogger("retrain.serve")
 # Rows per transaction of the prediction log: the recorder hands over up to 4096 rows at a
-# time (every 50 ms), and a transaction costs the writer thread the same GIL-held Python for
-# 100 rows as for 4000 (SQLite's insert runs without the GIL), so take them in one.
+# time (every 50 ms), and a transaction costs the writer the same Python for 100 rows as for
+# 4000 (SQLite's insert runs without the GIL), so take them in one.
 LOG_BATCH_ROWS = 4096
 
 
 def _open_log(settings: ServeSettings) -> tuple[Any, str | None]:
-    """``(LogWriter or None, why not)``: an unreachable log never stops the server."""
+    """``(ProcessLogWriter or None, why not)``: the prediction log's writer, in a process of
+    its own (:mod:`retrain.serve.logproc`); an unreachable log never stops the server."""
     cfg = settings.config
     if not cfg.log_enabled:
         return None, None
     try:
-        from retrain.serve import predlog
-        from retrain.serve.logwriter import LogWriter
+        from retrain.serve.logproc import ProcessLogWriter
 
-        log_ = predlog.open_log(settings.prediction_log_url, settings.root)
-        return LogWriter(log_, batch_size=LOG_BATCH_ROWS), None
+        writer = ProcessLogWriter(
+            settings.prediction_log_url, settings.root, batch_size=LOG_BATCH_ROWS
+        )
+        return writer, None
     except Exception as exc:
         shown = redact.url(settings.prediction_log_url)
         why = redact.urls_in(redact.scrub(f"{type(exc).__name__}: {exc}", settings.secrets))
@@ -71,6 +73,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
             settings.config.batch_max_rows,
             settings.config.batch_wait_ms / 1000.0,
             observe_rows=telemetry.batch_rows.observe,
+            threads=settings.config.threads,
             max_queued_rows=settings.config.max_queued_rows,
         )
 

@@ -70,8 +70,11 @@ def _frame(served: ServedModel, jobs: list[_Job]) -> pd.DataFrame:
     return frame
 
 
-def _predict(served: ServedModel, jobs: list[_Job]) -> list[Prediction]:
-    y, proba, classes = predict_rows(served.model, _frame(served, jobs), served.task)
+def _predict(served: ServedModel, jobs: list[_Job], threads: int | None = None) -> list[Prediction]:
+    # threads: serve.yaml's limit on the native pools, set on this (the calling) thread
+    y, proba, classes = predict_rows(
+        served.model, _frame(served, jobs), served.task, threads=threads
+    )
     out = []
     start = 0
     y_list = y.tolist()
@@ -98,8 +101,10 @@ class Batcher:
         max_wait: float,
         observe_rows: Any = None,
         max_queued_rows: int = 1 << 62,
+        threads: int | None = None,
     ) -> None:
         self.max_rows = max_rows
+        self.threads = threads  # native threads per model call (serve.yaml: threads)
         self.max_wait = max_wait
         self.max_queued_rows = max_queued_rows
         self.queued_rows = 0  # rows in the queue, not yet collected into a batch
@@ -178,7 +183,7 @@ class Batcher:
                     self.observe_rows(sum(j.n for j in group))
                 try:
                     results = await loop.run_in_executor(
-                        self._executor, _predict, group[0].served, group
+                        self._executor, _predict, group[0].served, group, self.threads
                     )
                 except Exception as exc:
                     if len(group) == 1:
@@ -198,7 +203,9 @@ class Batcher:
         if job.future.done():  # the client went away
             return
         try:
-            (res,) = await loop.run_in_executor(self._executor, _predict, job.served, [job])
+            (res,) = await loop.run_in_executor(
+                self._executor, _predict, job.served, [job], self.threads
+            )
         except Exception as exc:
             if not job.future.done():
                 job.future.set_exception(exc)

@@ -63,13 +63,17 @@ def live_feedback(
 
 def live_for_triggers(cfg: Config, registry: reg.Registry) -> LiveFeedback | None:
     """What ``retrain triggers`` and ``retrain run`` hand to the trigger check: None when the
-    performance trigger is off, nothing is in production, or nothing was ever logged."""
+    performance trigger is off or nothing is in production; a check that says "not checked"
+    when the log was never written."""
     if not cfg.triggers.performance.enabled or registry.production is None:
         return None
+    from retrain.decide.triggers import LiveFeedback
+
     _, log = configured_log(cfg.root)
     try:
         if not log.exists():
-            return None
+            where = _display(cfg.root, log.sqlite_path) if log.sqlite_path else log.display
+            return LiveFeedback.no_log(registry.production, where)
         return live_feedback(cfg, registry, log)
     finally:
         log.close()

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from retrain.core.config import DatasetConfig
 from retrain.core.registry import RegistryEntry
+from retrain.pipeline.predict import column_problem, not_features
 
 PAYLOAD_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 _FLOAT_MAX = 1.7976931348623157e308
@@ -94,6 +95,7 @@ class InputSchema:
     ranges and ``allow_missing`` from ``configs/dataset.yaml`` for the columns it declares."""
 
     features: tuple[Feature, ...]
+    ignored: frozenset[str] = frozenset()  # the dataset's non-feature columns, ignored
 
     @property
     def names(self) -> list[str]:
@@ -115,7 +117,7 @@ class InputSchema:
                     levels=frozenset(spec.levels) if spec and spec.levels is not None else None,
                 )
             )
-        return cls(tuple(out))
+        return cls(tuple(out), not_features(dataset))
 
 
 # ------------------------------------------------------------------------ parsing
@@ -265,18 +267,10 @@ def to_columns(
     for i, rec in enumerate(records):
         if not isinstance(rec, dict):
             raise RequestError(422, f"{where}.{i}", "expected an object of column: value")
-        if rec.keys() != expected:
-            missing = [c for c in names if c not in rec]
-            extra = sorted(c for c in rec if c not in expected)
-            if missing:
-                raise RequestError(
-                    422,
-                    f"{where}.{i}.{missing[0]}",
-                    f"missing column(s) {missing}; expected {names}",
-                )
-            raise RequestError(
-                422, f"{where}.{i}.{extra[0]}", f"unexpected column(s) {extra}; expected {names}"
-            )
+        if rec.keys() != expected:  # the one column rule of predict and the server
+            problem = column_problem(rec.keys(), names, schema.ignored)
+            if problem is not None:
+                raise RequestError(422, f"{where}.{i}.{problem[0]}", problem[1])
     columns: dict[str, list[Any]] = {}
     for feat in schema.features:
         values = [rec[feat.name] for rec in records]

@@ -115,6 +115,19 @@ class LogWriter:
         with self._cond:
             return len(self._queue)
 
+    @property
+    def progress(self) -> tuple[int, int]:
+        """``(records accepted by submit, of them written or dropped)``, ever."""
+        with self._cond:
+            return self._submitted, self._done
+
+    def hurry(self) -> None:
+        """Write what is queued now, without waiting for a fuller batch (a flush that does
+        not wait for it)."""
+        with self._cond:
+            self._flush_upto = max(self._flush_upto, self._submitted)
+            self._cond.notify_all()
+
     def flush(self, timeout: float | None = 30.0) -> bool:
         """Wait until every record submitted so far is written or dropped; False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout

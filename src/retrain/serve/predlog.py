@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import functools
 import json
-import os
+import logging
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -44,7 +44,14 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from retrain.core import redact
-from retrain.core.config import ServeConfig, load_serve_config
+from retrain.core.config import (  # noqa: F401  (the log URL's names, here too)
+    LOG_URL_ENV,
+    LOG_URL_FILE_ENV,
+    ServeConfig,
+    load_serve_config,
+    log_url_of,
+    sqlite_log_file,
+)
 from retrain.core.errors import BadInput, RetrainError
 
 if TYPE_CHECKING:
@@ -90,6 +97,9 @@ predictions = sa.Table(
     sa.Column("client_request_id", sa.String(CLIENT_ID_CHARS)),
     sa.Index("ix_predictions_request", "request_id", "row"),
     sa.Index("ix_predictions_version_at", "version", "at"),
+    # Time queries across versions: `retrain log prune` (rows older than the retention) and
+    # the live section of `retrain site` (rows since a time).
+    sa.Index("ix_predictions_at", "at"),
 )
 CLIENT_INDEX = sa.Index("ix_predictions_client_request", predictions.c.client_request_id)
 labels = sa.Table(
@@ -102,6 +112,8 @@ labels = sa.Table(
     sa.Column("at", sa.String(32), nullable=False),
     sa.Column("token", sa.String(TOKEN_NAME_CHARS)),  # the token's name; None: no token
     sa.Index("ix_labels_request", "request_id", "row", "id"),
+    # The labels of a window (monitor: posted since its step began; prune: older than it).
+    sa.Index("ix_labels_at", "at"),
 )
 log_meta = sa.Table(
     "log_meta",
@@ -268,12 +280,11 @@ def open_log(url: str, root: Path) -> PredictionLog:
     ``postgresql://user@host:port/db`` (``postgresql+psycopg://`` also accepted).  A URL of
     any other form is bad configuration (:class:`BadInput`).
     """
-    if url.startswith("sqlite:///"):
-        rest = url.removeprefix("sqlite:///")
-        if not rest or rest.startswith(":memory:"):
-            raise BadInput(f"log_url: {url!r}: expected a file, e.g. sqlite:///.retrain/p.db")
-        path = Path(rest)
-        path = path if path.is_absolute() else Path(root) / path
+    try:
+        path = sqlite_log_file(url, root)
+    except ValueError as exc:
+        raise BadInput(f"log_url: {exc}") from None
+    if path is not None:
         return PredictionLog(_sqlite_engine(path), url=url, sqlite_path=path)
     if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
         return PredictionLog(_pg_engine(url), url=url)
@@ -281,30 +292,6 @@ def open_log(url: str, root: Path) -> PredictionLog:
         "log_url: expected sqlite:///PATH or postgresql://USER@HOST:PORT/DB "
         f"(got {redact.url(url)!r})"
     )
-
-
-LOG_URL_ENV = "RETRAIN_LOG_URL"
-LOG_URL_FILE_ENV = "RETRAIN_LOG_URL_FILE"
-
-
-def log_url_of(serve: ServeConfig, environ: dict[str, str] | None = None) -> tuple[str, str]:
-    """``(log URL, where it came from)``: ``RETRAIN_LOG_URL``, else the first line of the
-    file named by ``RETRAIN_LOG_URL_FILE`` (a mounted secret), else ``configs/serve.yaml``
-    ``log_url``.  A password belongs in the first two, never in the committed file."""
-    env = os.environ if environ is None else environ
-    if env.get(LOG_URL_ENV, "").strip():
-        return env[LOG_URL_ENV].strip(), LOG_URL_ENV
-    path = env.get(LOG_URL_FILE_ENV, "").strip()
-    if path:
-        try:
-            text = Path(path).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or type(exc).__name__
-            raise BadInput(f"{LOG_URL_FILE_ENV}={path}: cannot be read ({reason})") from None
-        if not text:
-            raise BadInput(f"{LOG_URL_FILE_ENV}={path}: empty; expected the log's URL")
-        return text.splitlines()[0].strip(), LOG_URL_FILE_ENV
-    return serve.log_url, "configs/serve.yaml"
 
 
 def configured_log(root: Path) -> tuple[ServeConfig, PredictionLog]:
@@ -623,6 +610,7 @@ def _prepare(conn: sa.Connection) -> None:
                 f"prediction log schema version {version} is newer than this retrain "
                 f"understands ({SCHEMA_VERSION}); upgrade retrain to read or write it"
             )
+        _indexes(conn)
         return
     inspector = sa.inspect(conn)
     columns = {c["name"] for c in inspector.get_columns("predictions")}
@@ -645,7 +633,29 @@ def _prepare(conn: sa.Connection) -> None:
                 ).order_by(legacy_feedback.c.at),
             )
         )
+    _indexes(conn)
     conn.execute(log_meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+
+
+def _indexes(conn: sa.Connection) -> None:
+    """Create the indexes a log written by an older retrain lacks (the time indexes came
+    after schema version 2 without changing what a row is, so older code still reads and
+    writes the log).  On a large log the first start after the upgrade builds them once."""
+    existing = {
+        t: {i["name"] for i in sa.inspect(conn).get_indexes(t)} for t in ("predictions", "labels")
+    }
+    for table in (predictions, labels):
+        for index in table.indexes:
+            if index.name in existing[table.name]:
+                continue
+            try:
+                with conn.begin_nested():
+                    index.create(conn)
+            except sa.exc.SQLAlchemyError as exc:  # a reader may not create: it reads slower
+                first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[:1]
+                logging.getLogger("retrain").warning(
+                    "prediction log: index %s not created (%s)", index.name, "".join(first)
+                )
 
 
 def _reason(log: PredictionLog, exc: BaseException) -> str:

@@ -1,15 +1,21 @@
 """Hands every served row to the prediction log's writer, off the request path.
 
 The route only appends one tuple per request to a queue (its columns, predictions and
-probabilities as lists); a thread turns each into the request's table rows, a column at a
-time (:func:`retrain.serve.logrows.request_rows`: JSON text and input hash per row), and
-submits them to :class:`retrain.serve.logwriter.LogWriter`, which batches the writes and
-counts what it has to drop.  Counting is per row everywhere: a request that cannot be turned
-into rows, or that finds no writer, adds its ``n`` rows to ``failed``; the writer counts the
-rows of a dropped batch in ``dropped``.  The thread wakes at most every ``LINGER``
-seconds (or at once for a :meth:`Recorder.flush`): a thread woken per request would take the
-GIL from the event loop hundreds of times a second.  It gives the GIL back after each
-request's rows (``time.sleep(0)``), so it never holds it for longer than one request.
+probabilities as lists).  A thread hands what gathered to the writer:
+
+- the server's writer, :class:`retrain.serve.logproc.ProcessLogWriter`, takes the requests as
+  they are (``submit_requests``: pickled into a pipe, one write per hand-over); its child
+  process turns them into table rows and writes them, off this process's GIL;
+- an in-process :class:`retrain.serve.logwriter.LogWriter` (tests, benchmarks) takes table
+  rows, which this thread builds a column at a time
+  (:func:`retrain.serve.logrows.request_rows`: JSON text and input hash per row), giving the
+  GIL back after each request's rows (``time.sleep(0)``).
+
+Counting is per row everywhere: a request that cannot be turned into rows, or that finds no
+writer, adds its ``n`` rows to ``failed``; the writer counts the rows it drops in
+``dropped``.  The thread wakes at most every ``LINGER`` seconds (or at once for a
+:meth:`Recorder.flush`): a thread woken per request would take the GIL from the event loop
+hundreds of times a second.
 """
 
 from __future__ import annotations
@@ -89,8 +95,11 @@ class Recorder:
 
     def full(self, n: int) -> bool:
         """True when ``n`` more rows would take the backlog past ``max_backlog_rows``: the
-        server then refuses new predictions (503) rather than queue without bound."""
-        return self.backlog_rows + n > self.max_backlog_rows
+        server then refuses new predictions (503) rather than queue without bound.  The
+        backlog is the rows recorded here and not yet handed over, plus those the writer
+        holds unwritten (in its queue, or sent to its process)."""
+        held = int(getattr(self.writer, "pending", 0) or 0)
+        return self.backlog_rows + held + n > self.max_backlog_rows
 
     def failed_within(self, seconds: float) -> int:
         return self.drop_times.within(seconds)
@@ -138,6 +147,15 @@ class Recorder:
             lost = sum(int(item[5]) for item in items)
             self.failed += lost
             self.drop_times.add(lost)
+            return
+        if hasattr(self.writer, "submit_requests"):  # the writer's process builds the rows
+            try:
+                self.writer.submit_requests(items, self.log_inputs)
+            except Exception as exc:  # the writer must never take the server down
+                lost = sum(int(item[5]) for item in items)
+                self.failed += lost
+                self.drop_times.add(lost)
+                log.warning("prediction log: submit failed: %s", exc)
             return
         batch: list[tuple[Any, ...]] = []
         for item in items:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
@@ -282,7 +283,10 @@ async def _run_shadows(
         t0 = time.perf_counter()
         try:
             y, proba, classes = await asyncio.to_thread(
-                predict_rows, shadow.model, frame_of(shadow, columns), shadow.task
+                functools.partial(predict_rows, threads=state.settings.config.threads),
+                shadow.model,
+                frame_of(shadow, columns),
+                shadow.task,
             )
             preds = y.tolist()
             p = proba.tolist() if proba is not None else None

@@ -104,6 +104,7 @@ class ServeState:
         self.batcher.max_rows = serve.batch_max_rows
         self.batcher.max_wait = serve.batch_wait_ms / 1000.0
         self.batcher.max_queued_rows = serve.max_queued_rows
+        self.batcher.threads = serve.threads
         self.budget.per_minute = serve.max_labels_per_minute
         if self.recorder is not None:
             self.recorder.log_inputs = serve.log_inputs

@@ -41,11 +41,15 @@ from retrain.core.config.load import (
     load_config,
 )
 from retrain.core.config.release import (
+    LOG_URL_ENV,
+    LOG_URL_FILE_ENV,
     ReleaseConfig,
     RolloutConfig,
     ServeConfig,
     duration_seconds,
     load_serve_config,
+    log_url_of,
+    sqlite_log_file,
 )
 
 __all__ = [
@@ -71,6 +75,10 @@ __all__ = [
     "ReleaseConfig",
     "ServeConfig",
     "load_serve_config",
+    "LOG_URL_ENV",
+    "LOG_URL_FILE_ENV",
+    "log_url_of",
+    "sqlite_log_file",
     "Config",
     "load_config",
 ]

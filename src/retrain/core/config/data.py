@@ -287,8 +287,18 @@ class TriggersConfig(Strict):
             default=None, ge=0, le=1, description="data_drift firing below this share is weak"
         )
 
+    class Stuck(Strict):
+        # A person decides when candidates keep being held (release/stuck.py).
+        after_gated_runs: int | None = Field(
+            default=3,
+            ge=1,
+            description="this many gated judgements in a row of one production version, each "
+            "fired by a staleness trigger, open (or update) one GitHub issue; null: never",
+        )
+
     cooldown_days: float = Field(default=1, ge=0)
     min_expected_gain: MinExpectedGain | None = None
+    stuck: Stuck = Stuck()
     calendar: Calendar = Calendar()
     new_data: NewData = NewData()
     data_drift: DataDrift = DataDrift()

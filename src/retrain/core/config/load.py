@@ -61,20 +61,23 @@ class Config(Strict):
 
 
 def _check_pipeline_tracked(root: Path, spec: str) -> None:
-    """A fork's own model code must be a dependency of the train stage, so editing it
-    retrains (``dvc.yaml: stages.train.deps``)."""
+    """A fork's own model code must be a dependency of the train stage (which fits the model
+    it builds) and of the evaluate stage (which loads the model, and so runs that code), so
+    editing it re-runs both (``dvc.yaml: stages.<stage>.deps``; a listed folder covers it)."""
     module = spec.split(":", 1)[0]
     rel = module.replace(".", "/") + ".py"
     if not (root / rel).is_file():
         raise ValueError(f"model.yaml: pipeline: {rel} not found (for {spec!r})")
     path = root / "dvc.yaml"
     doc = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
-    deps = (((doc or {}).get("stages") or {}).get("train") or {}).get("deps") or []
-    if rel not in deps:
-        raise ValueError(
-            f"model.yaml: pipeline: {rel} is not a dependency of the train stage; add "
-            f"`- {rel}` under stages.train.deps in dvc.yaml so a change to it retrains"
-        )
+    stages = (doc or {}).get("stages") or {}
+    for stage in ("train", "evaluate"):
+        deps = [Path(str(d)) for d in (stages.get(stage) or {}).get("deps") or []]
+        if not any(d == Path(rel) or d in Path(rel).parents for d in deps):
+            raise ValueError(
+                f"model.yaml: pipeline: {rel} is not a dependency of the {stage} stage; add "
+                f"`- {rel}` under stages.{stage}.deps in dvc.yaml so a change to it re-runs it"
+            )
 
 
 def load_config(root: Path | str = ".") -> Config:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -42,6 +44,14 @@ class RolloutConfig(Strict):
         confidence: float = Field(default=0.95, gt=0.5, lt=1)
         n_resamples: int = Field(default=1000, ge=100, le=100_000)
         seed: int = Field(default=0, ge=0)
+        max_labelled_rows: int = Field(
+            default=10_000,
+            ge=100,
+            le=1_000_000,
+            description="labelled rows per version and role the live metric and its "
+            "bootstrap use; past it a seeded sample (the interval widens by about "
+            "sqrt(labels / this)); the bootstrap takes about 32 bytes x n_resamples x this",
+        )
 
     class Health(Strict):
         """Absolute health of a directly promoted version inside its watch window."""
@@ -146,6 +156,11 @@ class ServeConfig(Strict):
     )
     log_inputs: bool = Field(default=False, description="store each row's inputs, not only a hash")
     log_enabled: bool = Field(default=True, description="false: log nothing (benchmarks only)")
+    log_retention: str | None = Field(
+        default="30d",
+        description="`retrain log prune` deletes served rows (and their labels) older than "
+        "this, e.g. 90d; never the rows monitor still judges; null keeps everything",
+    )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="larger bodies get 413")
     max_rows: int = Field(default=10_000, ge=1, description="rows per request; more get 413")
     batch_max_rows: int = Field(default=512, ge=1, description="rows per model call")
@@ -158,6 +173,13 @@ class ServeConfig(Strict):
     )
     follow_interval: float = Field(
         default=10.0, gt=0, allow_inf_nan=False, description="seconds between reconciles"
+    )
+    threads: int | None = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="native threads (OpenMP, BLAS) per model call; null: the libraries' "
+        "default. The latency gate measures under the same limit",
     )
     follow_jitter: float = Field(
         default=0.2,
@@ -209,6 +231,17 @@ class ServeConfig(Strict):
         description="/health is degraded while log rows were dropped within this window",
     )
 
+    @field_validator("log_retention")
+    @classmethod
+    def _retention(cls, value: str | None) -> str | None:
+        if value is not None and duration_seconds(value) <= 0:
+            raise ValueError("expected a duration above zero like 30d, or null")
+        return value
+
+    @property
+    def log_retention_seconds(self) -> float | None:
+        return None if self.log_retention is None else duration_seconds(self.log_retention)
+
     @model_validator(mode="after")
     def _queue_holds_a_request(self) -> ServeConfig:
         if self.max_queued_rows < self.max_rows:
@@ -223,3 +256,44 @@ def load_serve_config(root: Path | str = ".") -> ServeConfig:
     """``configs/serve.yaml``, or the defaults when the file is absent."""
     result: ServeConfig = load_model(ServeConfig, Path(root).resolve(), "serve")
     return result
+
+
+LOG_URL_ENV = "RETRAIN_LOG_URL"
+LOG_URL_FILE_ENV = "RETRAIN_LOG_URL_FILE"
+
+
+def log_url_of(serve: ServeConfig, environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """``(log URL, where it came from)``: ``RETRAIN_LOG_URL``, else the first line of the
+    file named by ``RETRAIN_LOG_URL_FILE`` (a mounted secret), else ``configs/serve.yaml``
+    ``log_url``.  A password belongs in the first two, never in the committed file.  Every
+    command that opens the log takes it from here (the reading commands, the server, and
+    ``retrain run``'s check for a log that was never written, which imports no SQLAlchemy)."""
+    from retrain.core.errors import BadInput
+
+    env = os.environ if environ is None else environ
+    if env.get(LOG_URL_ENV, "").strip():
+        return env[LOG_URL_ENV].strip(), LOG_URL_ENV
+    path = env.get(LOG_URL_FILE_ENV, "").strip()
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            raise BadInput(f"{LOG_URL_FILE_ENV}={path}: cannot be read ({reason})") from None
+        if not text:
+            raise BadInput(f"{LOG_URL_FILE_ENV}={path}: empty; expected the log's URL")
+        return text.splitlines()[0].strip(), LOG_URL_FILE_ENV
+    return serve.log_url, "configs/serve.yaml"
+
+
+def sqlite_log_file(url: str, root: Path | str) -> Path | None:
+    """The file of a ``sqlite:///path`` log (relative to ``root`` unless absolute:
+    ``sqlite:////abs/p.db``); None for another database.  A SQLite URL naming no file is
+    a ValueError."""
+    if not url.startswith("sqlite:///"):
+        return None
+    rest = url.removeprefix("sqlite:///")
+    if not rest or rest.startswith(":memory:"):
+        raise ValueError(f"{url!r}: expected a file, e.g. sqlite:///.retrain/p.db")
+    path = Path(rest)
+    return path if path.is_absolute() else Path(root) / path

@@ -1,7 +1,10 @@
-"""Reading the columns to compare: from a DataFrame, a CSV file, or a Parquet file.
+"""Reading the columns to compare: from a DataFrame, a CSV file, a Parquet file, or profiles.
 
 A Parquet file is read one column at a time (``ParquetFile.read(columns=[c])``), so a wide
-file never has to fit in memory all at once.  Every problem (missing or unreadable file, a
+file never has to fit in memory all at once.  A :class:`~retrain.pipeline.profiles.Profile`
+(per-batch profiles merged, as the data-drift trigger builds them) is read as it is: every
+column's statistics come from its exact value counts, so the report is the one the rows
+would give.  Every problem (missing or unreadable file, a
 column on one side only, a numeric column holding text) is one :class:`DataError` line naming
 the file and the column.
 """
@@ -19,7 +22,13 @@ import pyarrow.parquet as pq
 
 from retrain.core.config import DriftConfig
 from retrain.core.errors import DataError
-from retrain.decide.drift.stats import Kind, count_levels
+from retrain.pipeline.profiles import (
+    CategoricalProfile,
+    Kind,
+    NumericProfile,
+    Profile,
+    count_levels,
+)
 
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 
@@ -39,6 +48,10 @@ class Source:
 
     def level_counts(self, column: str) -> dict[str | None, int]:
         raise NotImplementedError
+
+    def numeric_profile(self, column: str) -> NumericProfile:
+        """The column's exact value counts and missing count."""
+        return NumericProfile.of(self.numeric(column))
 
     def _not_numeric(self, column: str, what: Any) -> DataError:
         return DataError(f"{self.display}: column {column!r} is declared numeric but holds {what}")
@@ -162,16 +175,49 @@ class ParquetSource(Source):
         return count_levels(vc.field("values").to_pylist(), vc.field("counts").to_numpy())
 
 
+class ProfileSource(Source):
+    """Merged profiles: one column's statistics at a time, from its value counts."""
+
+    def __init__(self, profile: Profile, display: str) -> None:
+        if profile.rows == 0:
+            raise DataError(f"{display}: has no rows")
+        self.profile = profile
+        self.display = display
+        self.columns = list(profile.columns)
+        self.n_rows = profile.rows
+
+    def looks_numeric(self, column: str) -> bool:
+        return isinstance(self.profile.columns[column], NumericProfile)
+
+    def numeric(self, column: str) -> np.ndarray:
+        p = self.numeric_profile(column)
+        return np.concatenate((p.counts.expand(), np.full(p.missing, np.nan)))
+
+    def numeric_profile(self, column: str) -> NumericProfile:
+        p = self.profile.columns[column]
+        if not isinstance(p, NumericProfile):
+            raise self._not_numeric(column, "categories (profiled as categorical)")
+        return p
+
+    def level_counts(self, column: str) -> dict[str | None, int]:
+        p = self.profile.columns[column]
+        return p.as_levels() if isinstance(p, NumericProfile | CategoricalProfile) else {}
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
 
-def open_source(data: pd.DataFrame | str | Path, side: str) -> Source:
+def open_source(data: pd.DataFrame | str | Path | Profile, side: str) -> Source:
     if isinstance(data, pd.DataFrame):
         return FrameSource(data, side)
+    if isinstance(data, Profile):
+        return ProfileSource(data, side)
     if not isinstance(data, str | Path):
-        raise TypeError(f"{side}: expected a pandas DataFrame or a path, got {type(data).__name__}")
+        raise TypeError(
+            f"{side}: expected a pandas DataFrame, a path or a Profile, got {type(data).__name__}"
+        )
     path = Path(data)
     display = str(data)
     if path.suffix.lower() in _PARQUET_SUFFIXES:

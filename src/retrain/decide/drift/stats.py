@@ -11,16 +11,24 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from retrain.core.config import DriftConfig
+from retrain.pipeline.profiles import (
+    ColumnProfile,
+    Kind,
+    NumericProfile,
+    ValueCounts,
+    count_levels,
+    level_key,
+    of_outputs,
+)
 
-Kind = Literal["numeric", "categorical"]
+__all__ = ["Kind", "count_levels", "level_key"]  # re-exported: they moved to profiles
 
 #: how a missing value is named where levels are listed (it is a level of its own)
 MISSING_LEVEL = "<missing>"
@@ -40,70 +48,71 @@ def proportion_psi(ref: np.ndarray, cur: np.ndarray, epsilon: float) -> float:
     return float(np.sum((c - r) * np.log(c / r)))
 
 
-def psi_edges(ref_sorted: np.ndarray, bins: int) -> np.ndarray:
-    """Right-closed bin edges from the sorted, non-missing reference values.
+def psi_edges(ref: ValueCounts, bins: int) -> np.ndarray:
+    """Right-closed bin edges from the reference's non-missing values (as value counts).
 
     When the reference holds at most ``bins`` distinct values every value gets its own bin;
     otherwise the edges are the reference's ``k/bins`` quantiles (linear interpolation, as
     ``np.quantile``), de-duplicated where a value carries more than one bin's mass.
     """
-    n = ref_sorted.size
+    n = ref.n
     if n == 0:
         return np.empty(0)
-    change = np.flatnonzero(ref_sorted[1:] != ref_sorted[:-1])
-    if change.size + 1 <= bins:
-        return ref_sorted[change]  # every distinct value but the largest closes a bin
+    if ref.distinct <= bins:
+        return ref.values[:-1]  # every distinct value but the largest closes a bin
     pos = np.arange(1, bins) * ((n - 1) / bins)
     lo = np.floor(pos).astype(np.int64)
     hi = np.minimum(lo + 1, n - 1)
     frac = pos - lo
-    edges = ref_sorted[lo] + frac * (ref_sorted[hi] - ref_sorted[lo])
+    at_lo, at_hi = ref.at_rank(lo), ref.at_rank(hi)
+    edges = at_lo + frac * (at_hi - at_lo)
     return np.unique(edges)
 
 
-def binned(sorted_values: np.ndarray, edges: np.ndarray, missing: int) -> np.ndarray:
+def binned(values: ValueCounts, edges: np.ndarray, missing: int) -> np.ndarray:
     """Counts per bin ``(-inf, e1], (e1, e2], ..., (ek, inf)`` plus a last bin of missing."""
-    cuts = np.concatenate(
-        ([0], np.searchsorted(sorted_values, edges, side="right"), [sorted_values.size])
-    )
+    cuts = np.concatenate(([0], values.count_at_or_below(edges), [values.n]))
     return np.append(np.diff(cuts), missing)
 
 
-def ks_merge(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """KS statistic and Wasserstein-1 distance of two sorted, non-empty, NaN-free samples.
+def ks_merge(a: ValueCounts, b: ValueCounts) -> tuple[float, float]:
+    """KS statistic and Wasserstein-1 distance of two non-empty samples (value counts).
 
-    The two sorted runs are merged by a stable argsort (timsort merges two runs in linear
-    time); the empirical CDFs are evaluated at the last occurrence of every distinct value,
-    with the same integer-count / size arithmetic as scipy, so the statistic is bit-for-bit
-    ``ks_2samp``'s.
+    The two sorted runs of distinct values are merged by a stable argsort (timsort merges two
+    runs in linear time); the empirical CDFs are evaluated at every distinct value of the
+    union, with the same integer-count / size arithmetic as scipy, so the statistic is
+    bit-for-bit ``ks_2samp``'s on the expanded samples.
     """
-    n1, n2 = a.size, b.size
-    both = np.concatenate((a, b))
+    n1, n2 = a.n, b.n
+    k1 = a.values.size
+    both = np.concatenate((a.values, b.values))
     order = np.argsort(both, kind="stable")
     merged = both[order]
     del both
-    cum_b = np.cumsum(order >= n1, dtype=np.int64)  # how many of b are at or before here
-    del order
-    last = np.empty(n1 + n2, dtype=bool)
+    from_a = order < k1
+    weights = np.concatenate((a.counts, b.counts))[order]
+    cum_a = np.cumsum(np.where(from_a, weights, 0), dtype=np.int64)  # of a at or before here
+    cum_b = np.cumsum(np.where(from_a, 0, weights), dtype=np.int64)
+    del order, from_a, weights
+    last = np.empty(merged.size, dtype=bool)
     np.not_equal(merged[:-1], merged[1:], out=last[:-1])
     last[-1] = True
     at = np.flatnonzero(last)
     del last
     values = merged[at]
     del merged
-    c2 = cum_b[at]
-    del cum_b
-    diff = ((at + 1) - c2) / n1 - c2 / n2
+    diff = cum_a[at] / n1 - cum_b[at] / n2
     d = max(float(diff.max()), float(-diff.min()), 0.0)
     w = float(np.sum(np.abs(diff[:-1]) * np.diff(values))) if values.size > 1 else 0.0
     return d, w
 
 
-def ks_pvalue(d: float, a: np.ndarray, b: np.ndarray) -> float:
+def ks_pvalue(d: float, a: ValueCounts, b: ValueCounts) -> float:
     """Two-sided p-value as ``scipy.stats.ks_2samp(method="auto")`` computes it.
 
     Up to 10,000 rows per side scipy uses the exact distribution (falling back to the
-    asymptotic one when that overflows); the call is cheap at that size, so it is made as is.
+    asymptotic one when that overflows); the call is cheap at that size, so it is made as is
+    (on the samples rebuilt from their value counts).
     Above, scipy uses ``kstwo.sf(d, round(m*n/(m+n)))``, reproduced here, with one shortcut:
     where Massart's bound ``2 exp(-2 N d^2)`` on that tail is below ``1e-12``, scipy's exact
     series (about 0.4 s at a million rows) is replaced by the limiting Kolmogorov tail, which
@@ -111,11 +120,11 @@ def ks_pvalue(d: float, a: np.ndarray, b: np.ndarray) -> float:
     """
     from scipy import stats  # lazy: keeps config loading and the CLI quick
 
-    n1, n2 = a.size, b.size
+    n1, n2 = a.n, b.n
     if max(n1, n2) <= _KS_EXACT_MAX_N:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            return float(stats.ks_2samp(a, b, method="auto").pvalue)
+            return float(stats.ks_2samp(a.expand(), b.expand(), method="auto").pvalue)
     m, n = sorted([float(n1), float(n2)], reverse=True)
     en = float(np.round(m * n / (m + n)))
     if 2.0 * math.exp(-2.0 * en * d * d) < _KS_TAIL_SHORTCUT:
@@ -156,29 +165,33 @@ class Column:
     missing_effect: float = 0.0
 
 
-def numeric_column(name: str, ref: np.ndarray, cur: np.ndarray, cfg: DriftConfig) -> Column:
-    miss_r = int(np.count_nonzero(np.isnan(ref)))
-    miss_c = int(np.count_nonzero(np.isnan(cur)))
-    # NaN sorts last: the non-missing values are a prefix of the sorted array
-    a = np.sort(ref)[: ref.size - miss_r]
-    b = np.sort(cur)[: cur.size - miss_c]
+def numeric_column(
+    name: str, ref: np.ndarray | NumericProfile, cur: np.ndarray | NumericProfile, cfg: DriftConfig
+) -> Column:
+    """One numeric column's statistics, from the two float arrays (NaN missing) or from their
+    profiles (:class:`~retrain.pipeline.profiles.NumericProfile`, exact value counts)."""
+    r = ref if isinstance(ref, NumericProfile) else NumericProfile.of(ref)
+    c = cur if isinstance(cur, NumericProfile) else NumericProfile.of(cur)
+    a, b = r.counts, c.counts
+    miss_r, miss_c = r.missing, c.missing
+    n_ref, n_cur = r.rows, c.rows
     edges = psi_edges(a, cfg.psi_bins)
     psi = proportion_psi(
-        binned(a, edges, miss_r) / ref.size,
-        binned(b, edges, miss_c) / cur.size,
+        binned(a, edges, miss_r) / n_ref,
+        binned(b, edges, miss_c) / n_cur,
         cfg.psi_epsilon,
     )
     stat: float | None = None
     p: float | None = None
     wass: float | None = None
-    if a.size and b.size:
+    if a.n and b.n:
         stat, wass = ks_merge(a, b)
         p = ks_pvalue(stat, a, b)
     col = Column(
         name,
         "numeric",
-        ref.size,
-        cur.size,
+        n_ref,
+        n_cur,
         miss_r,
         miss_c,
         statistic=stat,
@@ -188,7 +201,7 @@ def numeric_column(name: str, ref: np.ndarray, cur: np.ndarray, cfg: DriftConfig
         extra={"wasserstein": wass},
     )
     if miss_r or miss_c:
-        table = np.array([[miss_r, ref.size - miss_r], [miss_c, cur.size - miss_c]])
+        table = np.array([[miss_r, n_ref - miss_r], [miss_c, n_cur - miss_c]])
         table = table[:, table.sum(axis=0) > 0]
         _, col.missing_p, col.missing_effect = chi2_test(table)
     return col
@@ -246,37 +259,6 @@ def adjust(p_values: Sequence[float], method: str) -> list[float]:
     return [float(x) for x in adj]
 
 
-# --------------------------------------------------------------------------- levels
-def level_key(value: Any) -> str | None:
-    """A level's name; missing values (None, NaN, NA, NaT) are ``None``.
-
-    Integral floats are named like integers so that ``1`` and ``1.0`` (an integer column that
-    gained a missing value in one file) are the same level.
-    """
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool | np.bool_):
-        return str(bool(value))
-    if isinstance(value, float | np.floating):
-        if math.isnan(value):
-            return None
-        return str(int(value)) if float(value).is_integer() else repr(float(value))
-    if isinstance(value, int | np.integer):
-        return str(int(value))
-    return str(value)
-
-
-def count_levels(values: Iterable[Any], counts: Iterable[Any]) -> dict[str | None, int]:
-    out: dict[str | None, int] = {}
-    for v, c in zip(values, counts, strict=True):
-        if c:
-            k = level_key(v)
-            out[k] = out.get(k, 0) + int(c)
-    return out
-
-
 # --------------------------------------------------------------------------- predictions
 def prediction_psi(reference: Any, current: Any, *, bins: int = 10, epsilon: float = 1e-4) -> float:
     """PSI between two 1-D arrays of model outputs (the prediction-drift trigger).
@@ -284,29 +266,24 @@ def prediction_psi(reference: Any, current: Any, *, bins: int = 10, epsilon: flo
     Labels (strings, booleans, objects) and numbers with at most ``bins`` distinct values are
     compared level by level; other numbers over ``bins`` quantile bins of the reference.
     Missing values are a level (or bin) of their own.  Proportions are floored at
-    ``epsilon``.
+    ``epsilon``.  Either side may also be given as its profile
+    (:func:`retrain.pipeline.profiles.of_outputs`, merged over chunks of rows).
     """
-    ref = np.asarray(reference).ravel()
-    cur = np.asarray(current).ravel()
-    if ref.size == 0 or cur.size == 0:
+    ref = reference if isinstance(reference, ColumnProfile) else of_outputs(reference)
+    cur = current if isinstance(current, ColumnProfile) else of_outputs(current)
+    if ref.rows == 0 or cur.rows == 0:
         raise ValueError("prediction_psi: both prediction arrays must be non-empty")
-    if ref.dtype.kind in "iuf" and cur.dtype.kind in "iuf":
-        r = ref.astype(np.float64)
-        c = cur.astype(np.float64)
-        miss_r = int(np.count_nonzero(np.isnan(r)))
-        miss_c = int(np.count_nonzero(np.isnan(c)))
-        a = np.sort(r)[: r.size - miss_r]
-        b = np.sort(c)[: c.size - miss_c]
-        distinct = np.unique(np.concatenate((a, b)))
+    if isinstance(ref, NumericProfile) and isinstance(cur, NumericProfile):
+        a, b = ref.counts, cur.counts
+        distinct = np.unique(np.concatenate((a.values, b.values)))
         # a handful of distinct values (classes coded as numbers): one bin each, new ones too
         edges = distinct[:-1] if distinct.size <= bins else psi_edges(a, bins)
         return proportion_psi(
-            binned(a, edges, miss_r) / r.size, binned(b, edges, miss_c) / c.size, epsilon
+            binned(a, edges, ref.missing) / ref.rows,
+            binned(b, edges, cur.missing) / cur.rows,
+            epsilon,
         )
-    rs = pd.Series(ref, dtype=object).value_counts(dropna=False, sort=False)
-    cs = pd.Series(cur, dtype=object).value_counts(dropna=False, sort=False)
-    rc = count_levels(rs.index.tolist(), rs.to_numpy())
-    cc = count_levels(cs.index.tolist(), cs.to_numpy())
+    rc, cc = ref.as_levels(), cur.as_levels()
     levels = sorted(set(rc) | set(cc), key=lambda k: (k is None, k or ""))
     rv = np.array([rc.get(k, 0) for k in levels], dtype=np.float64)
     cv = np.array([cc.get(k, 0) for k in levels], dtype=np.float64)

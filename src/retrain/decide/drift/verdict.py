@@ -21,6 +21,7 @@ from retrain.core.config import DriftConfig
 from retrain.decide.drift.report import DriftReport
 from retrain.decide.drift.sources import open_source, select_columns
 from retrain.decide.drift.stats import Column, adjust, categorical_column, numeric_column
+from retrain.pipeline.profiles import Profile
 
 
 def _workers(cfg: DriftConfig, n_columns: int) -> int:
@@ -44,8 +45,8 @@ def _map_columns(fn: Callable[[str], Column], columns: list[str], workers: int) 
 
 
 def drift_report(
-    reference: pd.DataFrame | str | Path,
-    current: pd.DataFrame | str | Path,
+    reference: pd.DataFrame | str | Path | Profile,
+    current: pd.DataFrame | str | Path | Profile,
     *,
     kinds: dict[str, Literal["numeric", "categorical"]] | None = None,
     config: DriftConfig | None = None,
@@ -55,7 +56,9 @@ def drift_report(
     Parameters
     ----------
     reference, current
-        DataFrames, or paths to CSV or Parquet files (Parquet is read column by column).
+        DataFrames, paths to CSV or Parquet files (Parquet is read column by column), or
+        :class:`~retrain.pipeline.profiles.Profile` (batch profiles merged: exact, the same
+        report as the rows they summarise).
     kinds
         ``{column: "numeric" | "categorical"}``: the columns to compare.  Other columns are
         ignored; a listed column absent from either side is a :class:`DataError`.  When
@@ -77,7 +80,9 @@ def drift_report(
 
     def one(column: str) -> Column:
         if selected[column] == "numeric":
-            return numeric_column(column, ref.numeric(column), cur.numeric(column), cfg)
+            return numeric_column(
+                column, ref.numeric_profile(column), cur.numeric_profile(column), cfg
+            )
         return categorical_column(column, ref.level_counts(column), cur.level_counts(column), cfg)
 
     names = list(selected)

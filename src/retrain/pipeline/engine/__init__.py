@@ -21,11 +21,14 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from retrain.core.config import Config
+from retrain.core.config import Config, DatasetConfig
+
+if TYPE_CHECKING:
+    from retrain.pipeline.dataset import TrainingData
 from retrain.core.progress import progress
 
 __all__ = ["Engine", "session"]
@@ -50,6 +53,15 @@ class Engine:
     def fit(self, pipe: Any, frame: pd.DataFrame, X: pd.DataFrame, y: pd.Series) -> Any:
         """Fit ``pipe`` on the training window (``frame``; ``X``, ``y`` its columns)."""
         pipe.fit(X, y)
+        return pipe
+
+    def fit_window(self, pipe: Any, data: TrainingData, ds: DatasetConfig) -> Any:
+        """The train stage's fit on ``data``: here, the rows are let go once the transformers
+        have turned them into the estimator's input (:func:`retrain.pipeline.stages.fit_lean`;
+        ``data.frame`` is empty afterwards)."""
+        from retrain.pipeline.stages import fit_lean
+
+        fit_lean(pipe, data, ds)
         return pipe
 
     def record(self) -> dict[str, Any]:
@@ -90,6 +102,9 @@ class DaskEngine(Engine):
             "runner (estimator: lightgbm or xgboost trains on the cluster)"
         )
         return super().fit(pipe, frame, X, y)
+
+    def fit_window(self, pipe: Any, data: TrainingData, ds: DatasetConfig) -> Any:
+        return self.fit(pipe, data.frame, data.features(ds), data.frame[ds.target])
 
     def record(self) -> dict[str, Any]:
         return {
