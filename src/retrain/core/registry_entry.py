@@ -39,6 +39,7 @@ ENTRY_KEYS = (
     "gates",
     "churn",
     "environment",
+    "engine",
 )
 REQUIRED_ENTRY_KEYS = ("version", "created", "bump", "artifact", "schema")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -177,6 +178,19 @@ class EnvironmentRecord(Record):
     lock_sha256: str | None = None
 
 
+class EngineRecord(Record):
+    """Where the model was fitted (``model.yaml: engine``, retrain.pipeline.engine): ``local``
+    (this runner: 1 worker, its CPUs as threads) or ``dask`` (the cluster, ``LocalCluster``
+    or the scheduler's address, its workers and threads, and how the fit used it:
+    ``data-parallel``, ``joblib`` or ``runner``)."""
+
+    name: str
+    cluster: str | None = None
+    workers: int | None = None
+    threads: int | None = None
+    fit: str | None = None
+
+
 class RegistryEntry(Record):
     """One registered version (one list item under ``versions``)."""
 
@@ -196,6 +210,8 @@ class RegistryEntry(Record):
     churn: ChurnRecord | None = None
     # Entries registered before the environment was recorded have none (and stay as written).
     environment: EnvironmentRecord | None = None
+    # Entries registered before the engine was recorded have none (and stay as written).
+    engine: EngineRecord | None = None
 
     @classmethod
     def coerce(cls, entry: RegistryEntry | dict[str, Any]) -> RegistryEntry:

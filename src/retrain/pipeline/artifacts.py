@@ -30,6 +30,17 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
     "numpy.dtype",
+    # The gradient-boosting built-ins (pipeline/boosting.py).  Their boosters restore from
+    # the library's own model format (LightGBM's model text, XGBoost's UBJSON bytes), parsed
+    # by the library, not unpickled; the estimators around them hold plain parameters.
+    "lightgbm.sklearn.LGBMClassifier",
+    "lightgbm.sklearn.LGBMRegressor",
+    "lightgbm.basic.Booster",
+    "collections.OrderedDict",  # LightGBM's record of its parameters
+    "xgboost.sklearn.XGBClassifier",
+    "xgboost.sklearn.XGBRegressor",
+    "xgboost.core.Booster",
+    "retrain.pipeline.boosting.LabelEncoded",  # our labels <-> class indices wrapper
 )
 
 
@@ -167,9 +178,15 @@ def load_verified(
             try:
                 model = _sio().load(path, trusted=found)
             except (ImportError, AttributeError) as exc:
+                missing = getattr(exc, "name", None) or ""
+                hint = (
+                    "; install the `boost` extra (.ci/install --extra boost)"
+                    if missing.split(".")[0] in ("lightgbm", "xgboost")
+                    else ""
+                )
                 raise ArtifactError(
                     f"{display}: the model refers to code that is not importable here "
-                    f"({type(exc).__name__}: {exc})"
+                    f"({type(exc).__name__}: {exc}){hint}"
                 ) from None
     if _shared is not None:
         _shared[key] = model

@@ -10,7 +10,9 @@ Three ways to name it:
   Pipeline, for the team's own feature engineering.
 
 The first two are wrapped in the standard preprocessing (median imputation, scaling where it
-matters, one-hot encoding of categoricals); a pipeline function brings its own.  The config
+matters, one-hot encoding of categoricals), except the gradient-boosting built-ins
+(``lightgbm``, ``xgboost``: missing values passed through, ordinal categories; see
+:mod:`retrain.pipeline.boosting`); a pipeline function brings its own.  The config
 model only checks shapes; importing and checking the class happens here, and a failure is a
 one-line :class:`ConfigError` naming ``configs/model.yaml`` (exit 2).
 """
@@ -29,9 +31,15 @@ from retrain.core.errors import ConfigError
 
 MODEL_YAML = "configs/model.yaml"
 _LINEAR = {"logistic_regression", "ridge", "linear_regression"}
+# Built-ins with their own preprocessing and a data-parallel Dask fit (pipeline/boosting.py).
+BOOSTED_BUILTINS = frozenset({"lightgbm", "xgboost"})
 
 
 def _builtin_class(name: str, task: str) -> type:
+    from retrain.pipeline import boosting
+
+    if boosting.is_boosted(name):
+        return boosting.builtin_class(name, task)
     from sklearn import ensemble, linear_model, tree
 
     table: dict[str, tuple[type | None, type | None]] = {
@@ -149,6 +157,11 @@ def _estimator(cfg: Config) -> Any:
         if wrong:
             raise ConfigError(f"{MODEL_YAML}: estimator: {model.estimator} cannot do {task}")
     params = dict(model.params)
+    if model.builtin:
+        from retrain.pipeline import boosting
+
+        if boosting.is_boosted(model.estimator):
+            params = {**boosting.default_params(str(model.estimator)), **params}
     if "random_state" in valid:
         params.setdefault("random_state", model.random_state)
     try:
@@ -213,6 +226,16 @@ def build_model(cfg: Config) -> Any:
     """
     if cfg.model.pipeline is not None:
         model = _from_function(cfg)
+    elif cfg.model.estimator in BOOSTED_BUILTINS:
+        from retrain.pipeline import boosting
+
+        ds = cfg.dataset
+        model = boosting.pipeline(
+            [f.name for f in ds.features if f.type == "numeric"],
+            [f.name for f in ds.features if f.type == "categorical"],
+            _estimator(cfg),
+            ds.task,
+        )
     else:
         scale = not cfg.model.builtin or cfg.model.estimator in _LINEAR
         model = _preprocessed(cfg, _estimator(cfg), scale)

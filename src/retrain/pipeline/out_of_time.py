@@ -120,10 +120,13 @@ def _empty(path: Path, frame: pd.DataFrame) -> None:
     write(path, frame.iloc[:0], np.empty(0, dtype=object), None, None)
 
 
-def fit_and_write(cfg: Config, frame: pd.DataFrame) -> dict[str, Any]:
+def fit_and_write(cfg: Config, frame: pd.DataFrame, eng: Any = None) -> dict[str, Any]:
     """The train stage's second fit: the configured model, unfitted, fit on the window without
     its newest rows, its predictions on them written to :data:`SLICE_FILE`.  Returns the
-    record for ``training.json`` (``rows`` 0 and a ``note`` when there is no judgement)."""
+    record for ``training.json`` (``rows`` 0 and a ``note`` when there is no judgement).
+
+    ``eng`` (a :class:`retrain.pipeline.engine.Engine`) fits it where the shipped model was
+    fitted, on the Dask cluster for ``engine: dask``; None fits in this process."""
     import time
 
     from retrain.pipeline import estimators
@@ -145,7 +148,8 @@ def fit_and_write(cfg: Config, frame: pd.DataFrame) -> dict[str, Any]:
     started = time.perf_counter()
     model = estimators.build_model(cfg)
     try:
-        model.fit(cut.fit[ds.feature_names], cut.fit[ds.target])
+        X, y = cut.fit[ds.feature_names], cut.fit[ds.target]
+        model = model.fit(X, y) if eng is None else eng.fit(model, cut.fit, X, y)
     except ValueError as exc:  # e.g. a class the older rows lack: no judgement, no failure
         note = f"the fit without the slice failed ({str(exc).strip().splitlines()[0]})"
         progress(f"train: no out-of-time judgement: {note}")

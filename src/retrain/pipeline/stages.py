@@ -24,6 +24,7 @@ from retrain.core.registry import write_atomic
 from retrain.pipeline import (
     artifacts,
     dataset,
+    engine,
     estimators,
     latency,
     metrics,
@@ -236,22 +237,43 @@ def fit_lean(model: Any, data: dataset.TrainingData, ds: Any) -> None:
 
 def train(cfg: Config) -> dict[str, Any]:
     """Fit the model on the training window (or continue production's on the new batches);
-    write the model (skops) and training.json; log an MLflow run and register a version."""
-    from retrain.pipeline import tracking
+    write the model (skops) and training.json; log an MLflow run and register a version.
 
+    ``model.yaml: engine`` says where the fit runs (:mod:`retrain.pipeline.engine`); the
+    engine connects before the data is read, so an unreachable Dask scheduler fails first."""
     root = cfg.root
-    ds = cfg.dataset
     for rel in (MODEL_FILE, TRAINING_FILE, out_of_time.SLICE_FILE):
         (root / rel).unlink(missing_ok=True)
     faults.point("stage:train")
     pipe = build_pipeline(cfg)  # a bad model config fails before the data is read
-    data = dataset.load_batches(ds, root)
+    with engine.session(cfg) as eng:  # and an unreachable cluster before it too
+        fitted = _fit(cfg, pipe, eng)
+        where = eng.record()
+    return _record(cfg, fitted, where)
+
+
+@dataclass
+class _Fitted:
+    pipe: Any
+    rows: int  # the rows fitted on
+    example: pd.DataFrame  # three of them, for MLflow's input example
+    data: dataset.TrainingData  # its frame empty after a full fit (fit_lean)
+    plan: WarmPlan
+    seconds: float
+    trivial_record: dict[str, Any]
+    slice_record: dict[str, Any]
+
+
+def _fit(cfg: Config, pipe: Any, eng: engine.Engine) -> _Fitted:
+    """Read the window and fit (or continue production's model) on the engine."""
+    ds = cfg.dataset
+    data = dataset.load_batches(ds, cfg.root)
     rows, example = len(data.frame), data.features(ds).head(3).copy()
     # Taken from the whole window before the fit lets its rows go (fit_lean): the trivial
     # baseline's constant (warm start or not; the trivial_baseline gate) and the out-of-time
-    # second fit (not in train_seconds).
+    # second fit, on the same engine as the shipped model's (not in train_seconds).
     trivial_record = trivial.record(ds.task, data.frame[ds.target])
-    slice_record = out_of_time.fit_and_write(cfg, data.frame)
+    slice_record = out_of_time.fit_and_write(cfg, data.frame, eng)
     warm = cfg.model.training.mode == "warm_start"
     plan = plan_training(cfg, data) if warm else WarmPlan("full")
     started = time.perf_counter()
@@ -273,11 +295,23 @@ def train(cfg: Config) -> dict[str, Any]:
             progress(f"train: full retrain ({plan.note})")
         progress(f"train: fitting {cfg.model.label} on {rows} rows ({data.start} … {data.end})")
         try:
-            fit_lean(pipe, data, ds)
+            pipe = eng.fit_window(pipe, data, ds)
         except ValueError as exc:
             first = str(exc).strip().splitlines()[0]
             raise ConfigError(f"configs/model.yaml: params: {first}") from None
     seconds = time.perf_counter() - started
+    return _Fitted(pipe, rows, example, data, plan, seconds, trivial_record, slice_record)
+
+
+def _record(cfg: Config, fitted: _Fitted, where: dict[str, Any]) -> dict[str, Any]:
+    """Save the fitted model, log it to MLflow, write training.json."""
+    from retrain.pipeline import tracking
+
+    pipe, data, plan, seconds = fitted.pipe, fitted.data, fitted.plan, fitted.seconds
+    rows = fitted.rows
+    root = cfg.root
+    ds = cfg.dataset
+    warm = cfg.model.training.mode == "warm_start"
     classes = [str(c) for c in pipe.classes_] if ds.task == "classification" else None
     schema = dataset.schema_of(ds, classes)
     trusted = artifacts.trusted_types(cfg.model.trusted_types)
@@ -304,8 +338,9 @@ def train(cfg: Config) -> dict[str, Any]:
         "artifact": {"path": MODEL_FILE, **ref},
         "train_seconds": round(seconds, 3),
         "environment": environment.capture(root, pipe),
-        "trivial_baseline": trivial_record,
-        "out_of_time": slice_record,
+        "engine": where,
+        "trivial_baseline": fitted.trivial_record,
+        "out_of_time": fitted.slice_record,
     }
     if warm:
         info["training"] = plan.record(rows)
@@ -317,6 +352,7 @@ def train(cfg: Config) -> dict[str, Any]:
         "dvc_data_hash": str(data_hash),
         "schema_fingerprint": schema["fingerprint"],
     }
+    tags.update({("engine" if k == "name" else f"engine_{k}"): str(v) for k, v in where.items()})
     if warm:
         tags["training_mode"] = plan.mode
         tags["parent_version"] = plan.parent.version if plan.parent is not None else ""
@@ -327,7 +363,7 @@ def train(cfg: Config) -> dict[str, Any]:
         metrics={"train_seconds": seconds, "train_rows": rows},
         tags=tags,
         card_path=card_tmp,
-        example=example,
+        example=fitted.example,
         trusted_types=trusted,
     )
     card_tmp.unlink(missing_ok=True)

@@ -68,7 +68,7 @@ def log_training(
             skops_trusted_types=trusted_types,
             input_example=example,
             registered_model_name=cfg.release.model_name,
-            pip_requirements=model_requirements(),
+            pip_requirements=model_requirements(model),
         )
     version = getattr(info, "registered_model_version", None)
     return {
@@ -85,11 +85,16 @@ def log_training(
 MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "skops", "numpy", "pandas", "scipy")
 
 
-def model_requirements() -> list[str]:
+def model_requirements(model: Any = None) -> list[str]:
+    """Pins for loading the logged model: :data:`MODEL_REQUIREMENTS` plus the distributions
+    of the model's own classes (``lightgbm``, ``xgboost-cpu``: retrain.core.environment)."""
     from importlib.metadata import PackageNotFoundError, version
 
+    from retrain.core.environment import model_distributions
+
+    extra = model_distributions(model) if model is not None else []
     pins = []
-    for dist in MODEL_REQUIREMENTS:
+    for dist in [*MODEL_REQUIREMENTS, *extra]:
         try:
             pins.append(f"{dist}=={version(dist)}")
         except PackageNotFoundError:

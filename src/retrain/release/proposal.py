@@ -136,6 +136,9 @@ def _optional(t: dict[str, Any]) -> dict[str, Any]:
     # the software it was trained with (training.json of older runs has none)
     if t.get("environment"):
         out["environment"] = reg.EnvironmentRecord.model_validate(t["environment"])
+    # where it was fitted: the engine and the cluster's size (older runs recorded none)
+    if t.get("engine"):
+        out["engine"] = reg.EngineRecord.model_validate(t["engine"])
     # model.yaml training.mode: warm_start names the parent version (an extra key)
     if t.get("training"):
         out["training"] = {k: t["training"].get(k) for k in ("mode", "parent", "note")}
@@ -171,6 +174,7 @@ def model_card(cfg: Config, entry: reg.RegistryEntry, j: Judgement) -> dict[str,
         "mlflow": entry.mlflow.to_dict(),
         "known_limitations": list(cfg.release.known_limitations),
         **({"environment": entry.environment.to_dict()} if entry.environment else {}),
+        **({"engine": entry.engine.to_dict()} if entry.engine else {}),
         **(
             {"training": extra["training"], "parent_version": extra["training"]["parent"]}
             if (extra := entry.model_extra or {}).get("training")
@@ -227,6 +231,7 @@ def report_context(
         "branch": branch,
         "pr_url": pr_url,
         "cost": j.cost,
+        "engine": j.training.get("engine"),
     }
 
 

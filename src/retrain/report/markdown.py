@@ -35,6 +35,8 @@ The ctx shape
       "branch": "retrain/v1.2.0" | None,
       "cost": {"wall_seconds", "cpu_seconds", "fit_seconds", "fit_share"} | None,
                                 # what the retrain cost (retrain.run measures it)
+      "engine": {"name": "local" | "dask", "cluster"?, "workers", "threads", "fit"?} | None,
+                                # where the fit ran (training.json; retrain.pipeline.engine)
       "pr_url": url | None,
       "base_url": url | None,   # optional: prefix for relative links (plots, model card);
                                 # GitHub does not resolve relative links in a PR body
@@ -393,6 +395,7 @@ def _view(ctx: Mapping[str, Any]) -> dict[str, Any]:
         "frozen": m.get("frozen_holdout") or {},
         "key_examples": (m.get("key_examples") or {}).get("rows") or [],
         "cost": ctx.get("cost") or {},
+        "engine": ctx.get("engine") or {},
         "primary": primary,
         "metric_rows": metric_rows,
         "has_subgroups": bool(m.get("subgroups")),

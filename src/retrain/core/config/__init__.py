@@ -21,12 +21,15 @@ from retrain.core.config.base import (
 )
 from retrain.core.config.data import (
     BUILTIN_ESTIMATORS,
+    ENGINES,
     WARM_STARTABLE_BUILTINS,
+    DaskSettings,
     DatasetConfig,
     FeatureSpec,
     ModelConfig,
     TrainingMode,
     TriggersConfig,
+    dask_address_problem,
 )
 from retrain.core.config.decide import (
     ColumnThresholds,
@@ -57,6 +60,9 @@ __all__ = [
     "FeatureSpec",
     "DatasetConfig",
     "BUILTIN_ESTIMATORS",
+    "ENGINES",
+    "DaskSettings",
+    "dask_address_problem",
     "WARM_STARTABLE_BUILTINS",
     "TrainingMode",
     "ModelConfig",

@@ -116,6 +116,8 @@ BUILTIN_ESTIMATORS: tuple[str, ...] = (
     "decision_tree",
     "ridge",
     "linear_regression",
+    "lightgbm",  # the `boost` extra; data-parallel on a Dask cluster with engine: dask
+    "xgboost",
 )
 # Built-in names that can continue from a fitted model (``warm_start`` or ``partial_fit``).
 WARM_STARTABLE_BUILTINS = frozenset(
@@ -132,6 +134,43 @@ class TrainingMode(Strict):
     full_every: int = Field(
         default=4, ge=1, description="every N-th version in a warm-start chain is a full retrain"
     )
+
+
+ENGINES: tuple[str, ...] = ("local", "dask")
+# Dask scheduler addresses: scheme://host:port (tcp, tls, ws, wss, ucx), as Client takes them.
+_DASK_ADDRESS = r"^(tcp|tls|ws|wss|ucx)://(\[[0-9A-Fa-f:.]+\]|[^\s/@:\[\]]+):[0-9]{1,5}$"
+
+
+def dask_address_problem(value: str) -> str | None:
+    """Why ``value`` is not a Dask scheduler address (None when it is one)."""
+    import re
+
+    if re.match(_DASK_ADDRESS, value):
+        return None
+    return "expected a scheduler address such as tcp://dask-scheduler:8786"
+
+
+class DaskSettings(Strict):
+    """``model.yaml: dask``: where ``engine: dask`` trains (``retrain.pipeline.engine``)."""
+
+    scheduler_address: str | None = Field(
+        default=None,
+        description="a running cluster's scheduler (DASK_SCHEDULER_ADDRESS overrides it); "
+        "none: an in-process LocalCluster",
+    )
+    local_workers: int = Field(default=2, ge=1, le=64, description="LocalCluster worker processes")
+    threads_per_worker: int = Field(default=1, ge=1, le=64, description="LocalCluster threads")
+    connect_timeout_seconds: float = Field(
+        default=10, gt=0, le=300, description="how long an unreachable scheduler is waited for"
+    )
+
+    @field_validator("scheduler_address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        problem = None if value is None else dask_address_problem(value)
+        if problem:
+            raise PydanticCustomError("dask_address", problem)
+        return value
 
 
 class ModelConfig(Strict):
@@ -152,6 +191,10 @@ class ModelConfig(Strict):
         description="types the saved model may contain beyond the built-in skops allow-list",
     )
     training: TrainingMode = TrainingMode()
+    engine: Literal["local", "dask"] = Field(
+        default="local", description="where the model is fitted: this process, or a Dask cluster"
+    )
+    dask: DaskSettings = DaskSettings()
 
     @field_validator("estimator")
     @classmethod
