@@ -244,8 +244,10 @@ def setup(name: str, old: list[tuple[int, int, int]], new: tuple[int, int, int])
     batches = sb.root / "data" / "batches"
     for f in batches.glob("*.csv"):
         f.unlink()
-    for i, (year, half, rows) in enumerate(old):
-        write_half_year(batches / f"{year}-H{half}.parquet", rows, year, half, seed=100 + i)
+    for i, (old_year, old_half, old_rows) in enumerate(old):  # (not the new batch's names)
+        write_half_year(
+            batches / f"{old_year}-H{old_half}.parquet", old_rows, old_year, old_half, seed=100 + i
+        )
     _set_model(sb.root, {"estimator": "hist_gradient_boosting", "params": {}})
     _loosen_gates(sb.root)
     sb.git("add", "-A")
