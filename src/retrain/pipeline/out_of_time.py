@@ -63,17 +63,21 @@ def split(frame: pd.DataFrame, cfg: DatasetConfig) -> tuple[Slice | None, str]:
     k = math.ceil(oot.share * n)
     if k < oot.min_rows:
         return None, (f"{k} newest row(s) of {n} is fewer than out_of_time.min_rows {oot.min_rows}")
+    # The newest rows are a suffix of the frame in time order: cut with positions, so under
+    # copy-on-write neither part copies the window (load_batches returns it sorted already).
     if cfg.time_column:
-        ordered = frame.sort_values(cfg.time_column, kind="stable").reset_index(drop=True)
+        ordered = frame
+        if not frame[cfg.time_column].is_monotonic_increasing:
+            ordered = frame.sort_values(cfg.time_column, kind="stable")
+        ordered = ordered.reset_index(drop=True)
         times = ordered[cfg.time_column]
-        cutoff = times.iloc[n - k]
-        newest = (times >= cutoff).to_numpy()
+        first = int(times.searchsorted(times.iloc[n - k], side="left"))  # the whole timestamp
         by = "time"
     else:
         ordered = frame.reset_index(drop=True)
-        newest = np.arange(n) >= n - k
+        first = n - k
         by = "batch order"
-    judged, fit = ordered[newest], ordered[~newest]
+    judged, fit = ordered.iloc[first:], ordered.iloc[:first]
     if len(fit) < oot.min_rows:
         return None, f"only {len(fit)} row(s) would be left to fit on"
     start = end = None
