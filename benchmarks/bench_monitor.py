@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 from retrain.core import registry as reg  # noqa: E402
 from retrain.serve import predlog  # noqa: E402
+from tests.rollout_frames import hand_entry  # noqa: E402
 
 DATA = ROOT / "benchmarks" / ".data" / "monitor"
 GENERATOR = 1  # bump when the generated log changes, so a kept one is not reused
@@ -63,25 +64,14 @@ SIZES, SIZE_P = np.array([1, 10, 100]), np.array([0.5, 0.3, 0.2])
 
 # --------------------------------------------------------------------------- the project
 def _entry(version: str, created: str, accuracy: float) -> dict[str, Any]:
-    return {
-        "version": version,
-        "created": created,
-        "bump": "initial" if version == "1.0.0" else "minor",
-        "code_commit": "c0ffee" + version.replace(".", ""),
-        "data": {
-            "files": {"data/batches/b.csv": 100},
-            "start": "2025-01-01",
-            "end": "2025-12-01",
-            "total_rows": 100,
-        },  # fmt: skip
-        "schema": {"fingerprint": "sha256:x"},
-        "artifact": {
-            "path": f"artifacts/model-{version}.skops",
-            "md5": version.replace(".", "").ljust(32, "0"),
-            "sha256": version.replace(".", "").ljust(64, "a"),
-        },
-        "metrics": {"overall": {"accuracy": accuracy}},
-    }
+    return hand_entry(
+        version,
+        created=created,
+        accuracy=accuracy,
+        files={"data/batches/b.csv": 100},
+        start="2025-01-01",
+        end="2025-12-01",
+    )
 
 
 def make_project(root: Path) -> Path:

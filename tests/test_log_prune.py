@@ -27,30 +27,21 @@ from retrain.core.config import load_config, load_serve_config
 from retrain.rollout import monitor, retention
 from retrain.serve.predlog import labels, open_log, predictions
 from tests.conftest import PROJECT
+from tests.rollout_frames import hand_entry
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 def _entry(version: str) -> dict:
-    return {
-        "version": version,
-        "created": "2026-01-01T00:00:00Z",
-        "bump": "initial" if version == "0.9.0" else "minor",
-        "code_commit": "c0ffee" + version.replace(".", ""),
-        "data": {
-            "files": {"data/b.csv": 9},
-            "start": "2025-01-01",
-            "end": "2025-10-01",
-            "total_rows": 9,
-        },  # fmt: skip
-        "schema": {"fingerprint": "sha256:x"},
-        "artifact": {
-            "path": f"artifacts/model-{version}.skops",
-            "md5": version.replace(".", "").ljust(32, "0"),
-            "sha256": version.replace(".", "").ljust(64, "a"),
-        },
-        "metrics": {"overall": {"accuracy": 0.8}},
-    }
+    return hand_entry(
+        version,
+        created="2026-01-01T00:00:00Z",
+        accuracy=0.8,
+        files={"data/b.csv": 9},
+        start="2025-01-01",
+        end="2025-10-01",
+        initial="0.9.0",
+    )
 
 
 def _commit(root: Path, message: str, when: datetime) -> None:

@@ -33,31 +33,21 @@ from retrain.rollout import analysis, monitor
 from retrain.rollout.logsql import SqlView
 from retrain.serve.predlog import PredictionLog, open_log
 from tests.conftest import PROJECT
+from tests.rollout_frames import hand_entry
 
 STEP_AT = "2026-11-20T00:00:00+00:00"
 CLASSES = ["drizzle", "fog", "rain", "snow", "sun"]
 
 
 def _entry(version: str, accuracy: float) -> dict:
-    return {
-        "version": version,
-        "created": "2026-11-01T00:00:00Z",
-        "bump": "initial" if version == "1.0.0" else "minor",
-        "code_commit": "c0ffee" + version.replace(".", ""),
-        "data": {
-            "files": {"data/batches/b.csv": 9},
-            "start": "2026-01-01",
-            "end": "2026-10-01",
-            "total_rows": 9,
-        },  # fmt: skip
-        "schema": {"fingerprint": "sha256:x"},
-        "artifact": {
-            "path": f"artifacts/model-{version}.skops",
-            "md5": version.replace(".", "").ljust(32, "0"),
-            "sha256": version.replace(".", "").ljust(64, "a"),
-        },
-        "metrics": {"overall": {"accuracy": accuracy}},
-    }
+    return hand_entry(
+        version,
+        created="2026-11-01T00:00:00Z",
+        accuracy=accuracy,
+        files={"data/batches/b.csv": 9},
+        start="2026-01-01",
+        end="2026-10-01",
+    )
 
 
 def make_project(root: Path, rollout: reg.Rollout, analysis_keys: str = "") -> Path:

@@ -31,6 +31,7 @@ from retrain.serve import audit, feedback
 from retrain.serve.logwriter import LogWriter
 from retrain.serve.predlog import open_log
 from tests.conftest import PROJECT
+from tests.rollout_frames import hand_entry
 
 FILES = {
     f"data/batches/{b}.csv": n for b, n in zip(example.BATCHES[:3], (182, 184, 181), strict=True)
@@ -39,20 +40,14 @@ LABELS = ["drizzle", "fog", "rain", "snow", "sun"]
 
 
 def _entry(version: str, created: str, accuracy: float) -> dict:
-    return {
-        "version": version,
-        "created": created,
-        "bump": "initial" if version == "1.0.0" else "minor",
-        "code_commit": "c0ffee" + version.replace(".", ""),
-        "data": {"files": FILES, "start": "2012-07-01", "end": "2013-06-30", "total_rows": 547},
-        "schema": {"fingerprint": "sha256:x"},
-        "artifact": {
-            "path": f"artifacts/model-{version}.skops",
-            "md5": version.replace(".", "").ljust(32, "0"),
-            "sha256": version.replace(".", "").ljust(64, "a"),
-        },
-        "metrics": {"overall": {"accuracy": accuracy}},
-    }
+    return hand_entry(
+        version,
+        created=created,
+        accuracy=accuracy,
+        files=FILES,
+        start="2012-07-01",
+        end="2013-06-30",
+    )
 
 
 def _commit(root: Path, message: str, date: str) -> str:

@@ -226,6 +226,20 @@ class Auth:
             "predictions_need_token": self.predictions_need_token,
         }
 
+    def _some_tokens(self, what: str) -> None:
+        """Raise unless the tokens file is readable and names at least one token: 503 for a
+        broken file (never the old set), 403 when none is configured (fail closed)."""
+        tokens, error = self.tokens.current()
+        if error:
+            raise AuthError(503, "authorization", f"{error}; no token is accepted until fixed")
+        if not tokens:
+            raise AuthError(
+                403,
+                "authorization",
+                f"{what} needs a bearer token and this server has none configured: "
+                + HOW_TO_ENABLE,
+            )
+
     def authorize(self, request: Request, scope: Scope) -> Principal | None:
         """The caller, or :class:`AuthError`; None when ``scope`` needs no token here."""
         if scope == "predict" and not self.predictions_need_token:
@@ -235,16 +249,7 @@ class Auth:
         if header is None:
             if scope == "feedback" and self.dev_open_feedback and _loopback(request):
                 return DEV
-            tokens, error = self.tokens.current()
-            if error:
-                raise AuthError(503, "authorization", f"{error}; no token is accepted until fixed")
-            if not tokens:
-                raise AuthError(
-                    403,
-                    "authorization",
-                    f"{what} needs a bearer token and this server has none configured: "
-                    + HOW_TO_ENABLE,
-                )
+            self._some_tokens(what)
             raise AuthError(
                 401,
                 "authorization",
@@ -260,16 +265,7 @@ class Auth:
                 "expected 'Authorization: Bearer <token>'",
                 headers={"WWW-Authenticate": f'{REALM}, error="invalid_request"'},
             )
-        tokens, error = self.tokens.current()
-        if error:
-            raise AuthError(503, "authorization", f"{error}; no token is accepted until fixed")
-        if not tokens:
-            raise AuthError(
-                403,
-                "authorization",
-                f"{what} needs a bearer token and this server has none configured: "
-                + HOW_TO_ENABLE,
-            )
+        self._some_tokens(what)
         principal = self.tokens.match(presented)
         if principal is None:
             raise AuthError(
