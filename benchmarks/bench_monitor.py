@@ -35,7 +35,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -48,6 +47,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
+
+from bench_serve import source_of  # noqa: E402  (benchmarks/: the script's folder)
 
 from retrain.core import registry as reg  # noqa: E402
 from retrain.serve import predlog  # noqa: E402
@@ -279,17 +280,6 @@ def monitor(project: Path, url: str, src: Path | None, timeout: float, max_rss_g
         out.seek(0)
         doc = json.loads(out.read())
         return Run(seconds, usage.ru_maxrss / 1024, doc["verdict"], load)
-
-
-def source_of(ref: str, into: Path) -> Path:
-    """The ``src/`` of git ``ref`` of this repository, unpacked into ``into``."""
-    into.mkdir(parents=True, exist_ok=True)
-    archive = into / "src.tar"
-    with archive.open("wb") as f:
-        subprocess.run(["git", "archive", ref, "src"], cwd=ROOT, check=True, stdout=f)
-    with tarfile.open(archive) as tar:
-        tar.extractall(into, filter="data")
-    return into / "src"
 
 
 def main() -> None:
