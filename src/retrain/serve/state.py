@@ -60,7 +60,7 @@ class ServeState:
     batcher: Batcher
     reconciler: Reconciler
     recorder: Recorder | None
-    writer: Any  # retrain.serve.logwriter.LogWriter, or None when the log is off or unreachable
+    writer: Any  # retrain.serve.logproc.ProcessLogWriter (the writer process), or None when off or unreachable
     log_error: str | None
     restart_needed: str | None = None  # a followed revision changed what only a restart applies
     auth: Auth = field(default_factory=lambda: Auth(TokenFile(None)))
