@@ -194,16 +194,47 @@ def test_old_artifacts_are_evicted_keeping_production_rollout_and_the_newest(tmp
         (store / f"{sha}.skops").write_bytes(b"model")
     (store / "notes.txt").write_text("not an artifact")
     (store / f"{'e' * 64}.part").write_bytes(b"half a fetch")
+    (store / f"{'d' * 64}.4242-0a1b2c3d.part").write_bytes(b"half a fetch of a dead process")
     registry = registry_of(shas, production=0, canary=2)
     now = (store / f"{shas[0]}.skops").stat().st_mtime + 3600
     gone = evict.evict_artifacts(tmp_path, registry, keep_last=2, now=now)
     left = sorted(p.name for p in store.iterdir())
     kept = {shas[0], shas[2], shas[5], shas[6]}  # production, canary, the newest two
     assert left == sorted([f"{s}.skops" for s in kept] + ["notes.txt"])
-    assert len(gone) == 4  # three versions and the leftover .part
+    assert len(gone) == 5  # three versions and the leftover .part files
     # A copy written a moment ago (another process about to load it) is left alone.
     (store / f"{shas[1]}.skops").write_bytes(b"just fetched")
     assert evict.evict_artifacts(tmp_path, registry, keep_last=2) == []
+
+
+def test_two_processes_fetching_one_version_at_once_both_get_it_verified(tmp_path, monkeypatch):
+    """A server following git and `retrain promote` fetch a new version at the same moment
+    (the drill does exactly this).  Here the second fetch runs, whole, between the first's
+    copy and its sha256 check: each must hash its own copy, never the other's."""
+    from dvc.repo import Repo
+
+    Repo.init(str(tmp_path), no_scm=True)
+    model = tmp_path / "model.skops"
+    model.write_bytes(os.urandom(1 << 20))
+    ref = reg.ArtifactRef.model_validate(
+        {"path": "artifacts/model.skops", **artifacts.describe(model)}
+    )
+    cache = artifacts.cache_path(tmp_path, ref.md5)
+    cache.parent.mkdir(parents=True)
+    shutil.copyfile(model, cache)
+
+    real, nested = artifacts.sha256_of, []
+
+    def sha256_with_a_neighbour(path):
+        if not nested:
+            nested.append(None)
+            nested[0] = artifacts.fetch(tmp_path, ref, "1.0.1")  # the other process
+        return real(path)
+
+    monkeypatch.setattr(artifacts, "sha256_of", sha256_with_a_neighbour)
+    got = artifacts.fetch(tmp_path, ref, "1.0.1")
+    assert nested == [got] and real(got) == ref.sha256
+    assert sorted(p.name for p in got.parent.iterdir()) == [got.name]  # no copy left behind
 
 
 # --------------------------------------------------------------------------- jitter

@@ -9,6 +9,8 @@ and only then is it deserialised, with skops' allow-list of types.
 from __future__ import annotations
 
 import hashlib
+import os
+import secrets
 import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -375,7 +377,9 @@ def fetch(root: Path, ref: ArtifactRef | dict[str, Any], version: str) -> Path:
     if target.is_file() and sha256_of(target) == ref.sha256:
         return target
     store.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".part")
+    # A name of this process's own: a server following git and a `retrain promote` beside it
+    # fetch the same version at the same moment, and one must not hash the other's half copy.
+    tmp = store / f"{ref.sha256}.{os.getpid()}-{secrets.token_hex(4)}.part"
     source = cache_path(root, ref.md5)
     if source.is_file():
         shutil.copyfile(source, tmp)

@@ -26,7 +26,7 @@ STORE = Path(".retrain") / "artifacts"
 KEEP_LAST = 3
 GRACE_SECONDS = 60.0
 _ARTIFACT = re.compile(r"^(?P<sha>[0-9a-f]{64})\.(?P<fmt>[A-Za-z0-9]+)$")
-_PART = re.compile(r"^[0-9a-f]{64}\.part$")
+_PART = re.compile(r"^[0-9a-f]{64}(\.[0-9]+-[0-9a-f]+)?\.part$")  # a fetch's copy
 
 
 def keep_set(registry: reg.Registry, keep_last: int) -> set[str]:
