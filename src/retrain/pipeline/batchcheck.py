@@ -74,7 +74,7 @@ def remember(root: Path, record_key: str, rows: dict[str, int]) -> None:
     path = Path(root) / RECORD
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # a run and a verify at once
         tmp.write_text(json.dumps({"key": record_key, "rows": rows}, sort_keys=True))
         tmp.replace(path)
     except OSError:
