@@ -459,6 +459,9 @@ def print_table(results: list[dict[str, Any]]) -> None:
              _gb(r["peak_tree"]), _gb(r["maxrss_largest"]), peak_stage,
              f"{r['load_before']:.1f}→{r['load_after']:.1f}"]
         )  # fmt: skip
+    if not rows:
+        print(f"no saved runs under {RESULTS}; run the benchmark first (see --help)")
+        return
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
 
     def line(cells: list[str]) -> str:
