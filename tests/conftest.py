@@ -72,15 +72,37 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> None:
     mp.undo()
 
 
-@pytest.fixture
-def fake_gh(tmp_path: Path) -> Path:
-    """A ``gh`` on PATH that records its calls to the returned JSON-lines file."""
-    bindir = tmp_path / "fake-bin"
+def install_fake_gh(base: Path) -> Path:
+    """Put the recording ``gh`` in ``base/fake-bin``; returns the JSON-lines file it writes
+    (hand it to :class:`Cli`, which puts the folder first on PATH)."""
+    bindir = base / "fake-bin"
     bindir.mkdir()
     gh = bindir / "gh"
     gh.write_text(FAKE_GH)
     gh.chmod(0o755)
-    return tmp_path / "gh-calls.jsonl"
+    return base / "gh-calls.jsonl"
+
+
+@pytest.fixture
+def fake_gh(tmp_path: Path) -> Path:
+    """A ``gh`` on PATH that records its calls to the returned JSON-lines file."""
+    return install_fake_gh(tmp_path)
+
+
+def config_without_model_triggers(root: Path, **triggers_update):
+    """The project's config at ``root`` with the triggers that score production's model off
+    (prediction drift, performance): for tests whose production entry has no artifact."""
+    from retrain.core.config import load_config
+
+    cfg = load_config(root)
+    t = cfg.triggers.model_copy(
+        update={
+            "prediction_drift": cfg.triggers.prediction_drift.model_copy(update={"enabled": False}),
+            "performance": cfg.triggers.performance.model_copy(update={"enabled": False}),
+            **triggers_update,
+        }
+    )
+    return cfg.model_copy(update={"triggers": t})
 
 
 def gh_calls(log: Path) -> list[dict]:

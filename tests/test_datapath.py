@@ -33,6 +33,7 @@ from retrain.decide import drift, triggers
 from retrain.pipeline import batchcheck, batchread, dataset, stages
 from retrain.pipeline.profiles import CategoricalProfile, NumericProfile, Profile, ValueCounts
 from tests.conftest import PROJECT
+from tests.conftest import config_without_model_triggers as _config
 
 FAST = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -62,18 +63,6 @@ def project(tmp_path: Path) -> Path:
         _to_parquet(csv)
     shutil.copy(PROJECT / "registry.yaml", root / "registry.yaml")
     return root
-
-
-def _config(root: Path):
-    """Model-based triggers off: the production entry below has no artifact."""
-    cfg = load_config(root)
-    t = cfg.triggers.model_copy(
-        update={
-            "prediction_drift": cfg.triggers.prediction_drift.model_copy(update={"enabled": False}),
-            "performance": cfg.triggers.performance.model_copy(update={"enabled": False}),
-        }
-    )
-    return cfg.model_copy(update={"triggers": t})
 
 
 def _production(root: Path, batches: list[str]) -> reg.Registry:

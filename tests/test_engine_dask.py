@@ -33,6 +33,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -51,22 +52,27 @@ BOUNDED = {"accuracy", "balanced_accuracy", "f1_macro", "roc_auc"}
 NO_RETRAIN = 'import sys\nsys.modules["retrain"] = None\n'
 
 
-@pytest.fixture(scope="module")
-def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A LocalCluster of two worker processes without `retrain`, for this module; its address."""
+def _cluster(n_workers: int, preload: Path) -> Any:
+    """A real LocalCluster of worker processes (one thread each) that run ``preload`` first."""
     from distributed import LocalCluster
 
-    preload = tmp_path_factory.mktemp("workers") / "no_retrain.py"
-    preload.write_text(NO_RETRAIN)
-    with LocalCluster(
-        n_workers=2,
+    return LocalCluster(
+        n_workers=n_workers,
         threads_per_worker=1,
         processes=True,
         dashboard_address="127.0.0.1:0",
         silence_logs=logging.ERROR,
         death_timeout=30,
         preload=[str(preload)],
-    ) as cluster:
+    )
+
+
+@pytest.fixture(scope="module")
+def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A LocalCluster of two worker processes without `retrain`, for this module; its address."""
+    preload = tmp_path_factory.mktemp("workers") / "no_retrain.py"
+    preload.write_text(NO_RETRAIN)
+    with _cluster(2, preload) as cluster:
         yield str(cluster.scheduler_address)
 
 
@@ -344,8 +350,6 @@ def test_a_worker_with_other_library_versions_is_refused_by_name(tmp_path: Path)
     LightGBM than the runner.  Training refuses (exit 2, one line naming the worker, the
     library and both versions) rather than fit a model nobody can reproduce.  The worker is
     a real one; its LightGBM is a stand-in package put first on its path by a preload."""
-    from distributed import LocalCluster
-
     old = tmp_path / "old-lock" / "lightgbm"
     old.mkdir(parents=True)
     (old / "__init__.py").write_text('__version__ = "3.3.5"\n')
@@ -355,15 +359,7 @@ def test_a_worker_with_other_library_versions_is_refused_by_name(tmp_path: Path)
     root.mkdir()
     shutil.copytree(PROJECT / "configs", root / "configs")
     (root / "configs" / "model.yaml").write_text("estimator: lightgbm\nengine: dask\n")
-    with LocalCluster(
-        n_workers=1,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address="127.0.0.1:0",
-        silence_logs=logging.ERROR,
-        death_timeout=30,
-        preload=[str(preload)],
-    ) as cluster:
+    with _cluster(1, preload) as cluster:
         worker = next(iter(cluster.scheduler_info["workers"]))
         res = _train(root, {"DASK_SCHEDULER_ADDRESS": str(cluster.scheduler_address)})
     import lightgbm

@@ -29,7 +29,7 @@ import yaml
 from retrain import example
 from retrain.core.config import GatesConfig, load_config
 from retrain.pipeline import out_of_time
-from tests.conftest import FAKE_GH, PROJECT, Cli, bootstrap, gh_calls
+from tests.conftest import PROJECT, Cli, bootstrap, gh_calls, install_fake_gh
 
 DVC = str(Path(sys.executable).with_name("dvc"))
 
@@ -64,11 +64,7 @@ def aged(tmp_path_factory: pytest.TempPathFactory):
     arrive and a retrain is judged."""
     base = tmp_path_factory.mktemp("aged")
     sb = example.make_sandbox(base / "sb", PROJECT)
-    bindir = base / "fake-bin"
-    bindir.mkdir()
-    (bindir / "gh").write_text(FAKE_GH)
-    (bindir / "gh").chmod(0o755)
-    cli = Cli(sb, base / "gh-calls.jsonl")
+    cli = Cli(sb, install_fake_gh(base))
     raw = base / "days.csv"
     daily(600, "2022-01-01", 0).to_csv(raw, index=False)
     cli("init", "--data", str(raw), "--target", "label", "--time-column", "day", "--name", "days")

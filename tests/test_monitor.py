@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from retrain import example
-from tests.conftest import FAKE_GH, Cli, bootstrap, gh_calls
+from tests.conftest import Cli, bootstrap, gh_calls, install_fake_gh
 from tests.rollout_frames import served
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -38,11 +38,7 @@ def fork(tmp_path_factory: pytest.TempPathFactory):
     """v1.0.0 in production and v1.1.0 merged as the canary at 10%; built once."""
     base = tmp_path_factory.mktemp("monitor")
     sb = example.make_sandbox(base / "sb", PROJECT)
-    bindir = base / "fake-bin"
-    bindir.mkdir()
-    (bindir / "gh").write_text(FAKE_GH)
-    (bindir / "gh").chmod(0o755)
-    cli = Cli(sb, base / "gh-calls.jsonl")
+    cli = Cli(sb, install_fake_gh(base))
     release = sb.root / "configs" / "release.yaml"
     release.write_text(re.sub(r"(?ms)^rollout:.*", ROLLOUT, release.read_text()))
     sb.git("commit", "-qam", "release: canary strategy")

@@ -24,6 +24,7 @@ from retrain.core import registry as reg
 from retrain.core.config import load_config
 from retrain.decide import triggers
 from tests.conftest import PROJECT
+from tests.conftest import config_without_model_triggers as _config
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -35,18 +36,6 @@ def project(tmp_path: Path) -> Path:
     example.materialise(root)
     shutil.copy(PROJECT / "registry.yaml", root / "registry.yaml")
     return root
-
-
-def _config(root: Path, **triggers_update):
-    cfg = load_config(root)
-    t = cfg.triggers.model_copy(
-        update={
-            "prediction_drift": cfg.triggers.prediction_drift.model_copy(update={"enabled": False}),
-            "performance": cfg.triggers.performance.model_copy(update={"enabled": False}),
-            **triggers_update,
-        }
-    )
-    return cfg.model_copy(update={"triggers": t})
 
 
 def _production(root: Path, *, age_days: float) -> reg.Registry:

@@ -174,30 +174,31 @@ def _auc_columns(y_true: np.ndarray, classes: Sequence[Any]) -> list[tuple[int, 
     return [(k, y == c) for k, c in enumerate(classes)]
 
 
-def _roc_auc(y_true: np.ndarray, proba: np.ndarray, classes: list[Any]) -> float:
-    from sklearn import metrics as skm
-
-    aucs = [
-        float(skm.roc_auc_score(pos, proba[:, k]))
+def _one_vs_rest(
+    name: str, score: Any, y_true: np.ndarray, proba: np.ndarray, classes: list[Any]
+) -> float:
+    """``score`` of each class against the rest (the positive class alone for two), averaged
+    over the classes these rows hold both ways."""
+    values = [
+        float(score(pos, proba[:, k]))
         for k, pos in _auc_columns(y_true, classes)
         if 0 < int(pos.sum()) < len(pos)
     ]
-    if not aucs:
-        raise ValueError("roc_auc is undefined: these rows hold a single class")
-    return float(np.mean(aucs))
+    if not values:
+        raise ValueError(f"{name} is undefined: these rows hold a single class")
+    return float(np.mean(values))
+
+
+def _roc_auc(y_true: np.ndarray, proba: np.ndarray, classes: list[Any]) -> float:
+    from sklearn import metrics as skm
+
+    return _one_vs_rest("roc_auc", skm.roc_auc_score, y_true, proba, classes)
 
 
 def _average_precision(y_true: np.ndarray, proba: np.ndarray, classes: list[Any]) -> float:
     from sklearn import metrics as skm
 
-    aps = [
-        float(skm.average_precision_score(pos, proba[:, k]))
-        for k, pos in _auc_columns(y_true, classes)
-        if 0 < int(pos.sum()) < len(pos)
-    ]
-    if not aps:
-        raise ValueError("average_precision is undefined: these rows hold a single class")
-    return float(np.mean(aps))
+    return _one_vs_rest("average_precision", skm.average_precision_score, y_true, proba, classes)
 
 
 # --------------------------------------------------------------------------- summaries
